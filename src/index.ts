@@ -1,0 +1,20 @@
+/** peertune's public API: Optuna's shape, in TypeScript. */
+export { createStudy, loadStudy, Study, StudyUsageError } from './study.js';
+export type { CreateStudyOptions, OptimizeOptions, Objective, ObjectiveResult, Callback } from './study.js';
+export { Trial, TrialPruned } from './trial.js';
+export * from './distributions.js';
+export * from './samplers/index.js';
+export * from './pruners/index.js';
+export { InMemoryStorage } from './storage/memory.js';
+export {
+  TRIAL_STATES,
+  isFinished,
+  StorageError,
+  DuplicatedStudyError,
+  StudyNotFoundError,
+} from './storage/storage.js';
+export type { Storage, FrozenTrial, StudyInfo, StudyDirection, TrialState, TrialTemplate } from './storage/storage.js';
+export { paretoFront, dominates, nonDominatedRanks } from './multi-objective.js';
+export { setVerbosity, getVerbosity, setLogSink, logger } from './logging.js';
+export type { LogLevel } from './logging.js';
+export { Rng } from './rng.js';

@@ -1,0 +1,11 @@
+/**
+ * The pruner interface, shaped like Optuna's BasePruner: given the study and a RUNNING trial's
+ * current snapshot (with its reported intermediate values), decide whether to stop it now.
+ * Pruners read the replicated history, so on a swarm every peer's reports count.
+ */
+import type { FrozenTrial } from '../storage/storage.js';
+import type { Study } from '../study.js';
+
+export interface Pruner {
+  prune(study: Study, trial: FrozenTrial): boolean;
+}

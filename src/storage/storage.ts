@@ -1,0 +1,118 @@
+/**
+ * The storage seam. A study, its samplers and its pruners see the trial history only through this
+ * interface, so they never know whether it lives in memory or in a replica that other peers append to
+ * concurrently.
+ *
+ * Reads are synchronous: every peer reads its own local replica, and samplers call them on every
+ * `ask()`. Writes to a trial this peer owns are applied to the local replica synchronously and
+ * persisted/replicated in the background; `finishTrial` and `flush` are the durable points (a trial's
+ * terminal state is on disk before `finishTrial` resolves).
+ *
+ * Trials are identified by `trialId` (`owner:seq`, unique without coordination) and shown by `number`
+ * (assigned by the storage; see each storage for how it keeps numbers stable).
+ */
+import type { Distribution, ParamValue } from '../distributions.js';
+
+export type TrialState = 'WAITING' | 'RUNNING' | 'COMPLETE' | 'PRUNED' | 'FAIL';
+export const TRIAL_STATES: readonly TrialState[] = ['WAITING', 'RUNNING', 'COMPLETE', 'PRUNED', 'FAIL'];
+
+export function isFinished(state: TrialState): boolean {
+  return state === 'COMPLETE' || state === 'PRUNED' || state === 'FAIL';
+}
+
+export type StudyDirection = 'minimize' | 'maximize';
+
+/** An immutable snapshot of one trial, as samplers, pruners and users see it. */
+export interface FrozenTrial {
+  /** `owner:seq`; unique across the swarm. */
+  readonly trialId: string;
+  /** Display number, unique within the study and stable once shown. */
+  readonly number: number;
+  /** Peer id (or `local` for in-memory studies) of the trial's owner, the only writer of its fields. */
+  readonly owner: string;
+  readonly state: TrialState;
+  /** One value per objective direction when COMPLETE (PRUNED: the last intermediate value); otherwise null. */
+  readonly values: readonly number[] | null;
+  /** `values[0]` for single-objective studies, null otherwise (as Optuna's `FrozenTrial.value`). */
+  readonly value: number | null;
+  readonly params: Readonly<Record<string, ParamValue>>;
+  readonly distributions: Readonly<Record<string, Distribution>>;
+  /** step -> value. */
+  readonly intermediateValues: ReadonlyMap<number, number>;
+  readonly userAttrs: Readonly<Record<string, unknown>>;
+  readonly systemAttrs: Readonly<Record<string, unknown>>;
+  readonly datetimeStart: Date | null;
+  readonly datetimeComplete: Date | null;
+}
+
+export interface StudyInfo {
+  readonly studyId: string;
+  readonly studyName: string;
+  readonly directions: readonly StudyDirection[];
+  readonly userAttrs: Readonly<Record<string, unknown>>;
+  readonly systemAttrs: Readonly<Record<string, unknown>>;
+  readonly createdAt: Date;
+}
+
+/** What a new trial starts with (enqueued trials carry fixed params; retries carry `retryOf`). */
+export interface TrialTemplate {
+  state?: 'RUNNING' | 'WAITING';
+  params?: Record<string, ParamValue>;
+  distributions?: Record<string, Distribution>;
+  userAttrs?: Record<string, unknown>;
+  systemAttrs?: Record<string, unknown>;
+}
+
+export class StorageError extends Error {
+  override name = 'StorageError';
+}
+
+export class DuplicatedStudyError extends StorageError {
+  override name = 'DuplicatedStudyError';
+}
+
+export class StudyNotFoundError extends StorageError {
+  override name = 'StudyNotFoundError';
+}
+
+export interface Storage {
+  /** Creates a study; throws DuplicatedStudyError if the name is taken. */
+  createStudy(opts: { studyName: string; directions: StudyDirection[]; userAttrs?: Record<string, unknown> }): Promise<StudyInfo>;
+  /** The study with this name, or null. */
+  getStudy(studyName: string): StudyInfo | null;
+  listStudies(): StudyInfo[];
+  deleteStudy(studyId: string): Promise<void>;
+  setStudyUserAttr(studyId: string, key: string, value: unknown): void;
+  setStudySystemAttr(studyId: string, key: string, value: unknown): void;
+
+  /** Creates a trial owned by this process/peer, RUNNING (default) or WAITING. */
+  createTrial(studyId: string, template?: TrialTemplate): FrozenTrial;
+  /**
+   * Takes the oldest WAITING trial (from `enqueueTrial`) not yet claimed by anyone and returns it as a
+   * RUNNING trial owned by this peer with the fixed params, or null if there is none.
+   */
+  claimWaitingTrial(studyId: string): FrozenTrial | null;
+
+  /** Sets several params of a RUNNING trial at once (one write; used for params sampled together). */
+  setTrialParams(studyId: string, trialId: string, params: Record<string, ParamValue>, distributions: Record<string, Distribution>): void;
+  setTrialIntermediateValue(studyId: string, trialId: string, step: number, value: number): void;
+  setTrialUserAttr(studyId: string, trialId: string, key: string, value: unknown): void;
+  setTrialSystemAttr(studyId: string, trialId: string, key: string, value: unknown): void;
+  /** Moves a trial to a finished state; resolves once that is durable. A finished state is final. */
+  finishTrial(studyId: string, trialId: string, state: 'COMPLETE' | 'PRUNED' | 'FAIL', values?: number[] | null): Promise<void>;
+
+  getTrial(studyId: string, trialId: string): FrozenTrial;
+  /**
+   * All trials ordered by `number`, optionally filtered by state. The returned array and its trials are
+   * immutable snapshots; storages should return cached objects so this is cheap on every `ask()`.
+   */
+  getAllTrials(studyId: string, states?: readonly TrialState[]): readonly FrozenTrial[];
+  /** Bumps whenever the study's trials change (locally or by a merge): lets samplers cache work. */
+  getVersion(studyId: string): number;
+
+  /** Identity of this process in trial ids (`owner` of trials it creates). */
+  readonly ownerId: string;
+  /** Makes every accepted write durable. */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,412 @@
+/**
+ * Study: the Optuna-shaped entry point. It owns the optimization loop (optimize / ask / tell), keeps
+ * the rules about which trials are best, and talks to the history only through the Storage interface.
+ */
+import cliProgress from 'cli-progress';
+import type { Distribution, ParamValue } from './distributions.js';
+import { formatParams, logger, setLogSink } from './logging.js';
+import { paretoFront } from './multi-objective.js';
+import type { Pruner } from './pruners/base.js';
+import { defaultPruner } from './pruners/index.js';
+import type { Sampler } from './samplers/base.js';
+import { defaultSampler } from './samplers/index.js';
+import { InMemoryStorage } from './storage/memory.js';
+import {
+  DuplicatedStudyError,
+  StudyNotFoundError,
+  isFinished,
+  type FrozenTrial,
+  type Storage,
+  type StudyDirection,
+  type StudyInfo,
+  type TrialState,
+} from './storage/storage.js';
+import { Trial, TrialPruned } from './trial.js';
+
+export type ObjectiveResult = number | readonly number[];
+export type Objective = (trial: Trial) => ObjectiveResult | Promise<ObjectiveResult>;
+export type Callback = (study: Study, trial: FrozenTrial) => void | Promise<void>;
+
+export interface CreateStudyOptions {
+  studyName?: string;
+  direction?: StudyDirection;
+  directions?: StudyDirection[];
+  sampler?: Sampler;
+  pruner?: Pruner;
+  storage?: Storage;
+  /** Load the study if one with this name exists instead of failing (Optuna's load_if_exists). */
+  loadIfExists?: boolean;
+}
+
+export interface OptimizeOptions {
+  /** Trials this call runs (per call, as in Optuna). Omitted with no timeout: runs until `stop()`. */
+  nTrials?: number;
+  /** Seconds after which no new trial starts. */
+  timeout?: number;
+  /** Trials in flight at once within this process. */
+  nJobs?: number;
+  /** Error classes (or a predicate) that fail the trial without stopping optimize. */
+  catch?: (new (...args: never[]) => Error)[] | ((err: unknown) => boolean);
+  callbacks?: Callback[];
+  showProgressBar?: boolean;
+  /**
+   * A budget over the whole study (every process and peer): no trial starts once this many trials
+   * are COMPLETE, PRUNED or RUNNING in the replica. Optuna's MaxTrialsCallback, but checked before a
+   * trial starts so in-flight trials count.
+   */
+  maxTrials?: number;
+}
+
+export class StudyUsageError extends Error {
+  override name = 'StudyUsageError';
+}
+
+const VALID_DIRECTIONS: readonly string[] = ['minimize', 'maximize'];
+
+function checkDirections(opts: CreateStudyOptions): StudyDirection[] {
+  if (opts.direction !== undefined && opts.directions !== undefined) {
+    throw new StudyUsageError('give either direction or directions, not both');
+  }
+  const dirs = opts.directions ?? [opts.direction ?? 'minimize'];
+  if (!Array.isArray(dirs) || dirs.length === 0) throw new StudyUsageError('directions must be a non-empty array');
+  for (const d of dirs) {
+    if (!VALID_DIRECTIONS.includes(d as string)) {
+      throw new StudyUsageError(`unknown direction ${JSON.stringify(d)}; use "minimize" or "maximize"`);
+    }
+  }
+  return dirs;
+}
+
+let anonymousStudies = 0;
+
+export async function createStudy(opts: CreateStudyOptions = {}): Promise<Study> {
+  const directions = checkDirections(opts);
+  const storage = opts.storage ?? new InMemoryStorage();
+  const studyName = opts.studyName ?? `no-name-${process.pid}-${Date.now().toString(36)}-${anonymousStudies++}`;
+  if (typeof studyName !== 'string' || studyName.length === 0) throw new StudyUsageError('studyName must be a non-empty string');
+  let info: StudyInfo;
+  const existing = storage.getStudy(studyName);
+  if (existing) {
+    if (!opts.loadIfExists) {
+      throw new DuplicatedStudyError(`a study named "${studyName}" already exists; pass loadIfExists: true or use loadStudy()`);
+    }
+    info = existing;
+    if (existing.directions.join() !== directions.join() && (opts.direction || opts.directions)) {
+      throw new StudyUsageError(
+        `study "${studyName}" exists with directions [${existing.directions.join(', ')}], not [${directions.join(', ')}]`,
+      );
+    }
+  } else {
+    info = await storage.createStudy({ studyName, directions });
+    logger.info(`A new study created in ${storage instanceof InMemoryStorage ? 'memory' : 'storage'} with name: ${studyName}`);
+  }
+  return new Study(info, storage, opts.sampler ?? defaultSampler(), opts.pruner ?? defaultPruner());
+}
+
+export async function loadStudy(opts: { studyName: string; storage: Storage; sampler?: Sampler; pruner?: Pruner }): Promise<Study> {
+  const info = opts.storage.getStudy(opts.studyName);
+  if (!info) {
+    const names = opts.storage.listStudies().map((s) => s.studyName);
+    throw new StudyNotFoundError(
+      `no study named "${opts.studyName}" in this storage${names.length ? `; studies here: ${names.join(', ')}` : ' (it has no studies)'}`,
+    );
+  }
+  return new Study(info, opts.storage, opts.sampler ?? defaultSampler(), opts.pruner ?? defaultPruner());
+}
+
+export class Study {
+  private stopRequested = false;
+  private readonly inFlight = new Map<string, Trial>();
+
+  constructor(
+    private info: StudyInfo,
+    readonly storage: Storage,
+    readonly sampler: Sampler,
+    readonly pruner: Pruner,
+  ) {}
+
+  get studyName(): string {
+    return this.info.studyName;
+  }
+
+  get studyId(): string {
+    return this.info.studyId;
+  }
+
+  get directions(): readonly StudyDirection[] {
+    return this.info.directions;
+  }
+
+  get direction(): StudyDirection {
+    if (this.directions.length > 1) throw new StudyUsageError('this study has several directions; use study.directions');
+    return this.directions[0]!;
+  }
+
+  get isMultiObjective(): boolean {
+    return this.directions.length > 1;
+  }
+
+  get userAttrs(): Readonly<Record<string, unknown>> {
+    return this.storage.getStudy(this.studyName)?.userAttrs ?? this.info.userAttrs;
+  }
+
+  setUserAttr(key: string, value: unknown): void {
+    this.storage.setStudyUserAttr(this.studyId, key, value);
+  }
+
+  /** All trials, ordered by number. */
+  get trials(): readonly FrozenTrial[] {
+    return this.storage.getAllTrials(this.studyId);
+  }
+
+  getTrials(opts: { states?: readonly TrialState[] } = {}): readonly FrozenTrial[] {
+    return this.storage.getAllTrials(this.studyId, opts.states);
+  }
+
+  get bestTrial(): FrozenTrial {
+    if (this.isMultiObjective) {
+      throw new StudyUsageError('bestTrial is for single-objective studies; use bestTrials for the Pareto front');
+    }
+    const maximize = this.direction === 'maximize';
+    let best: FrozenTrial | null = null;
+    for (const t of this.getTrials({ states: ['COMPLETE'] })) {
+      const v = t.values![0]!;
+      if (best === null || (maximize ? v > best.values![0]! : v < best.values![0]!)) best = t;
+    }
+    if (!best) throw new StudyUsageError('no trials are completed yet, so there is no best trial');
+    return best;
+  }
+
+  get bestValue(): number {
+    return this.bestTrial.values![0]!;
+  }
+
+  get bestParams(): Readonly<Record<string, ParamValue>> {
+    return this.bestTrial.params;
+  }
+
+  /** The Pareto front of COMPLETE trials (for one direction: the best trial(s)). */
+  get bestTrials(): FrozenTrial[] {
+    return paretoFront(this.getTrials({ states: ['COMPLETE'] }), this.directions);
+  }
+
+  /** Asks the sampler for a new trial (or takes an enqueued one). */
+  ask(fixedDistributions: Record<string, Distribution> = {}): Trial {
+    const { storage, studyId, sampler } = this;
+    const frozen = storage.claimWaitingTrial(studyId) ?? storage.createTrial(studyId);
+    sampler.beforeTrial?.(this, frozen);
+    const fixed = (frozen.systemAttrs['fixedParams'] as Record<string, ParamValue> | undefined) ?? {};
+    const space = sampler.inferRelativeSearchSpace(this, frozen);
+    for (const name of Object.keys(fixed)) delete space[name];
+    let relative: Record<string, ParamValue> = {};
+    if (Object.keys(space).length > 0) {
+      relative = sampler.sampleRelative(this, frozen, space);
+      const dists: Record<string, Distribution> = {};
+      for (const k of Object.keys(relative)) dists[k] = space[k]!;
+      if (Object.keys(relative).length > 0) storage.setTrialParams(studyId, frozen.trialId, relative, dists);
+    }
+    const trial = new Trial(this, frozen.trialId, relative, space);
+    for (const [name, d] of Object.entries(fixedDistributions)) trial.suggest(name, d);
+    this.inFlight.set(frozen.trialId, trial);
+    return trial;
+  }
+
+  /**
+   * Finishes a trial asked with `ask()`. Give values (a number or one per direction), or a state.
+   * Bad values (NaN, Infinity, wrong count) fail the trial with the reason logged, as Optuna does.
+   */
+  async tell(
+    trial: Trial | number,
+    values?: ObjectiveResult | null,
+    opts: { state?: 'COMPLETE' | 'PRUNED' | 'FAIL'; failReason?: string } = {},
+  ): Promise<FrozenTrial> {
+    const t = this.resolveTrial(trial);
+    const snap = this.storage.getTrial(this.studyId, t.trialId);
+    if (isFinished(snap.state)) {
+      throw new StudyUsageError(`trial ${snap.number} is already finished (${snap.state}); tell() can be called once per trial`);
+    }
+    let state = opts.state;
+    let vals: number[] | null = null;
+    let reason = opts.failReason;
+    if (state === undefined && (values === undefined || values === null)) {
+      throw new StudyUsageError('tell() needs values or a state (COMPLETE needs values; use state: "FAIL" or "PRUNED" otherwise)');
+    }
+    if (state === undefined || state === 'COMPLETE') {
+      if (values === undefined || values === null) {
+        state = 'FAIL';
+        reason = 'no values were given for a COMPLETE trial';
+      } else {
+        const checked = this.checkValues(values);
+        if (typeof checked === 'string') {
+          state = 'FAIL';
+          reason = checked;
+        } else {
+          state = 'COMPLETE';
+          vals = checked;
+        }
+      }
+    } else if (state === 'PRUNED') {
+      const steps = [...snap.intermediateValues.keys()];
+      if (steps.length && !this.isMultiObjective) vals = [snap.intermediateValues.get(Math.max(...steps))!];
+    }
+    if (reason) this.storage.setTrialSystemAttr(this.studyId, t.trialId, 'failReason', reason);
+    this.sampler.afterTrial?.(this, this.storage.getTrial(this.studyId, t.trialId), state, vals);
+    await this.storage.finishTrial(this.studyId, t.trialId, state, vals);
+    this.inFlight.delete(t.trialId);
+    const done = this.storage.getTrial(this.studyId, t.trialId);
+    this.logFinished(done, reason);
+    return done;
+  }
+
+  /** Adds a trial with fixed parameters, run before any sampled trial (Optuna's enqueue_trial). */
+  async enqueueTrial(params: Record<string, ParamValue>, opts: { userAttrs?: Record<string, unknown>; skipIfExists?: boolean } = {}): Promise<void> {
+    if (!params || typeof params !== 'object' || Array.isArray(params)) throw new StudyUsageError('enqueueTrial() needs an object of parameter values');
+    for (const [k, v] of Object.entries(params)) {
+      const ok = v === null || ['string', 'boolean'].includes(typeof v) || (typeof v === 'number' && Number.isFinite(v));
+      if (!ok) throw new StudyUsageError(`enqueueTrial(): parameter "${k}" has value ${String(v)}; use a finite number, string, boolean or null`);
+    }
+    if (opts.skipIfExists) {
+      const key = JSON.stringify(Object.entries(params).sort());
+      const same = this.trials.some((t) => {
+        const fixed = (t.systemAttrs['fixedParams'] as Record<string, ParamValue> | undefined) ?? t.params;
+        return JSON.stringify(Object.entries(fixed).sort()) === key;
+      });
+      if (same) return;
+    }
+    this.storage.createTrial(this.studyId, { state: 'WAITING', systemAttrs: { fixedParams: { ...params } }, userAttrs: opts.userAttrs });
+    await this.storage.flush();
+  }
+
+  /** Stops `optimize` after the trials in flight finish. */
+  stop(): void {
+    this.stopRequested = true;
+  }
+
+  async optimize(objective: Objective, opts: OptimizeOptions = {}): Promise<void> {
+    const { nTrials, timeout, nJobs = 1, callbacks = [], maxTrials } = opts;
+    if (typeof objective !== 'function') throw new StudyUsageError('optimize() needs an objective function');
+    if (nTrials !== undefined && (!Number.isInteger(nTrials) || nTrials < 0)) throw new StudyUsageError(`nTrials must be a non-negative integer, got ${nTrials}`);
+    if (timeout !== undefined && !(typeof timeout === 'number' && timeout > 0)) throw new StudyUsageError(`timeout must be a positive number of seconds, got ${timeout}`);
+    if (!Number.isInteger(nJobs) || nJobs < 1) throw new StudyUsageError(`nJobs must be a positive integer, got ${nJobs}`);
+    if (maxTrials !== undefined && (!Number.isInteger(maxTrials) || maxTrials < 0)) throw new StudyUsageError(`maxTrials must be a non-negative integer, got ${maxTrials}`);
+    const isCaught = this.catcher(opts.catch);
+    const deadline = timeout !== undefined ? Date.now() + timeout * 1000 : Infinity;
+    this.stopRequested = false;
+    let started = 0;
+    let fatal: { err: unknown } | null = null;
+
+    const bar = opts.showProgressBar ? this.progressBar(nTrials, timeout) : null;
+    try {
+      const worker = async (): Promise<void> => {
+        while (!this.stopRequested && !fatal && (nTrials === undefined || started < nTrials) && Date.now() < deadline) {
+          if (maxTrials !== undefined && this.countTowardsBudget() >= maxTrials) break;
+          started++;
+          const { frozen, error } = await this.runOne(objective);
+          bar?.update(frozen);
+          if (error !== undefined && !isCaught(error)) {
+            fatal ??= { err: error };
+          }
+          for (const cb of callbacks) await cb(this, frozen);
+        }
+      };
+      await Promise.all(Array.from({ length: nJobs }, () => worker()));
+    } finally {
+      bar?.stop();
+    }
+    if (fatal) throw (fatal as { err: unknown }).err;
+  }
+
+  /** Trials counted against `maxTrials`: finished ones except FAIL, plus those in flight anywhere. */
+  countTowardsBudget(): number {
+    return this.getTrials({ states: ['COMPLETE', 'PRUNED', 'RUNNING'] }).length;
+  }
+
+  private async runOne(objective: Objective): Promise<{ frozen: FrozenTrial; error?: unknown }> {
+    const trial = this.ask();
+    try {
+      const result = await objective(trial);
+      return { frozen: await this.tell(trial, result as ObjectiveResult) };
+    } catch (err) {
+      if (err instanceof TrialPruned) return { frozen: await this.tell(trial, null, { state: 'PRUNED' }) };
+      const msg = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      const frozen = await this.tell(trial, null, { state: 'FAIL', failReason: `the objective raised ${msg}` });
+      return { frozen, error: err };
+    }
+  }
+
+  /** Validates an objective's result; returns the values, or a reason to fail the trial. */
+  private checkValues(values: unknown): number[] | string {
+    const arr = Array.isArray(values) ? values : [values];
+    if (arr.length !== this.directions.length) {
+      return `the objective returned ${arr.length} value(s) but the study has ${this.directions.length} direction(s)`;
+    }
+    for (const v of arr) {
+      if (typeof v !== 'number') return `the objective returned ${JSON.stringify(v) ?? String(v)}, which is not a number`;
+      if (!Number.isFinite(v)) return `the objective returned ${v}, which is not a finite number`;
+    }
+    return arr as number[];
+  }
+
+  private catcher(c: OptimizeOptions['catch']): (err: unknown) => boolean {
+    if (!c) return () => false;
+    if (typeof c === 'function' && !Array.isArray(c)) return c as (err: unknown) => boolean;
+    return (err) => (c as (new (...args: never[]) => Error)[]).some((cls) => err instanceof cls);
+  }
+
+  private resolveTrial(trial: Trial | number): Trial | { trialId: string } {
+    if (trial instanceof Trial) return trial;
+    if (typeof trial === 'number') {
+      const t = this.trials.find((x) => x.number === trial);
+      if (!t) throw new StudyUsageError(`no trial number ${trial} in study "${this.studyName}"`);
+      if (t.owner !== this.storage.ownerId) throw new StudyUsageError(`trial ${trial} belongs to peer ${t.owner}; only its owner can tell it`);
+      return this.inFlight.get(t.trialId) ?? { trialId: t.trialId };
+    }
+    throw new StudyUsageError('tell() takes a Trial from ask() or a trial number');
+  }
+
+  private logFinished(t: FrozenTrial, reason?: string): void {
+    const params = formatParams(t.params);
+    if (t.state === 'COMPLETE') {
+      if (this.isMultiObjective) {
+        logger.info(`Trial ${t.number} finished with values: [${t.values!.join(', ')}] and parameters: ${params}.`);
+      } else {
+        const best = this.bestTrial;
+        logger.info(`Trial ${t.number} finished with value: ${t.values![0]} and parameters: ${params}. Best is trial ${best.number} with value: ${best.values![0]}.`);
+      }
+    } else if (t.state === 'PRUNED') {
+      logger.info(`Trial ${t.number} pruned.`);
+    } else {
+      logger.warn(`Trial ${t.number} failed with parameters: ${params} because of the following error: ${reason ?? 'unknown'}.`);
+    }
+  }
+
+  private progressBar(nTrials: number | undefined, timeout: number | undefined) {
+    const total = nTrials ?? Math.ceil(timeout ?? 0);
+    if (!total) return null;
+    const byTime = nTrials === undefined;
+    const multi = new cliProgress.MultiBar(
+      { format: '{bar} {percentage}% | {value}/{total} {unit} | {best}', hideCursor: false, clearOnComplete: false, stream: process.stderr },
+      cliProgress.Presets.shades_classic,
+    );
+    const bar = multi.create(total, 0, { unit: byTime ? 's' : 'trials', best: '' });
+    const prevSink = setLogSink((line) => multi.log(line + '\n'));
+    const t0 = Date.now();
+    let done = 0;
+    return {
+      update: (_t: FrozenTrial) => {
+        done++;
+        let best = '';
+        try {
+          if (!this.isMultiObjective) best = `best trial: ${this.bestTrial.number}, best value: ${this.bestValue}`;
+        } catch {
+          best = '';
+        }
+        bar.update(byTime ? Math.min(total, Math.round((Date.now() - t0) / 1000)) : done, { best });
+      },
+      stop: () => {
+        multi.stop();
+        setLogSink(prevSink);
+      },
+    };
+  }
+}
