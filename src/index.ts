@@ -13,7 +13,7 @@ export {
   DuplicatedStudyError,
   StudyNotFoundError,
 } from './storage/storage.js';
-export type { Storage, FrozenTrial, StudyInfo, StudyDirection, TrialState, TrialTemplate } from './storage/storage.js';
+export type { Storage, FrozenTrial, PeerInfo, StudyInfo, StudyDirection, TrialState, TrialTemplate } from './storage/storage.js';
 export { paretoFront, dominates, nonDominatedRanks } from './multi-objective.js';
 export { setVerbosity, getVerbosity, setLogSink, logger } from './logging.js';
 export type { LogLevel } from './logging.js';

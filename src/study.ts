@@ -16,6 +16,7 @@ import {
   StudyNotFoundError,
   isFinished,
   type FrozenTrial,
+  type PeerInfo,
   type Storage,
   type StudyDirection,
   type StudyInfo,
@@ -104,7 +105,7 @@ export async function createStudy(opts: CreateStudyOptions = {}): Promise<Study>
 }
 
 export async function loadStudy(opts: { studyName: string; storage: Storage; sampler?: Sampler; pruner?: Pruner }): Promise<Study> {
-  const info = opts.storage.getStudy(opts.studyName);
+  const info = opts.storage.getStudy(opts.studyName) ?? (await opts.storage.waitForStudy?.(opts.studyName)) ?? null;
   if (!info) {
     const names = opts.storage.listStudies().map((s) => s.studyName);
     throw new StudyNotFoundError(
@@ -152,6 +153,11 @@ export class Study {
 
   setUserAttr(key: string, value: unknown): void {
     this.storage.setStudyUserAttr(this.studyId, key, value);
+  }
+
+  /** Peers sharing this study (empty for storages that are not replicated). */
+  get peers(): PeerInfo[] {
+    return this.storage.peers?.(this.studyId) ?? [];
   }
 
   /** All trials, ordered by number. */

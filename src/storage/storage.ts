@@ -45,6 +45,16 @@ export interface FrozenTrial {
   readonly datetimeComplete: Date | null;
 }
 
+export interface PeerInfo {
+  readonly peerId: string;
+  readonly addresses: readonly string[];
+  /** Last heartbeat or message seen from the peer (null for this peer itself). */
+  readonly lastSeen: Date | null;
+  /** Trials in this study owned by the peer. */
+  readonly trialsRun: number;
+  readonly self: boolean;
+}
+
 export interface StudyInfo {
   readonly studyId: string;
   readonly studyName: string;
@@ -109,6 +119,14 @@ export interface Storage {
   getAllTrials(studyId: string, states?: readonly TrialState[]): readonly FrozenTrial[];
   /** Bumps whenever the study's trials change (locally or by a merge): lets samplers cache work. */
   getVersion(studyId: string): number;
+
+  /**
+   * Optional, for storages whose studies arrive from elsewhere (a replica catching up from peers):
+   * resolves with the study once it is known locally, or null after the timeout. `loadStudy` uses it.
+   */
+  waitForStudy?(studyName: string, timeoutMs?: number): Promise<StudyInfo | null>;
+  /** Optional: the peers this replica knows for a study (replicated storages only). */
+  peers?(studyId: string): PeerInfo[];
 
   /** Identity of this process in trial ids (`owner` of trials it creates). */
   readonly ownerId: string;
