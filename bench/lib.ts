@@ -1,0 +1,78 @@
+/**
+ * Shared benchmark plumbing. `bench/run.ts` runs every `bench/*.bench.ts` (or those named on the
+ * command line); each exports `default async function (ctx: BenchContext)`. A bench prints its figures
+ * and calls `ctx.writeResult(name, data, markdown)`, which stores bench/results/<name>.json and
+ * rebuilds bench/RESULTS.md from every stored result, so a partial run keeps the other tables.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
+export const RESULTS_DIR = path.join(BENCH_DIR, 'results');
+export const SUITE_DIR = path.resolve(BENCH_DIR, '..', '..', 'shared', 'bench');
+
+export interface BenchContext {
+  /** Smaller budgets for a smoke run (`npm run bench -- --quick`). */
+  quick: boolean;
+  log(line: string): void;
+  writeResult(name: string, data: unknown, markdown: string): Promise<void>;
+}
+
+export function machineInfo(): Record<string, unknown> {
+  return { node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, totalMemGiB: Math.round(os.totalmem() / 2 ** 30) };
+}
+
+export async function writeResult(name: string, data: unknown, markdown: string): Promise<void> {
+  await mkdir(RESULTS_DIR, { recursive: true });
+  const record = { name, date: new Date().toISOString(), machine: machineInfo(), data, markdown };
+  await writeFile(path.join(RESULTS_DIR, `${name}.json`), JSON.stringify(record, null, 2) + '\n');
+  await rebuildResultsMd();
+}
+
+export async function rebuildResultsMd(): Promise<void> {
+  const files = (await readdir(RESULTS_DIR)).filter((f) => f.endsWith('.json')).sort();
+  const parts = ['# Benchmark results', '', 'Written by `npm run bench`; each section names the run it came from.', ''];
+  for (const f of files) {
+    const r = JSON.parse(await readFile(path.join(RESULTS_DIR, f), 'utf8')) as { name: string; date: string; machine: Record<string, unknown>; markdown: string };
+    parts.push(`## ${r.name}`, '', `_${r.date}, node ${String(r.machine['node'])}, ${String(r.machine['cpus'])} cores_`, '', r.markdown.trim(), '');
+  }
+  await writeFile(path.join(BENCH_DIR, 'RESULTS.md'), parts.join('\n'));
+}
+
+export function quantile(xs: readonly number[], q: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const pos = (s.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return s[lo]! + (s[hi]! - s[lo]!) * (pos - lo);
+}
+
+export const median = (xs: readonly number[]): number => quantile(xs, 0.5);
+export const iqr = (xs: readonly number[]): [number, number] => [quantile(xs, 0.25), quantile(xs, 0.75)];
+
+/** Formats a number for tables: 4 significant digits, exponent for tiny/huge. */
+export function fmt(x: number): string {
+  if (!Number.isFinite(x)) return String(x);
+  if (x === 0) return '0';
+  const a = Math.abs(x);
+  return a < 1e-3 || a >= 1e6 ? x.toExponential(2) : Number(x.toPrecision(4)).toString();
+}
+
+export function table(header: string[], rows: (string | number)[][]): string {
+  const line = (cells: (string | number)[]) => `| ${cells.map(String).join(' | ')} |`;
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+/** Whether Debian's python3-optuna is importable by /usr/bin/python3 (the side-by-side reference). */
+export function optunaAvailable(): { ok: boolean; version?: string; why?: string } {
+  try {
+    const v = execFileSync('/usr/bin/python3', ['-c', 'import optuna; print(optuna.__version__)'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    return { ok: true, version: v };
+  } catch (e) {
+    return { ok: false, why: 'Optuna is not installed for /usr/bin/python3 (apt-get install python3-optuna); Optuna columns skipped' };
+  }
+}
