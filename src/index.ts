@@ -18,3 +18,6 @@ export { paretoFront, dominates, nonDominatedRanks } from './multi-objective.js'
 export { setVerbosity, getVerbosity, setLogSink, logger } from './logging.js';
 export type { LogLevel } from './logging.js';
 export { Rng } from './rng.js';
+export { MaxTrialsCallback } from './callbacks.js';
+export { trialsToRows, toCsv, toJson, parseCsv, parseTrialsJson, trialToJson, ExportFormatError } from './export.js';
+export type { Row, Cell, TrialJson } from './export.js';

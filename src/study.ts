@@ -4,6 +4,7 @@
  */
 import cliProgress from 'cli-progress';
 import type { Distribution, ParamValue } from './distributions.js';
+import { trialsToRows, type Row } from './export.js';
 import { formatParams, logger, setLogSink } from './logging.js';
 import { paretoFront } from './multi-objective.js';
 import type { Pruner } from './pruners/base.js';
@@ -194,6 +195,11 @@ export class Study {
   /** The Pareto front of COMPLETE trials (for one direction: the best trial(s)). */
   get bestTrials(): FrozenTrial[] {
     return paretoFront(this.getTrials({ states: ['COMPLETE'] }), this.directions);
+  }
+
+  /** Optuna's trials_dataframe(): one row per trial, Optuna's column names. */
+  trialsDataframe(): { columns: string[]; rows: Row[] } {
+    return trialsToRows(this);
   }
 
   /** Asks the sampler for a new trial (or takes an enqueued one). */

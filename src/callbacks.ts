@@ -1,0 +1,22 @@
+/**
+ * Callbacks for `optimize`. MaxTrialsCallback is Optuna's: it stops the study once the replica holds
+ * `nTrials` trials in the given states. Counted after each trial, so with N workers or peers it can
+ * overshoot by the trials already in flight; `optimize({ maxTrials })` checks before a trial starts
+ * and counts in-flight trials, which is the tighter budget.
+ */
+import type { TrialState } from './storage/storage.js';
+import type { Study } from './study.js';
+
+export class MaxTrialsCallback {
+  constructor(
+    readonly nTrials: number,
+    readonly states: readonly TrialState[] = ['COMPLETE'],
+  ) {
+    if (!Number.isInteger(nTrials) || nTrials < 0) throw new Error(`MaxTrialsCallback: nTrials must be a non-negative integer, got ${nTrials}`);
+  }
+
+  /** Use as `callbacks: [cb.call]` or `callbacks: [(s, t) => cb.call(s)]`. */
+  readonly call = (study: Study): void => {
+    if (study.getTrials({ states: this.states }).length >= this.nTrials) study.stop();
+  };
+}
