@@ -208,7 +208,7 @@ export class Study {
     const frozen = storage.claimWaitingTrial(studyId) ?? storage.createTrial(studyId);
     sampler.beforeTrial?.(this, frozen);
     const fixed = (frozen.systemAttrs['fixedParams'] as Record<string, ParamValue> | undefined) ?? {};
-    const space = sampler.inferRelativeSearchSpace(this, frozen);
+    const space = { ...sampler.inferRelativeSearchSpace(this, frozen) };
     for (const name of Object.keys(fixed)) delete space[name];
     let relative: Record<string, ParamValue> = {};
     if (Object.keys(space).length > 0) {
