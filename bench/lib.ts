@@ -4,11 +4,12 @@
  * and calls `ctx.writeResult(name, data, markdown)`, which stores bench/results/<name>.json and
  * rebuilds bench/RESULTS.md from every stored result, so a partial run keeps the other tables.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Sampler } from '../src/index.js';
 
 export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 export const RESULTS_DIR = path.join(BENCH_DIR, 'results');
@@ -75,4 +76,51 @@ export function optunaAvailable(): { ok: boolean; version?: string; why?: string
   } catch (e) {
     return { ok: false, why: 'Optuna is not installed for /usr/bin/python3 (apt-get install python3-optuna); Optuna columns skipped' };
   }
+}
+
+export const PYTHON = '/usr/bin/python3';
+export const OPTUNA_SCRIPTS = path.join(BENCH_DIR, 'optuna');
+
+/**
+ * Runs one of bench/optuna/*.py with a JSON job on stdin and returns the JSON object it prints last.
+ * stderr is kept for the error message, so a Python traceback reaches the bench report.
+ */
+export function runOptunaScript<T>(script: string, job: unknown): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(PYTHON, [path.join(OPTUNA_SCRIPTS, script)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const last = out.trim().split('\n').pop() ?? '';
+      if (code !== 0) return reject(new Error(`${script} exited with code ${code}: ${err.trim().split('\n').slice(-5).join('\n')}`));
+      try {
+        resolve(JSON.parse(last) as T);
+      } catch {
+        reject(new Error(`${script} printed no JSON result (stdout ended with ${JSON.stringify(last.slice(-200))})`));
+      }
+    });
+    child.stdin.end(JSON.stringify(job) + '\n');
+  });
+}
+
+/** Options of peertune's TPESampler, as the benches use them. */
+export interface TPEOptions {
+  seed?: number;
+  multivariate?: boolean;
+  constantLiar?: boolean;
+  group?: boolean;
+  nStartupTrials?: number;
+}
+
+/**
+ * peertune's TPESampler constructor, or null while it is not exported yet: benches then skip the TPE
+ * rows with a message instead of failing to load.
+ */
+export async function peertuneTPE(): Promise<(new (opts: TPEOptions) => Sampler) | null> {
+  const lib = (await import('../src/index.js')) as Record<string, unknown>;
+  const ctor = lib['TPESampler'];
+  return typeof ctor === 'function' ? (ctor as new (opts: TPEOptions) => Sampler) : null;
 }
