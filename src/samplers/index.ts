@@ -1,11 +1,14 @@
 /** All samplers, and the one a study gets when none is given. */
 import type { Sampler } from './base.js';
-import { RandomSampler } from './random.js';
+import { TPESampler } from './tpe/sampler.js';
 
 export type { Sampler, SearchSpace } from './base.js';
 export { RandomSampler } from './random.js';
+export { TPESampler, TPEOptionError, defaultGamma, defaultWeights } from './tpe/sampler.js';
+export type { TPESamplerOptions } from './tpe/sampler.js';
+export { IntersectionSearchSpace, GroupDecomposedSearchSpace } from './search-space.js';
 
 /** Optuna's default is TPESampler; used when createStudy() gets no sampler. */
 export function defaultSampler(): Sampler {
-  return new RandomSampler();
+  return new TPESampler();
 }
