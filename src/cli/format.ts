@@ -1,0 +1,52 @@
+/**
+ * Output of the query commands: aligned text tables for people, CSV and JSON for programs. Trial rows
+ * and the CSV/JSON forms come from src/export.ts so the command and the library export the same columns.
+ */
+import type { FrozenTrial, StudyDirection } from '../storage/storage.js';
+import { trialsToRows, type Cell } from '../export.js';
+
+export type Format = 'table' | 'json' | 'csv';
+
+export function table(columns: string[], rows: Cell[][]): string {
+  const text = (c: Cell) => (c === null ? '' : String(c));
+  const widths = columns.map((c, i) => Math.max(c.length, ...rows.map((r) => text(r[i] ?? null).length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const out = [line(columns), line(widths.map((w) => '-'.repeat(w)))];
+  for (const r of rows) out.push(line(r.map(text)));
+  return out.join('\n') + '\n';
+}
+
+/** Trials as a table: Optuna's dataframe columns minus system attrs (too wide for a terminal). */
+export function trialsTable(trials: readonly FrozenTrial[], directions: readonly StudyDirection[]): string {
+  const { columns, rows } = trialsToRows({ directions, trials });
+  const shown = columns.filter((c) => !c.startsWith('system_attrs_') && c !== 'trial_id' && c !== 'datetime_complete');
+  return table(
+    shown,
+    rows.map((r) => shown.map((c) => shorten(c, r[c] ?? null))),
+  );
+}
+
+function shorten(column: string, v: Cell): Cell {
+  if (column === 'owner' && typeof v === 'string' && v.length > 16) return '…' + v.slice(-8);
+  if (column === 'datetime_start' && typeof v === 'string') return v.replace('T', ' ').replace(/\.\d+Z$/, '');
+  if (typeof v === 'number' && !Number.isInteger(v)) return Number(v.toPrecision(6));
+  return v;
+}
+
+/** One trial as plain JSON (what best-trial and ask print). */
+export function trialJson(t: FrozenTrial): Record<string, unknown> {
+  return {
+    number: t.number,
+    trial_id: t.trialId,
+    owner: t.owner,
+    state: t.state,
+    value: t.value,
+    values: t.values,
+    params: t.params,
+    user_attrs: t.userAttrs,
+    system_attrs: t.systemAttrs,
+    intermediate_values: Object.fromEntries(t.intermediateValues),
+    datetime_start: t.datetimeStart?.toISOString() ?? null,
+    datetime_complete: t.datetimeComplete?.toISOString() ?? null,
+  };
+}

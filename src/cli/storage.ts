@@ -1,0 +1,181 @@
+/**
+ * Where the command gets its storage: the one place that decides between a peer's replica (a data dir
+ * plus libp2p, the normal case) and a throwaway in-memory study (`--in-memory`). Every subcommand
+ * calls `openStorage`, so the network flags mean the same thing everywhere.
+ *
+ * Defaults that make the two-command setup work: a peer that does not `--join` anyone listens on a
+ * fixed port (7171) so the address it prints stays valid for the next process on the same data dir;
+ * a peer that joins listens on any free port. Query commands (trials, export, ...) stay offline unless
+ * given `--join`, and then use a temporary data dir unless given one.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join as joinPath, resolve } from 'node:path';
+import { parsePeerIds, readSwarmKeyFile } from '../security/index.js';
+import { InMemoryStorage } from '../storage/memory.js';
+import type { Storage, StudyInfo } from '../storage/storage.js';
+import { UsageError } from './errors.js';
+
+export const DEFAULT_PORT = 7171;
+
+export interface NetworkFlags {
+  dataDir?: string;
+  listen?: string[];
+  join?: string[];
+  mdns?: boolean;
+  swarmKey?: string;
+  allowPeer?: string[];
+  inMemory?: boolean;
+}
+
+export interface OpenedStorage {
+  storage: Storage;
+  /** This peer's id (null for in-memory storage). */
+  peerId: string | null;
+  /** Addresses others can `--join` (empty when offline). */
+  multiaddrs(): string[];
+  dataDir: string | null;
+  close(): Promise<void>;
+}
+
+/** The replicated storage's shape as this command uses it (see src/storage/replicated/). */
+interface PeerStorageLike extends Storage {
+  readonly peerId: string;
+  multiaddrs(): string[];
+}
+
+type OpenPeerStorage = (opts: {
+  dataDir: string;
+  listen?: string[];
+  join?: string[];
+  mdns?: boolean;
+  swarmKey?: Uint8Array;
+  allowPeers?: string[];
+}) => Promise<PeerStorageLike>;
+
+async function loadOpenPeerStorage(): Promise<OpenPeerStorage> {
+  // Kept as a dynamic import so the command builds while replication is being written.
+  const modulePath = '../storage/replicated/index.js';
+  let mod: { openPeerStorage?: OpenPeerStorage };
+  try {
+    mod = (await import(modulePath)) as { openPeerStorage?: OpenPeerStorage };
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && String((err as Error).message).includes('replicated')) {
+      throw new UsageError('replicated storage is not available in this build of peertune; use --in-memory for a single-process study');
+    }
+    throw err;
+  }
+  if (typeof mod.openPeerStorage !== 'function') throw new UsageError('replicated storage is not available in this build of peertune (openPeerStorage is missing)');
+  return mod.openPeerStorage;
+}
+
+export type Role = 'serve' | 'query';
+
+function defaultDataDir(): string {
+  return process.env['PEERTUNE_DATA_DIR'] || './peertune-data';
+}
+
+/**
+ * Opens this process's storage. `serve` roles (create-study, worker, node) keep a data dir and listen;
+ * `query` roles read a data dir offline, or sync from `--join` peers into a temporary replica.
+ */
+export async function openStorage(flags: NetworkFlags, role: Role): Promise<OpenedStorage> {
+  if (flags.inMemory) {
+    if (flags.join?.length || flags.listen?.length || flags.dataDir) {
+      throw new UsageError('--in-memory runs a single-process study; it cannot be combined with --data-dir, --listen or --join');
+    }
+    const storage = new InMemoryStorage();
+    return { storage, peerId: null, multiaddrs: () => [], dataDir: null, close: () => storage.close() };
+  }
+  const join = flags.join ?? [];
+  for (const a of join) {
+    if (!a.startsWith('/')) throw new UsageError(`--join ${JSON.stringify(a)} is not a multiaddr; expected something like /ip4/192.168.1.10/tcp/7171/p2p/12D3KooW...`);
+  }
+  let listen = flags.listen;
+  for (const a of listen ?? []) {
+    if (!a.startsWith('/')) throw new UsageError(`--listen ${JSON.stringify(a)} is not a multiaddr; expected something like /ip4/0.0.0.0/tcp/7171`);
+  }
+  let tempDir: string | null = null;
+  let dataDir: string;
+  if (role === 'query' && !flags.dataDir && join.length > 0) {
+    tempDir = await mkdtemp(joinPath(tmpdir(), 'peertune-query-'));
+    dataDir = tempDir;
+  } else {
+    dataDir = resolve(flags.dataDir ?? defaultDataDir());
+  }
+  if (listen === undefined) {
+    if (role === 'query') listen = join.length > 0 ? ['/ip4/127.0.0.1/tcp/0'] : [];
+    else listen = join.length > 0 ? ['/ip4/0.0.0.0/tcp/0'] : [`/ip4/0.0.0.0/tcp/${DEFAULT_PORT}`];
+  }
+  const swarmKey = flags.swarmKey ? await readSwarmKeyFile(flags.swarmKey) : undefined;
+  const allowPeers = flags.allowPeer?.length ? parsePeerIds(flags.allowPeer) : undefined;
+  const openPeerStorage = await loadOpenPeerStorage();
+  let storage: PeerStorageLike;
+  try {
+    storage = await openPeerStorage({ dataDir, listen, join, mdns: flags.mdns ?? false, swarmKey, allowPeers });
+  } catch (err) {
+    if (tempDir) await rm(tempDir, { recursive: true, force: true });
+    throw explainOpenError(err, dataDir);
+  }
+  return {
+    storage,
+    peerId: storage.peerId,
+    multiaddrs: () => storage.multiaddrs(),
+    dataDir,
+    close: async () => {
+      await storage.close();
+      if (tempDir) await rm(tempDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function explainOpenError(err: unknown, dataDir: string): unknown {
+  const text = `${(err as Error)?.message ?? ''} ${String((err as { cause?: unknown })?.cause ?? '')} ${(err as { code?: string })?.code ?? ''}`;
+  if (/LEVEL_LOCKED|LEVEL_DATABASE_NOT_OPEN|lock/i.test(text)) {
+    return new UsageError(
+      `data dir ${dataDir} is in use by another peertune process (a worker or node); give this process its own --data-dir, or --join the running one`,
+    );
+  }
+  if (/EADDRINUSE|address already in use/i.test(text)) {
+    return new UsageError(`the listen address is already in use (${(err as Error).message}); pass --listen /ip4/0.0.0.0/tcp/0 to pick a free port`);
+  }
+  return err;
+}
+
+/**
+ * The study named `name`, waiting up to `waitSeconds` for it to arrive from peers when this replica
+ * is joining others. Throws a one-line error naming the studies that do exist.
+ */
+export async function findStudy(opened: OpenedStorage, name: string, waitSeconds: number, joining: boolean): Promise<StudyInfo> {
+  const { storage } = opened;
+  let info = storage.getStudy(name);
+  if (!info && joining && storage.waitForStudy) info = await storage.waitForStudy(name, waitSeconds * 1000);
+  if (!info) {
+    const names = storage.listStudies().map((s) => s.studyName);
+    const where = opened.dataDir ? `data dir ${opened.dataDir}` : 'this storage';
+    throw new UsageError(
+      `no study named "${name}" in ${where}${joining ? ` or from the joined peers within ${waitSeconds} s` : ''}; ${
+        names.length ? `studies here: ${names.join(', ')}` : 'it has no studies (create one with peertune create-study, or --join a peer that has it)'
+      }`,
+    );
+  }
+  return info;
+}
+
+/** Waits until the replica stops changing for a moment, so a query that joined peers sees their trials. */
+export async function settle(storage: Storage, studyId: string | null, maxSeconds: number, quietMs = 800): Promise<void> {
+  const version = () => (studyId ? storage.getVersion(studyId) : storage.listStudies().length);
+  const deadline = Date.now() + maxSeconds * 1000;
+  let last = version();
+  let since = Date.now();
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    const v = version();
+    if (v !== last) {
+      last = v;
+      since = Date.now();
+    } else if (Date.now() - since >= quietMs) {
+      return;
+    }
+  }
+}
