@@ -190,8 +190,11 @@ async function cmdCreateStudy(o: CommonOpts & { direction?: StudyDirection[]; sa
 
 async function loadModuleObjective(file: string): Promise<Objective> {
   const abs = resolve(file);
-  if (!existsSync(abs)) throw new UsageError(`objective file ${file} does not exist`);
   const ext = extname(abs);
+  if (!['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs'].includes(ext)) {
+    throw new UsageError(`objective file ${file} must be .js, .mjs, .cjs or .ts; to run another program per trial, put it after --, e.g. peertune worker ... -- python3 ${file}`);
+  }
+  if (!existsSync(abs)) throw new UsageError(`objective file ${file} does not exist`);
   let mod: Record<string, unknown>;
   if (['.ts', '.mts', '.cts'].includes(ext)) {
     let tsImport: (specifier: string, parent: string) => Promise<unknown>;
@@ -201,10 +204,8 @@ async function loadModuleObjective(file: string): Promise<Objective> {
       throw new UsageError(`running a .ts objective needs the tsx package (npm install tsx), or compile ${file} to .js first`);
     }
     mod = (await tsImport(pathToFileURL(abs).href, import.meta.url)) as Record<string, unknown>;
-  } else if (['.js', '.mjs', '.cjs'].includes(ext)) {
-    mod = (await import(pathToFileURL(abs).href)) as Record<string, unknown>;
   } else {
-    throw new UsageError(`objective file ${file} must be .js, .mjs, .cjs or .ts; to run another program, put it after --, e.g. peertune worker ... -- python3 train.py`);
+    mod = (await import(pathToFileURL(abs).href)) as Record<string, unknown>;
   }
   let fn = mod['default'];
   // A CommonJS module or a TS file loaded through interop may nest the default export once more.
