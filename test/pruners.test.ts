@@ -296,7 +296,7 @@ test('successive halving: rung promotion keeps the top 1/reductionFactor of tria
   const v = await trialWith(s, [[1, 0.3]]);
   assert.equal(v.shouldPrune(), false);
   assert.equal(reportAndAsk(v, 0.35, 2), false, 'rung 1 holds 0.4, 0.45 and 0.35: the best goes on');
-  assert.equal(v.snapshot().systemAttrs['ashaRungsPassed'], 2);
+  assert.equal(v.snapshot().systemAttrs['ashaJudgedRungs'], 2);
 });
 
 test('successive halving: a promoted trial is not demoted later, and skipped checks catch up', async () => {
@@ -311,6 +311,21 @@ test('successive halving: a promoted trial is not demoted later, and skipped che
   // A trial that never asked at step 1 is judged at every rung it passed when it finally asks.
   const late = await trialWith(s, [[1, 0.45], [2, 0.01]]);
   assert.equal(late.shouldPrune(), true, 'rung 0 with 0.45 among 0.5, 0.1 x3, 0.45 (x) fails');
+});
+
+test('successive halving: a trial pruned at a rung does not count at rungs its last report passed', async () => {
+  // Rungs end at steps 1, 2, 4.
+  const s = await study(new SuccessiveHalvingPruner({ minResource: 1, reductionFactor: 2 }));
+  await trialWith(s, [[1, 0.1]], 0.1);
+  const sparse = await trialWith(s, []);
+  // One report at step 3 reaches the ends of rungs 0 and 1; it fails rung 0 (0.9 vs 0.1).
+  assert.equal(reportAndAsk(sparse, 0.9, 3), true);
+  await s.tell(sparse, null, { state: 'PRUNED' });
+  assert.equal(sparse.snapshot().systemAttrs['ashaJudgedRungs'], 1);
+  const b = await trialWith(s, []);
+  assert.equal(reportAndAsk(b, 0.05, 1), false);
+  // Alone at rung 1: the pruned trial's 0.9 at step 3 is not a rung-1 value (Optuna: no completed_rung_1).
+  assert.equal(reportAndAsk(b, 0.95, 2), false);
 });
 
 test('successive halving: maximize, minEarlyStoppingRate, bootstrapCount and NaN', async () => {

@@ -4,13 +4,19 @@
  * end of a rung goes on only if its value is in the top 1/reductionFactor of all trials that reached
  * that rung so far (the first few trials of a rung, too few to rank, go on if they are the best).
  *
- * Rung membership is derived from intermediate values, never stored: a trial's value at rung k is its
+ * Rung values are derived from intermediate values, never stored: a trial's value at rung k is its
  * value at the first step it reported at or after the rung's end. Every peer therefore computes the
  * same rungs from the same replicated reports, including reports from peers that run another pruner
- * or the Python client. The one thing stored is a trial's own progress (how many rungs it has passed,
- * system attr `ashaRungsPassed`, written by the trial's owner while it runs), so that a rung is judged
- * once, when the trial first reaches it, as ASHA requires: a trial promoted early is never demoted
- * later when better trials arrive, even after its owner restarts.
+ * or the Python client. The one thing stored is a trial's own progress, the number of rungs judged so
+ * far (system attr `ashaJudgedRungs`, written by the trial's owner while it runs; Optuna's count of
+ * `completed_rung_k` keys). It serves two ends: a rung is judged once, when the trial first reaches
+ * it, as ASHA requires (a trial promoted early is never demoted when better trials arrive later, even
+ * after its owner restarts); and a trial that one report carried past several rung ends, then was
+ * pruned at the first of them, is not counted at the rungs above.
+ *
+ * Where this differs from Optuna: a trial that reported without being judged by this pruner (it ran
+ * before 'auto' could estimate minResource, or on a peer with another pruner) counts at every rung its
+ * reports reach, where Optuna would not count it at all.
  */
 import { logger } from '../logging.js';
 import type { FrozenTrial, StudyDirection } from '../storage/storage.js';
@@ -32,8 +38,13 @@ export interface SuccessiveHalvingPrunerOptions {
   bootstrapCount?: number;
 }
 
-/** The system attr holding how many rungs the trial has passed. */
-export const RUNGS_PASSED_ATTR = 'ashaRungsPassed';
+/** The system attr holding how many rungs of the trial were judged (passed, plus the one it failed). */
+export const JUDGED_RUNGS_ATTR = 'ashaJudgedRungs';
+
+function judgedRungs(trial: FrozenTrial): number | null {
+  const v = trial.systemAttrs[JUDGED_RUNGS_ATTR];
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : null;
+}
 
 interface RungConfig {
   minResource: number;
@@ -71,13 +82,13 @@ function promotable(value: number, competing: number[], reductionFactor: number,
 export function judgeRungs(study: Study, trial: FrozenTrial, competitors: readonly FrozenTrial[], cfg: RungConfig): boolean {
   const step = lastStep(trial);
   if (step === null) return false;
-  const stored = trial.systemAttrs[RUNGS_PASSED_ATTR];
-  const start = typeof stored === 'number' && Number.isInteger(stored) && stored >= 0 ? stored : 0;
+  const start = judgedRungs(trial) ?? 0;
   const direction = study.direction;
-  let passed = start;
+  let judged = start;
   let prune = false;
   for (;;) {
-    const rungEnd = cfg.minResource * cfg.reductionFactor ** (cfg.minEarlyStoppingRate + passed);
+    const rung = judged;
+    const rungEnd = cfg.minResource * cfg.reductionFactor ** (cfg.minEarlyStoppingRate + rung);
     if (step < rungEnd) break;
     const value = rungValue(trial, rungEnd)!;
     if (Number.isNaN(value)) {
@@ -87,17 +98,19 @@ export function judgeRungs(study: Study, trial: FrozenTrial, competitors: readon
     const competing = [value];
     for (const t of competitors) {
       if (t.trialId === trial.trialId) continue;
+      const tJudged = judgedRungs(t);
+      if (tJudged !== null && rung >= tJudged) continue;
       const v = rungValue(t, rungEnd);
       if (v !== undefined) competing.push(v);
     }
+    judged++;
     if (competing.length <= cfg.bootstrapCount || !promotable(value, competing, cfg.reductionFactor, direction)) {
       prune = true;
       break;
     }
-    passed++;
   }
-  if (passed > start && trial.state === 'RUNNING' && trial.owner === study.storage.ownerId) {
-    study.storage.setTrialSystemAttr(study.studyId, trial.trialId, RUNGS_PASSED_ATTR, passed);
+  if (judged > start && trial.state === 'RUNNING' && trial.owner === study.storage.ownerId) {
+    study.storage.setTrialSystemAttr(study.studyId, trial.trialId, JUDGED_RUNGS_ATTR, judged);
   }
   return prune;
 }
