@@ -267,7 +267,7 @@ async function cmdWorker(o: WorkerOpts, operands: string[], dashDash: boolean) {
   await withStorage(o, 'serve', async (opened) => {
     let study: Study;
     if (o.inMemory) {
-      const sampler = await createSampler(specs.sampler ?? { name: 'tpe', options: {} }).catch(() => createSampler({ name: 'random', options: {} }));
+      const sampler = await createSampler(specs.sampler ?? { name: 'tpe', options: {} });
       const pruner = await createPruner(specs.pruner ?? { name: 'median', options: {} });
       study = await createStudy({ studyName, directions: o.direction ?? ['minimize'], storage: opened.storage, sampler, pruner });
     } else {

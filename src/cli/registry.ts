@@ -10,7 +10,11 @@ import { NopPruner } from '../pruners/nop.js';
 import { PatientPruner } from '../pruners/patient.js';
 import { PercentilePruner } from '../pruners/percentile.js';
 import { ThresholdPruner } from '../pruners/threshold.js';
+import { HyperbandPruner } from '../pruners/hyperband.js';
+import { SuccessiveHalvingPruner } from '../pruners/successive-halving.js';
 import type { Sampler } from '../samplers/base.js';
+import { GridSampler } from '../samplers/grid.js';
+import { TPESampler } from '../samplers/tpe/sampler.js';
 import { NSGAIISampler } from '../samplers/nsga2.js';
 import { RandomSampler } from '../samplers/random.js';
 import type { StudyInfo } from '../storage/storage.js';
@@ -24,35 +28,15 @@ export interface AlgorithmSpec {
   options: Options;
 }
 
-/**
- * Modules still being written land here with a dynamic import, so the CLI builds and runs without
- * them and says clearly which one is missing.
- */
-async function optionalExport<T>(modulePath: string, exportName: string, what: string): Promise<new (...args: never[]) => T> {
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(modulePath)) as Record<string, unknown>;
-  } catch {
-    throw new UsageError(`${what} is not available in this build of peertune (${modulePath} is missing)`);
-  }
-  const ctor = mod[exportName];
-  if (typeof ctor !== 'function') throw new UsageError(`${what} is not available in this build of peertune (${exportName} is not exported)`);
-  return ctor as new (...args: never[]) => T;
-}
-
-function newWith<T>(Ctor: new (...args: never[]) => T, ...args: unknown[]): T {
-  return new (Ctor as unknown as new (...a: unknown[]) => T)(...args);
-}
-
 export const SAMPLERS: Record<string, (o: Options) => Sampler | Promise<Sampler>> = {
   random: (o) => new RandomSampler(o as { seed?: number }),
-  tpe: async (o) => newWith(await optionalExport<Sampler>('../samplers/tpe/sampler.js', 'TPESampler', 'the TPE sampler'), o),
-  grid: async (o) => {
+  tpe: (o) => new TPESampler(o),
+  grid: (o) => {
     const { searchSpace, ...rest } = o;
     if (!searchSpace || typeof searchSpace !== 'object') {
       throw new UsageError('sampler "grid" needs a searchSpace option, e.g. --sampler-options \'{"searchSpace":{"x":[0,1,2]}}\'');
     }
-    return newWith(await optionalExport<Sampler>('../samplers/grid.js', 'GridSampler', 'the grid sampler'), searchSpace, rest);
+    return new GridSampler(searchSpace as ConstructorParameters<typeof GridSampler>[0], rest);
   },
   nsga2: (o) => new NSGAIISampler(o),
 };
@@ -71,9 +55,8 @@ export const PRUNERS: Record<string, (o: Options) => Pruner | Promise<Pruner>> =
     const inner = wrapped === undefined || wrapped === null ? null : await createPruner(parseWrapped(wrapped));
     return new PatientPruner(inner, rest as unknown as ConstructorParameters<typeof PatientPruner>[1]);
   },
-  'successive-halving': async (o) =>
-    newWith(await optionalExport<Pruner>('../pruners/successive-halving.js', 'SuccessiveHalvingPruner', 'the successive-halving pruner'), o),
-  hyperband: async (o) => newWith(await optionalExport<Pruner>('../pruners/hyperband.js', 'HyperbandPruner', 'the hyperband pruner'), o),
+  'successive-halving': (o) => new SuccessiveHalvingPruner(o),
+  hyperband: (o) => new HyperbandPruner(o),
 };
 
 function parseWrapped(w: unknown): AlgorithmSpec {
