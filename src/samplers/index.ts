@@ -4,7 +4,7 @@ import { TPESampler } from './tpe/sampler.js';
 
 export type { Sampler, SearchSpace } from './base.js';
 export { RandomSampler } from './random.js';
-export { TPESampler, TPEOptionError, defaultGamma, defaultWeights } from './tpe/sampler.js';
+export { TPESampler, TPEOptionError, OPTUNA3_TPE_OPTIONS, defaultGamma, defaultWeights } from './tpe/sampler.js';
 export type { TPESamplerOptions } from './tpe/sampler.js';
 export { IntersectionSearchSpace, GroupDecomposedSearchSpace } from './search-space.js';
 

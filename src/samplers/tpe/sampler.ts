@@ -32,18 +32,34 @@ export interface TPESamplerOptions {
   considerPrior?: boolean;
   considerMagicClip?: boolean;
   considerEndpoints?: boolean;
-  /** Sample the parameters every finished trial has jointly, at ask(). Default false (Optuna 3.x). */
+  /** Sample the parameters every finished trial has jointly, at ask(). Default true (Optuna 5's default; 3.x: false). */
   multivariate?: boolean;
   /** With multivariate: decompose a conditional space into blocks sampled jointly. Default false. */
   group?: boolean;
-  /** Count trials in flight (RUNNING, here or on other peers) as bad observations. Default false. */
+  /** Count trials in flight (RUNNING, here or on other peers) as bad observations. Default true (3.x: false). */
   constantLiar?: boolean;
   seed?: number;
-  /** Kernel bandwidth rule; see ParzenOptions.bandwidth. Default 'optuna'. */
+  /** Bandwidth rule of joint kernels; see ParzenOptions.bandwidth. Default 'scott' (3.x: 'optuna'). */
   bandwidth?: BandwidthRule;
   /** Smallest bandwidth as a fraction of the range (Watanabe 2023's b_min). Default 0. */
   minBandwidthFactor?: number;
 }
+
+/**
+ * Optuna 3.x's TPE defaults, for `new TPESampler({ ...OPTUNA3_TPE_OPTIONS, seed })`. peertune's own
+ * defaults differ in three places (multivariate, constant liar, Scott bandwidth for joint kernels)
+ * because they found better points on the benchmark suite at 100 trials; see the report in bench/.
+ */
+export const OPTUNA3_TPE_OPTIONS: Readonly<TPESamplerOptions> = Object.freeze({
+  multivariate: false,
+  constantLiar: false,
+  bandwidth: 'optuna',
+  nStartupTrials: 10,
+  nEiCandidates: 24,
+  priorWeight: 1,
+  considerMagicClip: true,
+  considerEndpoints: false,
+});
 
 export class TPEOptionError extends Error {
   override name = 'TPEOptionError';
@@ -137,7 +153,7 @@ export class TPESampler implements Sampler {
     this.weights = opts.weights ?? defaultWeights;
     const priorWeight = checkNumber('priorWeight', opts.priorWeight ?? 1, 0);
     if (opts.considerPrior === true && priorWeight === 0) throw new TPEOptionError('TPESampler: considerPrior needs priorWeight > 0');
-    const bandwidth = opts.bandwidth ?? 'optuna';
+    const bandwidth = opts.bandwidth ?? 'scott';
     if (bandwidth !== 'optuna' && bandwidth !== 'scott') throw new TPEOptionError(`TPESampler: bandwidth must be "optuna" or "scott", got ${JSON.stringify(bandwidth)}`);
     const minBandwidthFactor = checkNumber('minBandwidthFactor', opts.minBandwidthFactor ?? 0, 0);
     if (minBandwidthFactor > 1) throw new TPEOptionError(`TPESampler: minBandwidthFactor must be in [0, 1], got ${minBandwidthFactor}`);
@@ -148,10 +164,10 @@ export class TPESampler implements Sampler {
       bandwidth,
       minBandwidthFactor,
     };
-    this.multivariate = opts.multivariate ?? false;
+    this.multivariate = opts.multivariate ?? true;
     this.group = opts.group ?? false;
     if (this.group && !this.multivariate) throw new TPEOptionError('TPESampler: group=true needs multivariate=true (groups are sampled jointly)');
-    this.constantLiar = opts.constantLiar ?? false;
+    this.constantLiar = opts.constantLiar ?? true;
     if (opts.seed !== undefined && (typeof opts.seed !== 'number' || !Number.isFinite(opts.seed))) {
       throw new TPEOptionError(`TPESampler: seed must be a finite number, got ${String(opts.seed)}`);
     }
@@ -406,20 +422,21 @@ function keyOf(c: ParamValue): string {
 
 function observations(trials: readonly FrozenTrial[], names: readonly string[], models: readonly ParamModel[]): Observations {
   const d = names.length;
-  const idx: number[] = [];
-  const cols: number[][] = names.map(() => []);
-  const row = new Float64Array(d);
-  outer: for (let i = 0; i < trials.length; i++) {
+  const cap = trials.length;
+  const idx = new Int32Array(cap);
+  const cols = names.map(() => new Float64Array(cap));
+  let n = 0;
+  for (let i = 0; i < cap; i++) {
     const t = trials[i]!;
-    for (let j = 0; j < d; j++) {
+    let ok = true;
+    for (let j = 0; j < d && ok; j++) {
       const v = valueOf(t, names[j]!, models[j]!);
-      if (Number.isNaN(v)) continue outer;
-      row[j] = v;
+      if (Number.isNaN(v)) ok = false;
+      else cols[j]![n] = v;
     }
-    idx.push(i);
-    for (let j = 0; j < d; j++) cols[j]!.push(row[j]!);
+    if (ok) idx[n++] = i;
   }
-  return { count: idx.length, index: Int32Array.from(idx), values: cols.map((c) => Float64Array.from(c)) };
+  return { count: n, index: idx.subarray(0, n), values: cols.map((c) => c.subarray(0, n)) };
 }
 
 /** In-flight trials (other than the one asking) that already hold these parameters: the constant liars. */
