@@ -3,11 +3,13 @@
  * real study, and the exact prune/no-prune answer of `trial.shouldPrune()` is asserted at given steps.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import {
   HyperbandPruner,
   InMemoryStorage,
   MedianPruner,
+  Rng,
   NopPruner,
   PatientPruner,
   PercentilePruner,
@@ -259,6 +261,10 @@ test('patient: prunes after `patience` reports without improvement by more than 
   assert.equal(reportAndAsk(d, 4, 5), false, '3 + 0.6 is not below 3.5');
   assert.equal(reportAndAsk(d, 4, 6), true, 'before 3, in window 4: 3.6 < 4');
 
+  const tie = await study(new PatientPruner(null, { patience: 1 }));
+  const ti = await trialWith(tie, [[0, 5], [1, 3], [2, 4]]);
+  assert.equal(reportAndAsk(ti, 3, 3), false, 'matching the earlier best (3 vs 3) is not stagnation');
+
   const max = await study(new PatientPruner(null, { patience: 1 }), 'maximize');
   const m = await trialWith(max, [[0, 1], [1, 2]]);
   assert.equal(reportAndAsk(m, 3, 2), false);
@@ -453,4 +459,110 @@ test("hyperband: maxResource 'auto' waits for a COMPLETE trial; option errors", 
   assert.throws(() => new HyperbandPruner({ minResource: 5, maxResource: 4 }), /maxResource must be 'auto' or an integer >= minResource \(5\), got 4/);
   assert.throws(() => new HyperbandPruner({ reductionFactor: 1 }), /reductionFactor must be an integer >= 2, got 1/);
   assert.throws(() => new HyperbandPruner({ bootstrapCount: 2 }), /bootstrapCount > 0 needs an integer maxResource/);
+});
+
+/**
+ * Same histories through Optuna 3.1 (Debian's python3-optuna) and peertune: every prune decision must
+ * match. Hyperband is compared with one bracket only (the bracket hash differs by design: trial id
+ * here, trial number in Optuna), and SHA with an integer minResource (with 'auto', peertune also
+ * counts trials that ran before the estimate; see successive-halving.ts).
+ */
+const PYTHON = '/usr/bin/python3';
+const optunaCheck = spawnSync(PYTHON, ['-c', 'import optuna'], { encoding: 'utf8' });
+const haveOptuna = optunaCheck.status === 0;
+
+const PARITY_PRUNERS: Record<string, { py: string; ts: () => Pruner }> = {
+  median: { py: 'MedianPruner(n_startup_trials=3, n_warmup_steps=2, interval_steps=2)', ts: () => new MedianPruner({ nStartupTrials: 3, nWarmupSteps: 2, intervalSteps: 2 }) },
+  percentile: { py: 'PercentilePruner(25.0, n_startup_trials=2, n_min_trials=2)', ts: () => new PercentilePruner(25, { nStartupTrials: 2, nMinTrials: 2 }) },
+  sha: { py: 'SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)', ts: () => new SuccessiveHalvingPruner({ minResource: 1, reductionFactor: 2 }) },
+  shaRate: { py: 'SuccessiveHalvingPruner(min_resource=2, reduction_factor=3, min_early_stopping_rate=1, bootstrap_count=1)', ts: () => new SuccessiveHalvingPruner({ minResource: 2, reductionFactor: 3, minEarlyStoppingRate: 1, bootstrapCount: 1 }) },
+  hyperband1: { py: 'HyperbandPruner(min_resource=2, max_resource=5, reduction_factor=3)', ts: () => new HyperbandPruner({ minResource: 2, maxResource: 5, reductionFactor: 3 }) },
+  threshold: { py: 'ThresholdPruner(lower=0.2, upper=0.9, n_warmup_steps=1, interval_steps=2)', ts: () => new ThresholdPruner({ lower: 0.2, upper: 0.9, nWarmupSteps: 1, intervalSteps: 2 }) },
+  patient: { py: 'PatientPruner(optuna.pruners.MedianPruner(n_startup_trials=2), patience=2, min_delta=0.01)', ts: () => new PatientPruner(new MedianPruner({ nStartupTrials: 2 }), { patience: 2, minDelta: 0.01 }) },
+};
+
+const PARITY_SCRIPT = `
+import json, sys, warnings, optuna
+warnings.simplefilter("ignore")
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+from optuna.pruners import *
+inp = json.load(sys.stdin)
+out = {}
+for name, expr in inp["pruners"].items():
+    out[name] = []
+    for case in inp["cases"]:
+        study = optuna.create_study(direction=case["direction"], pruner=eval(expr))
+        decisions = []
+        for reports in case["trials"]:
+            trial = study.ask()
+            pruned = None
+            for step, value in reports:
+                trial.report(value, step)
+                if trial.should_prune():
+                    pruned = step
+                    break
+            if pruned is None:
+                study.tell(trial, reports[-1][1])
+            else:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            decisions.append(pruned)
+        out[name].append(decisions)
+print(json.dumps(out))
+`;
+
+interface ParityCase {
+  direction: StudyDirection;
+  trials: [number, number][][];
+}
+
+/** Noisy learning curves, some reported every step and some sparsely (so reports skip rung ends). */
+function parityCases(n: number): ParityCase[] {
+  const cases: ParityCase[] = [];
+  for (let c = 0; c < n; c++) {
+    const rng = Rng.from('pruner-parity', c);
+    const trials: [number, number][][] = [];
+    for (let i = rng.int(10, 30); i > 0; i--) {
+      const base = rng.uniform(0, 1);
+      const slope = rng.uniform(-0.05, 0.02);
+      const stride = [1, 1, 2, 3][rng.int(0, 3)]!;
+      const steps = rng.int(1, 25);
+      const curve: [number, number][] = [];
+      for (let k = 0; k < steps; k++) curve.push([k * stride, Math.round((base + slope * k * stride + 0.05 * rng.normal()) * 1e4) / 1e4]);
+      trials.push(curve);
+    }
+    cases.push({ direction: rng.random() < 0.5 ? 'minimize' : 'maximize', trials });
+  }
+  return cases;
+}
+
+test('parity with Optuna 3.1: the same histories give the same prune decisions', { skip: haveOptuna ? false : `python3-optuna is not installed (${PYTHON} -c "import optuna" failed)` }, async () => {
+  const cases = parityCases(16);
+  const pyPruners = Object.fromEntries(Object.entries(PARITY_PRUNERS).map(([k, v]) => [k, v.py]));
+  const run = spawnSync(PYTHON, ['-c', PARITY_SCRIPT], { input: JSON.stringify({ pruners: pyPruners, cases }), encoding: 'utf8', maxBuffer: 1 << 26 });
+  assert.equal(run.status, 0, run.stderr);
+  const expected = JSON.parse(run.stdout) as Record<string, (number | null)[][]>;
+  for (const [name, { ts }] of Object.entries(PARITY_PRUNERS)) {
+    let pruned = 0;
+    for (const [ci, c] of cases.entries()) {
+      const s = await study(ts(), c.direction);
+      const decisions: (number | null)[] = [];
+      for (const reports of c.trials) {
+        const trial = s.ask();
+        let at: number | null = null;
+        for (const [step, value] of reports) {
+          if (reportAndAsk(trial, value, step)) {
+            at = step;
+            break;
+          }
+        }
+        if (at === null) await s.tell(trial, reports.at(-1)![1]);
+        else await s.tell(trial, null, { state: 'PRUNED' });
+        decisions.push(at);
+        if (at !== null) pruned++;
+      }
+      assert.deepEqual(decisions, expected[name]![ci], `${name}, case ${ci}: pruned-at step per trial (null = completed)`);
+    }
+    // The histories must exercise the pruner both ways for the comparison to mean something.
+    assert.ok(pruned > 20 && pruned < cases.reduce((n, c) => n + c.trials.length, 0), `${name} pruned ${pruned} trials`);
+  }
 });
