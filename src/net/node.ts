@@ -1,0 +1,361 @@
+/**
+ * The libp2p node of one peer: tcp + noise + yamux + identify + gossipsub (StrictSign), optional
+ * mDNS and private-swarm key, a connection gater (allowlist and local blocks). libp2p 2.x does not
+ * auto-dial, so this module keeps its own list of wanted peers (join addresses, peers announced in
+ * heartbeats, mDNS finds) and redials them with backoff while it runs. It knows nothing of studies:
+ * it carries topics and byte streams.
+ */
+import './polyfill.js';
+import { createLibp2p, type Libp2p } from 'libp2p';
+import { tcp } from '@libp2p/tcp';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { identify } from '@libp2p/identify';
+import { mdns } from '@libp2p/mdns';
+import { preSharedKey } from '@libp2p/pnet';
+import { gossipsub, type GossipSub } from '@chainsafe/libp2p-gossipsub';
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
+import { peerIdFromString } from '@libp2p/peer-id';
+import type { ConnectionGater, PeerId, PrivateKey, Stream } from '@libp2p/interface';
+import { TopicValidatorResult } from '@libp2p/interface';
+import { logger } from '../logging.js';
+import { readFrames, frame } from './wire.js';
+
+export const SYNC_PROTOCOL = '/peertune/sync/1.0.0';
+/** Largest gossip message accepted (gossipsub itself refuses to publish above 4 MiB). */
+export const MAX_GOSSIP_BYTES = 1024 * 1024;
+
+export class NetError extends Error {
+  override name = 'NetError';
+}
+
+export interface NodeOptions {
+  privateKey: PrivateKey;
+  listen: string[];
+  join: string[];
+  mdns: boolean;
+  swarmKey?: Uint8Array;
+  allowPeers?: string[];
+  /** Counts refused connections etc. */
+  count(reason: string): void;
+}
+
+export type Verdict = 'accept' | 'reject' | 'ignore';
+
+/** A framed duplex channel over one libp2p stream. */
+export interface Channel {
+  readonly remotePeer: string;
+  send(payload: Uint8Array): void;
+  frames(maxFrame: number): AsyncGenerator<Uint8Array>;
+  close(): Promise<void>;
+  abort(reason: string): void;
+}
+
+interface Wanted {
+  addrs: Multiaddr[];
+  peerId: string | null;
+  nextAt: number;
+  backoff: number;
+  /** Join addresses stay wanted forever; learned ones are dropped after repeated failures. */
+  permanent: boolean;
+  failures: number;
+}
+
+/** Parses a join address, naming the problem if it is not a dialable /p2p/ multiaddr. */
+export function parseJoinAddress(addr: string): { ma: Multiaddr; peerId: string | null } {
+  if (typeof addr !== 'string' || addr.length === 0) throw new NetError(`join address must be a multiaddr string, got ${JSON.stringify(addr)}`);
+  let ma: Multiaddr;
+  try {
+    ma = multiaddr(addr);
+  } catch (e) {
+    throw new NetError(`join address "${addr}" is not a multiaddr (${(e as Error).message}); expected something like /ip4/192.168.1.10/tcp/4001/p2p/12D3KooW...`);
+  }
+  const peerId = ma.getPeerId();
+  return { ma, peerId };
+}
+
+function pushable(): { push(x: Uint8Array): void; end(): void; source: AsyncGenerator<Uint8Array> } {
+  const queue: Uint8Array[] = [];
+  let ended = false;
+  let wake: (() => void) | null = null;
+  async function* source(): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      while (queue.length) yield queue.shift()!;
+      if (ended) return;
+      await new Promise<void>((r) => (wake = r));
+      wake = null;
+    }
+  }
+  return {
+    push(x) {
+      if (ended) return;
+      queue.push(x);
+      wake?.();
+    },
+    end() {
+      ended = true;
+      wake?.();
+    },
+    source: source(),
+  };
+}
+
+function channel(stream: Stream, remotePeer: string): Channel {
+  const out = pushable();
+  const sinkDone = stream.sink(out.source).catch(() => {});
+  return {
+    remotePeer,
+    send: (payload) => out.push(frame(payload)),
+    frames: (maxFrame) => readFrames(stream.source, maxFrame),
+    close: async () => {
+      out.end();
+      await Promise.race([sinkDone, new Promise((r) => setTimeout(r, 1000).unref())]);
+      try {
+        await stream.close();
+      } catch {
+        stream.abort(new Error('close failed'));
+      }
+    },
+    abort: (reason) => {
+      out.end();
+      stream.abort(new Error(reason));
+    },
+  };
+}
+
+export class PeerNode {
+  private readonly wanted = new Map<string, Wanted>();
+  private readonly blocked = new Set<string>();
+  private dialTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private readonly dialing = new Set<string>();
+
+  private constructor(
+    readonly libp2p: Libp2p<{ pubsub: GossipSub; identify: unknown }>,
+    private readonly opts: NodeOptions,
+  ) {}
+
+  static async start(opts: NodeOptions, onConnect: (peerId: string, outbound: boolean) => void, onDisconnect: (peerId: string) => void): Promise<PeerNode> {
+    const joins = opts.join.map(parseJoinAddress);
+    const allow = opts.allowPeers ? new Set(opts.allowPeers.map((p) => peerIdFromString(p).toString())) : null;
+    let self: PeerNode | null = null;
+    const deny = (peerId: PeerId, hook: string): boolean => {
+      const id = peerId.toString();
+      if (allow && !allow.has(id)) {
+        opts.count(`denied-not-allowed:${hook}`);
+        return true;
+      }
+      if (self?.blocked.has(id)) {
+        opts.count(`denied-blocked:${hook}`);
+        return true;
+      }
+      return false;
+    };
+    const gater: ConnectionGater = {
+      denyDialPeer: (p) => deny(p, 'dial'),
+      denyInboundEncryptedConnection: (p) => deny(p, 'inbound'),
+      denyOutboundEncryptedConnection: (p) => deny(p, 'outbound'),
+    };
+    const libp2p = await createLibp2p({
+      privateKey: opts.privateKey,
+      addresses: { listen: opts.listen },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      connectionGater: gater,
+      ...(opts.swarmKey ? { connectionProtector: preSharedKey({ psk: opts.swarmKey }) } : {}),
+      peerDiscovery: opts.mdns ? [mdns({ interval: 2000 })] : [],
+      connectionManager: { maxConnections: 200 },
+      services: {
+        identify: identify(),
+        pubsub: gossipsub({
+          allowPublishToZeroTopicPeers: true,
+          emitSelf: false,
+          globalSignaturePolicy: 'StrictSign',
+          floodPublish: true,
+          heartbeatInterval: 700,
+          maxInboundDataLength: MAX_GOSSIP_BYTES + 64 * 1024,
+          // Our validators reject bad payloads; gossipsub then does not forward them and scores the sender down.
+          scoreThresholds: { gossipThreshold: -4000, publishThreshold: -8000, graylistThreshold: -16000, acceptPXThreshold: 100, opportunisticGraftThreshold: 5 },
+        }),
+      },
+    });
+    const node = new PeerNode(libp2p as unknown as Libp2p<{ pubsub: GossipSub; identify: unknown }>, opts);
+    self = node;
+    libp2p.addEventListener('connection:open', (ev) => {
+      const c = ev.detail;
+      onConnect(c.remotePeer.toString(), c.direction === 'outbound');
+    });
+    libp2p.addEventListener('peer:disconnect', (ev) => {
+      const id = ev.detail.toString();
+      const w = node.wanted.get(id);
+      if (w) w.nextAt = Date.now() + 200;
+      onDisconnect(id);
+    });
+    libp2p.addEventListener('peer:discovery', (ev) => {
+      const { id, multiaddrs } = ev.detail;
+      node.want(id.toString(), multiaddrs, false);
+    });
+    for (const j of joins) {
+      const key = j.peerId ?? j.ma.toString();
+      node.wanted.set(key, { addrs: [j.ma], peerId: j.peerId, nextAt: 0, backoff: 250, permanent: true, failures: 0 });
+    }
+    node.dialTimer = setInterval(() => node.dialDue(), 250);
+    node.dialTimer.unref();
+    node.dialDue();
+    return node;
+  }
+
+  get peerId(): string {
+    return this.libp2p.peerId.toString();
+  }
+
+  multiaddrs(): string[] {
+    return this.libp2p.getMultiaddrs().map((m) => m.toString());
+  }
+
+  connectedPeers(): string[] {
+    return this.libp2p.getPeers().map((p) => p.toString());
+  }
+
+  isConnected(peerId: string): boolean {
+    return this.libp2p.getConnections().some((c) => c.remotePeer.toString() === peerId && c.status === 'open');
+  }
+
+  /** Adds a peer to keep connected to (learned from a heartbeat or mDNS). */
+  want(peerId: string, addrs: readonly (Multiaddr | string)[], permanent: boolean): void {
+    if (peerId === this.peerId || this.blocked.has(peerId) || this.stopped) return;
+    const mas: Multiaddr[] = [];
+    for (const a of addrs.slice(0, 8)) {
+      try {
+        const ma = typeof a === 'string' ? multiaddr(a) : a;
+        mas.push(ma.getPeerId() ? ma : ma.encapsulate(`/p2p/${peerId}`));
+      } catch {
+        /* skip unparsable announced address */
+      }
+    }
+    if (mas.length === 0) return;
+    const w = this.wanted.get(peerId);
+    if (w) {
+      w.addrs = mas;
+      return;
+    }
+    if (this.wanted.size > 256) return;
+    this.wanted.set(peerId, { addrs: mas, peerId, nextAt: 0, backoff: 250, permanent, failures: 0 });
+  }
+
+  private dialDue(): void {
+    if (this.stopped) return;
+    const now = Date.now();
+    for (const [key, w] of this.wanted) {
+      if (w.nextAt > now || this.dialing.has(key)) continue;
+      if (w.peerId && (this.isConnected(w.peerId) || this.blocked.has(w.peerId))) continue;
+      this.dialing.add(key);
+      const target = w.addrs.length === 1 ? w.addrs[0]! : w.addrs;
+      this.libp2p
+        .dial(target, { signal: AbortSignal.timeout(5000) })
+        .then((conn) => {
+          w.backoff = 250;
+          w.failures = 0;
+          const id = conn.remotePeer.toString();
+          if (!w.peerId) {
+            // A join address without /p2p/: remember whom it reached.
+            w.peerId = id;
+          }
+          this.libp2p.peerStore.merge(conn.remotePeer, { tags: { 'keep-alive': { value: 1 } } }).catch(() => {});
+        })
+        .catch((e: Error) => {
+          if (this.stopped) return;
+          w.failures++;
+          w.nextAt = Date.now() + w.backoff;
+          w.backoff = Math.min(w.backoff * 2, 5000);
+          if (w.failures === 1 && w.permanent) logger.warn(`Cannot reach ${w.addrs[0]!.toString()} yet (${e.message}); retrying in the background.`);
+          if (!w.permanent && w.failures > 10) this.wanted.delete(key);
+        })
+        .finally(() => this.dialing.delete(key));
+    }
+  }
+
+  /** Refuses and drops connections to these peers until unblocked (quarantine, and partition tests). */
+  async block(peerIds: readonly string[]): Promise<void> {
+    for (const id of peerIds) this.blocked.add(id);
+    await Promise.all(peerIds.map((id) => this.libp2p.hangUp(peerIdFromString(id)).catch(() => {})));
+  }
+
+  unblock(peerIds: readonly string[]): void {
+    for (const id of peerIds) {
+      this.blocked.delete(id);
+      const w = this.wanted.get(id);
+      if (w) {
+        w.nextAt = 0;
+        w.backoff = 250;
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ gossip
+
+  subscribe(topic: string, validate: (from: string, data: Uint8Array, via: string) => Verdict): void {
+    const ps = this.libp2p.services.pubsub;
+    ps.topicValidators.set(topic, (peer, msg) => {
+      if (msg.type !== 'signed') return TopicValidatorResult.Reject;
+      if (msg.data.byteLength > MAX_GOSSIP_BYTES) {
+        this.opts.count('gossip:too-large');
+        return TopicValidatorResult.Reject;
+      }
+      let v: Verdict;
+      try {
+        v = validate(msg.from.toString(), msg.data, peer.toString());
+      } catch (e) {
+        logger.debug(`gossip validator failed: ${(e as Error).message}`);
+        v = 'reject';
+      }
+      return v === 'accept' ? TopicValidatorResult.Accept : v === 'reject' ? TopicValidatorResult.Reject : TopicValidatorResult.Ignore;
+    });
+    ps.subscribe(topic);
+  }
+
+  unsubscribe(topic: string): void {
+    const ps = this.libp2p.services.pubsub;
+    ps.topicValidators.delete(topic);
+    ps.unsubscribe(topic);
+  }
+
+  async publish(topic: string, data: Uint8Array): Promise<void> {
+    if (this.stopped) return;
+    try {
+      await this.libp2p.services.pubsub.publish(topic, data);
+    } catch (e) {
+      // No peer yet, or a duplicate: anti-entropy covers what gossip misses.
+      logger.debug(`publish on ${topic} failed: ${(e as Error).message}`);
+    }
+  }
+
+  topicPeers(topic: string): string[] {
+    return this.libp2p.services.pubsub.getSubscribers(topic).map((p) => p.toString());
+  }
+
+  // ------------------------------------------------------------ streams
+
+  async handleSync(handler: (ch: Channel) => void): Promise<void> {
+    await this.libp2p.handle(
+      SYNC_PROTOCOL,
+      ({ stream, connection }) => {
+        handler(channel(stream, connection.remotePeer.toString()));
+      },
+      { maxInboundStreams: 8 },
+    );
+  }
+
+  async openSync(peerId: string): Promise<Channel> {
+    const stream = await this.libp2p.dialProtocol(peerIdFromString(peerId), SYNC_PROTOCOL, { signal: AbortSignal.timeout(5000) });
+    return channel(stream, peerId);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.dialTimer) clearInterval(this.dialTimer);
+    this.dialTimer = null;
+    await this.libp2p.stop();
+  }
+}

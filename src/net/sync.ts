@@ -1,0 +1,133 @@
+/**
+ * Catch-up over a stream of our own (`/peertune/sync/1.0.0`): on every new connection and whenever
+ * heartbeats show two replicas differ, the two peers swap catalogs (which studies exist) and run
+ * Automerge's sync protocol for every study either has, until both sides have nothing more to send.
+ * This is what lets a joiner, or a peer back from a partition, converge without relying on gossip.
+ *
+ * The module is generic: a `SyncTarget` (the replicated storage) owns the documents, generates and
+ * receives sync messages, and inspects every change before applying it. Frames are size-limited before
+ * decoding; a malformed frame or a rejected change ends the session and is counted.
+ */
+import { logger } from '../logging.js';
+import type { Channel } from './node.js';
+import { asObject, pack, unpackUntrusted, WireError } from './wire.js';
+
+export type CatalogEntry = [studyId: string, name: string];
+
+export interface SyncTarget<S> {
+  catalog(): CatalogEntry[];
+  /** A study the remote has; true if we sync it (the target may create an empty replica for it). */
+  offer(entry: CatalogEntry, from: string): boolean;
+  has(studyId: string): boolean;
+  newState(studyId: string): S;
+  generate(studyId: string, state: S): Uint8Array | null;
+  /** Applies a sync message after inspecting it; throws (with a `reason`) to reject it. */
+  receive(studyId: string, state: S, message: Uint8Array, from: string): void;
+  /** Both sides had nothing more to send for this study. */
+  synced(studyId: string, from: string): void;
+  count(reason: string): void;
+}
+
+export interface SyncLimits {
+  maxFrameBytes: number;
+  maxStudies: number;
+  sessionTimeoutMs: number;
+}
+
+interface StudySession<S> {
+  state: S;
+  sentNull: boolean;
+  done: boolean;
+}
+
+/** Runs one sync session over an open channel; resolves when it ends (never throws). */
+export async function runSyncSession<S>(ch: Channel, target: SyncTarget<S>, initiator: boolean, limits: SyncLimits): Promise<boolean> {
+  const studies = new Map<string, StudySession<S>>();
+  let theirCatalog = false;
+  let finished = false;
+  const timer = setTimeout(() => {
+    target.count('sync:timeout');
+    ch.abort('sync session timed out');
+  }, limits.sessionTimeoutMs);
+  timer.unref();
+
+  const send = (msg: object): void => ch.send(pack(msg));
+  const start = (id: string): StudySession<S> => {
+    let s = studies.get(id);
+    if (!s) {
+      s = { state: target.newState(id), sentNull: false, done: false };
+      studies.set(id, s);
+      const m = target.generate(id, s.state);
+      send({ t: 'sync', s: id, m: m ?? null });
+      s.sentNull = m === null;
+    }
+    return s;
+  };
+  const allDone = (): boolean => theirCatalog && [...studies.values()].every((s) => s.done);
+
+  try {
+    send({ t: 'cat', s: target.catalog().slice(0, limits.maxStudies) });
+    if (initiator) for (const [id] of target.catalog()) start(id);
+    for await (const bytes of ch.frames(limits.maxFrameBytes)) {
+      const msg = asObject(unpackUntrusted(bytes, { maxBytes: limits.maxFrameBytes, maxDepth: 4, maxNodes: 4 * limits.maxStudies + 16 }), 'sync frame');
+      if (msg['t'] === 'cat') {
+        const list = msg['s'];
+        if (!Array.isArray(list) || list.length > limits.maxStudies) throw new WireError('schema', 'catalog is not a list of studies');
+        for (const e of list) {
+          if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || typeof e[1] !== 'string' || e[0].length > 64 || e[1].length > 256) {
+            throw new WireError('schema', 'a catalog entry is not [studyId, name]');
+          }
+          if (target.offer([e[0], e[1]], ch.remotePeer)) start(e[0]);
+        }
+        if (!initiator) for (const [id] of target.catalog()) start(id);
+        theirCatalog = true;
+      } else if (msg['t'] === 'sync') {
+        const id = msg['s'];
+        const m = msg['m'];
+        if (typeof id !== 'string' || (m !== null && !(m instanceof Uint8Array))) throw new WireError('schema', 'a sync frame is not {s, m}');
+        if (!studies.has(id) && !target.has(id)) {
+          send({ t: 'skip', s: id });
+          continue;
+        }
+        const s = studies.get(id) ?? start(id);
+        if (m !== null) target.receive(id, s.state, m, ch.remotePeer);
+        const out = target.generate(id, s.state);
+        if (out !== null) {
+          send({ t: 'sync', s: id, m: out });
+          s.sentNull = false;
+          s.done = false;
+        } else {
+          if (m === null) {
+            if (!s.done) target.synced(id, ch.remotePeer);
+            s.done = true;
+            if (!s.sentNull) send({ t: 'sync', s: id, m: null });
+          } else send({ t: 'sync', s: id, m: null });
+          s.sentNull = true;
+        }
+      } else if (msg['t'] === 'skip') {
+        const s = typeof msg['s'] === 'string' ? studies.get(msg['s']) : undefined;
+        if (s) s.done = true;
+      } else if (msg['t'] === 'bye') {
+        finished = true;
+        break;
+      } else {
+        throw new WireError('schema', 'unknown sync frame type');
+      }
+      if (initiator && allDone()) {
+        send({ t: 'bye' });
+        finished = true;
+        break;
+      }
+    }
+    await ch.close();
+    return finished;
+  } catch (e) {
+    const reason = (e as WireError).reason ?? 'error';
+    target.count(`sync:${reason}`);
+    logger.debug(`sync session with ${ch.remotePeer} ended: ${(e as Error).message}`);
+    ch.abort(reason);
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}

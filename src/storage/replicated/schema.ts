@@ -1,0 +1,483 @@
+/**
+ * The replicated study document: its schema and its merge rules, in one place. Everything here is a
+ * pure function of (document, records, bytes); I/O lives in persist.ts (level) and src/net (libp2p).
+ *
+ * ## Shape (one Automerge document per study)
+ * ```
+ * { meta:   bytes                      signed StudyMeta, written once by the creator (the genesis change)
+ *   trials: { [trialId]: bytes }       signed TrialRecord, written only by the trial's owner
+ *   attrs:  { ['u:'|'s:' + key]: bytes } signed AttrRecord (study user/system attrs), any member, last writer wins
+ * }
+ * ```
+ * A trial is ONE bytes value (msgpack) rewritten whole by a coarse change per trial event: nested maps
+ * or one change per field made Automerge 3.5 too slow and too big (see issue 3's measurements), and
+ * JS strings would become collaborative text. A value is `[0x01][64-byte Ed25519 signature][payload]`;
+ * the signature is by the libp2p key of the writer, whose peer id (which embeds the public key) is
+ * the owner part of the trial id (`<peerId>:<seq>`). So nobody can forge another peer's trial: the
+ * check does not trust the Automerge actor (which is random per process start) at all.
+ *
+ * ## Merge rules (enforced on every incoming change, gossip and sync paths alike, by `inspectChanges`)
+ * - Root keys are written only by the genesis change (meta + the two maps), once, and the meta must be
+ *   signed by its creator and hash to the study id. No other change may touch the root.
+ * - A trial key holds a record signed by the owner named in the key, for this study and this key.
+ * - Each record carries a per-trial version `v`; a new record must have a higher `v` than the one
+ *   it replaces, its state may only move forward (WAITING -> RUNNING -> COMPLETE | PRUNED | FAIL),
+ *   and once finished the state and values never change (attrs may still be added by the owner).
+ * - Nothing is ever deleted; no other object, op type or nesting is allowed.
+ * - A change breaking any rule is rejected whole (the message with it too) and counted by reason.
+ * - Reading: if concurrent writes left several values under a key (only possible through replays
+ *   of the owner's own older records), the view takes the valid record with the highest `v`, so the
+ *   outcome does not depend on Automerge's actor-id tie-break.
+ *
+ * ## Display numbers
+ * Each replica numbers trials in the order it first learns of them (its own trials when created;
+ * others' when merged, a merged batch ordered by (startedAt, trialId)), and persists the numbers. So a
+ * number is unique and never changes once shown on that replica. Numbers agree across peers while
+ * they are connected (trials arrive in creation order) but can differ after a partition heals; the
+ * trial id `owner:seq` is the identity that is the same everywhere. (A global total order on
+ * (startedAt, trialId) would agree everywhere but renumber shown trials on every late merge.)
+ *
+ * ## Enqueued trials (WAITING)
+ * `enqueueTrial` writes a WAITING record owned by the enqueuing peer. Claiming it never writes the
+ * enqueuer's record (only owners write): the claimer creates its own RUNNING trial with
+ * `claimOf: <waiting id>`; a WAITING trial with a known claim is hidden from reads and its claim
+ * takes over its display number. Peers only claim what no known trial has claimed, so within a
+ * connected swarm a trial runs once (two peers claiming in the same ~10 ms gossip window can both
+ * run it); on both sides of a partition each side may claim it, and it then runs once per side:
+ * both results are kept (nothing lost), the second claim shows as a separate trial.
+ *
+ * ## Global budget (`maxTrials`) during a partition
+ * The budget counts COMPLETE + PRUNED + RUNNING trials in the local replica, and a RUNNING trial
+ * whose owner is silent longer than the grace period reads as FAIL (derived, not written) so it stops
+ * counting. With k groups that cannot reach each other, each group stops at `maxTrials` as it sees it:
+ * the swarm can overshoot by at most (k - 1) * (maxTrials - trials known to all groups at the split),
+ * plus, even when connected, by up to (peers x nJobs - 1) trials started within one gossip latency.
+ */
+import { createHash } from 'node:crypto';
+import * as A from '@automerge/automerge';
+import { peerIdFromString } from '@libp2p/peer-id';
+import type { PrivateKey, PublicKey } from '@libp2p/interface';
+import { parseDistribution, type Distribution, type ParamValue } from '../../distributions.js';
+import { TRIAL_STATES, isFinished, type StudyDirection, type TrialState } from '../storage.js';
+import { asObject, pack, unpackUntrusted, WireError } from '../../net/wire.js';
+
+export interface StudyDoc {
+  meta?: Uint8Array;
+  trials?: Record<string, Uint8Array>;
+  attrs?: Record<string, Uint8Array>;
+}
+
+export interface StudyMeta {
+  k: 'meta';
+  id: string;
+  name: string;
+  directions: StudyDirection[];
+  creator: string;
+  createdAt: number;
+}
+
+export interface TrialRecord {
+  k: 'trial';
+  st: string; // study id
+  id: string; // trial id, `${owner}:${seq}`
+  o: string; // owner peer id
+  q: number; // owner-local sequence
+  v: number; // per-trial version, strictly increasing with every rewrite
+  s: TrialState;
+  p: Record<string, ParamValue>;
+  d: Record<string, Distribution>;
+  vals: number[] | null;
+  iv: [number, number][]; // intermediate values, [step, value]
+  ua: Record<string, unknown>;
+  sa: Record<string, unknown>;
+  t0: number | null; // startedAt, ms since epoch
+  t1: number | null; // completedAt
+  claim: string | null; // the WAITING trial this one runs (enqueued trials)
+}
+
+export interface AttrRecord {
+  k: 'attr';
+  st: string;
+  key: string; // 'u:<name>' or 's:<name>'
+  val: unknown;
+  by: string;
+  ts: number;
+}
+
+/** Limits for decoded values: a record is small, a whole network message somewhat larger. */
+export const LIMITS = {
+  recordBytes: 256 * 1024,
+  changeBytes: 1024 * 1024,
+  opsPerChange: 10_000,
+  nameLength: 256,
+  paramsPerTrial: 1_000,
+  intermediatePerTrial: 100_000,
+};
+
+const STATE_RANK: Record<TrialState, number> = { WAITING: 0, RUNNING: 1, COMPLETE: 2, PRUNED: 2, FAIL: 2 };
+const ENVELOPE = 0x01;
+const SIG = 64;
+
+export class RecordError extends WireError {
+  override name = 'RecordError';
+}
+
+// ---------------------------------------------------------------- identities and signatures
+
+const pubKeys = new Map<string, PublicKey>();
+
+/** The Ed25519 public key embedded in a peer id (cached); throws for ids that embed none. */
+export function publicKeyOf(peerId: string): PublicKey {
+  let k = pubKeys.get(peerId);
+  if (!k) {
+    let key: PublicKey | undefined;
+    try {
+      key = peerIdFromString(peerId).publicKey;
+    } catch {
+      throw new RecordError('bad-owner', `"${peerId.slice(0, 80)}" is not a peer id`);
+    }
+    if (!key || key.type !== 'Ed25519') throw new RecordError('bad-owner', `peer id ${peerId.slice(0, 80)} does not embed an Ed25519 key`);
+    k = key;
+    if (pubKeys.size > 10_000) pubKeys.clear();
+    pubKeys.set(peerId, k);
+  }
+  return k;
+}
+
+export function seal(key: PrivateKey, payload: object): Uint8Array {
+  const body = pack(payload);
+  const sig = key.sign(body) as Uint8Array;
+  const out = new Uint8Array(1 + SIG + body.byteLength);
+  out[0] = ENVELOPE;
+  out.set(sig, 1);
+  out.set(body, 1 + SIG);
+  return out;
+}
+
+/** Splits and decodes a signed value, verifying the signature against `signer` (a peer id). */
+function open(bytes: unknown, signerOf: (payload: Record<string, unknown>) => string, verify = true): Record<string, unknown> {
+  if (!(bytes instanceof Uint8Array)) throw new RecordError('not-bytes', 'a stored value is not bytes');
+  if (bytes.byteLength > LIMITS.recordBytes) throw new RecordError('too-large', `a record of ${bytes.byteLength} bytes exceeds ${LIMITS.recordBytes}`);
+  if (bytes.byteLength <= 1 + SIG || bytes[0] !== ENVELOPE) throw new RecordError('bad-envelope', 'a record has no valid envelope');
+  const body = bytes.subarray(1 + SIG);
+  const payload = asObject(unpackUntrusted(body, { maxBytes: LIMITS.recordBytes, maxDepth: 12, maxNodes: 200_000 }), 'record');
+  if (verify) {
+    const signer = signerOf(payload);
+    const ok = publicKeyOf(signer).verify(body, bytes.subarray(1, 1 + SIG));
+    if (ok !== true) throw new RecordError('bad-signature', `a record's signature does not verify for ${signer}`);
+  }
+  return payload;
+}
+
+// ---------------------------------------------------------------- study meta
+
+export function studyIdFor(creator: string, name: string, createdAt: number): string {
+  return 's' + createHash('sha256').update(`${creator}\0${name}\0${createdAt}`).digest('hex').slice(0, 24);
+}
+
+export function decodeMeta(bytes: unknown, verify = true): StudyMeta {
+  const p = open(bytes, (x) => String(x['creator']), verify);
+  const m = p as unknown as StudyMeta;
+  if (m.k !== 'meta') throw new RecordError('schema', 'meta record has the wrong kind');
+  if (typeof m.name !== 'string' || m.name.length === 0 || m.name.length > LIMITS.nameLength) throw new RecordError('schema', 'meta.name is not a valid study name');
+  if (!Array.isArray(m.directions) || m.directions.length === 0 || m.directions.length > 16 || !m.directions.every((d) => d === 'minimize' || d === 'maximize')) {
+    throw new RecordError('schema', 'meta.directions is not a list of minimize/maximize');
+  }
+  if (typeof m.createdAt !== 'number' || !Number.isFinite(m.createdAt)) throw new RecordError('schema', 'meta.createdAt is not a time');
+  if (typeof m.creator !== 'string') throw new RecordError('schema', 'meta.creator is not a peer id');
+  if (m.id !== studyIdFor(m.creator, m.name, m.createdAt)) throw new RecordError('bad-study-id', 'meta.id does not match its creator, name and time');
+  return m;
+}
+
+// ---------------------------------------------------------------- trial records
+
+function ownerOf(trialId: string): string {
+  const i = trialId.lastIndexOf(':');
+  if (i <= 0) throw new RecordError('schema', `trial id "${trialId.slice(0, 100)}" is not owner:seq`);
+  return trialId.slice(0, i);
+}
+
+function isParamValue(v: unknown): v is ParamValue {
+  return v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v));
+}
+
+function plainMap(v: unknown, what: string): Record<string, unknown> {
+  const o = asObject(v, what);
+  return o;
+}
+
+/** Decodes and checks a trial record (signature by the owner in its id unless `verify` is false). */
+export function decodeTrial(bytes: unknown, verify = true): TrialRecord {
+  const p = open(bytes, (x) => ownerOf(String(x['id'])), verify);
+  const r = p as unknown as TrialRecord;
+  if (r.k !== 'trial') throw new RecordError('schema', 'trial record has the wrong kind');
+  if (typeof r.id !== 'string' || typeof r.st !== 'string') throw new RecordError('schema', 'trial record lacks id or study');
+  const owner = ownerOf(r.id);
+  if (r.o !== owner || !Number.isSafeInteger(r.q) || r.q < 0 || r.id !== `${owner}:${r.q}`) throw new RecordError('schema', 'trial record id, owner and seq disagree');
+  if (!Number.isSafeInteger(r.v) || r.v < 0) throw new RecordError('schema', 'trial record version is not a non-negative integer');
+  if (!TRIAL_STATES.includes(r.s)) throw new RecordError('schema', `trial state ${String(r.s).slice(0, 20)} is unknown`);
+  const params = plainMap(r.p, 'params');
+  const dists = plainMap(r.d, 'distributions');
+  if (Object.keys(params).length > LIMITS.paramsPerTrial) throw new RecordError('schema', 'too many params');
+  for (const [k, v] of Object.entries(params)) {
+    if (!isParamValue(v)) throw new RecordError('schema', `param ${k.slice(0, 50)} has a bad value`);
+    if (!Object.prototype.hasOwnProperty.call(dists, k)) throw new RecordError('schema', `param ${k.slice(0, 50)} has no distribution`);
+  }
+  for (const [k, d] of Object.entries(dists)) {
+    try {
+      dists[k] = parseDistribution(d);
+    } catch {
+      throw new RecordError('schema', `distribution of ${k.slice(0, 50)} is invalid`);
+    }
+  }
+  if (r.vals !== null && (!Array.isArray(r.vals) || r.vals.length > 16 || !r.vals.every((x) => typeof x === 'number' && Number.isFinite(x)))) {
+    throw new RecordError('schema', 'trial values are not finite numbers');
+  }
+  if (r.s === 'COMPLETE' && !r.vals) throw new RecordError('schema', 'a COMPLETE trial has no values');
+  if (!Array.isArray(r.iv) || r.iv.length > LIMITS.intermediatePerTrial) throw new RecordError('schema', 'intermediate values are not a list');
+  for (const e of r.iv) {
+    if (!Array.isArray(e) || e.length !== 2 || !Number.isSafeInteger(e[0]) || typeof e[1] !== 'number' || Number.isNaN(e[1])) {
+      throw new RecordError('schema', 'an intermediate value is not [step, number]');
+    }
+  }
+  plainMap(r.ua, 'userAttrs');
+  plainMap(r.sa, 'systemAttrs');
+  for (const t of [r.t0, r.t1]) if (t !== null && !(typeof t === 'number' && Number.isFinite(t))) throw new RecordError('schema', 'a trial time is not a number');
+  if (r.claim !== null && typeof r.claim !== 'string') throw new RecordError('schema', 'claim is not a trial id');
+  return r;
+}
+
+export function decodeAttr(bytes: unknown, verify = true): AttrRecord {
+  const p = open(bytes, (x) => String(x['by']), verify);
+  const r = p as unknown as AttrRecord;
+  if (r.k !== 'attr' || typeof r.key !== 'string' || !/^[us]:/.test(r.key) || typeof r.by !== 'string' || typeof r.ts !== 'number') {
+    throw new RecordError('schema', 'attr record is malformed');
+  }
+  return r;
+}
+
+/** Whether `next` may replace `prev` (both owner-signed records of the same trial); else the reason. */
+export function forwardReason(prev: TrialRecord | undefined, next: TrialRecord): string | null {
+  if (!prev) return null;
+  if (next.v <= prev.v) return 'stale-version';
+  if (STATE_RANK[next.s] < STATE_RANK[prev.s]) return 'state-backward';
+  if (isFinished(prev.s)) {
+    if (next.s !== prev.s) return 'finished-final';
+    if (JSON.stringify(next.vals) !== JSON.stringify(prev.vals)) return 'finished-final';
+  }
+  return null;
+}
+
+/** Of several values under one trial key (concurrent writes), the valid one with the highest version. */
+export function pickRecord(values: Iterable<unknown>): TrialRecord | undefined {
+  let best: TrialRecord | undefined;
+  for (const v of values) {
+    let r: TrialRecord;
+    try {
+      r = decodeTrial(v, false);
+    } catch {
+      continue;
+    }
+    if (!best || r.v > best.v) best = r;
+  }
+  return best;
+}
+
+/** The current record under a trial key of a document, honouring the highest-version rule. */
+export function readTrial(doc: A.Doc<StudyDoc>, trialId: string): TrialRecord | undefined {
+  const trials = doc.trials;
+  if (!trials) return undefined;
+  const conflicts = A.getConflicts(trials, trialId);
+  if (conflicts && Object.keys(conflicts).length > 1) return pickRecord(Object.values(conflicts));
+  const v = trials[trialId];
+  return v === undefined ? undefined : pickRecord([v]);
+}
+
+// ---------------------------------------------------------------- inspecting incoming changes
+
+export interface InspectContext {
+  studyId: string;
+  doc: A.Doc<StudyDoc>;
+  /** The current record of a trial in `doc` (the view's cache). */
+  current(trialId: string): TrialRecord | undefined;
+}
+
+export interface Inspected {
+  /** Trial ids whose keys the changes write. */
+  trials: Set<string>;
+  attrs: boolean;
+  genesis: StudyMeta | null;
+}
+
+export class RejectedChange extends Error {
+  override name = 'RejectedChange';
+  constructor(
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+type DecodedChange = ReturnType<typeof A.decodeChange>;
+
+/** Orders a batch so a change comes after the changes of the batch it depends on. */
+function topoSort(changes: DecodedChange[]): DecodedChange[] {
+  const byHash = new Map(changes.map((c) => [c.hash!, c]));
+  const out: DecodedChange[] = [];
+  const seen = new Set<string>();
+  const visit = (c: DecodedChange, depth: number): void => {
+    if (seen.has(c.hash!)) return;
+    seen.add(c.hash!);
+    if (depth < 10_000) for (const d of c.deps) {
+      const dep = byHash.get(d);
+      if (dep) visit(dep, depth + 1);
+    }
+    out.push(c);
+  };
+  for (const c of changes) visit(c, 0);
+  return out;
+}
+
+/**
+ * The bytes of a decoded `set` op. Automerge's decodeChange gives bytes as a Uint8Array or, for
+ * changes taken from a loaded document, as a plain array of byte values (a scalar can never be a JS
+ * array otherwise: lists are objects of their own).
+ */
+function opBytes(v: unknown): Uint8Array | null {
+  if (v instanceof Uint8Array) return v;
+  if (Array.isArray(v) && v.length <= LIMITS.recordBytes && v.every((x) => Number.isInteger(x) && x >= 0 && x <= 255)) return Uint8Array.from(v as number[]);
+  return null;
+}
+
+/** Decodes raw changes (not yet in the document), or throws RejectedChange('undecodable'). */
+export function decodeChanges(raw: readonly Uint8Array[]): DecodedChange[] {
+  return raw.map((c) => {
+    if (!(c instanceof Uint8Array)) throw new RejectedChange('schema', 'a change is not bytes');
+    if (c.byteLength > LIMITS.changeBytes * 64) throw new RejectedChange('too-large', `a change of ${c.byteLength} bytes is too large`);
+    try {
+      return A.decodeChange(c);
+    } catch (e) {
+      throw new RejectedChange('undecodable', `a change does not decode: ${(e as Error).message}`);
+    }
+  });
+}
+
+/**
+ * Checks a batch of changes against the merge rules before any of it is applied. Changes already in
+ * the document are skipped (replays are harmless no-ops). Throws RejectedChange on the first broken
+ * rule; the caller drops the whole batch.
+ */
+export function inspectChanges(ctx: InspectContext, batch: DecodedChange[]): Inspected {
+  const result: Inspected = { trials: new Set(), attrs: false, genesis: null };
+  const fresh = batch.filter((c) => !A.hasHeads(ctx.doc, [c.hash!]));
+  if (fresh.length === 0) return result;
+  const working = new Map<string, TrialRecord>();
+  let trialsObj = ctx.doc.trials ? A.getObjectId(ctx.doc.trials) : null;
+  let attrsObj = ctx.doc.attrs ? A.getObjectId(ctx.doc.attrs) : null;
+  let hasMeta = ctx.doc.meta !== undefined;
+  for (const c of topoSort(fresh)) {
+    if (c.ops.length > LIMITS.opsPerChange) throw new RejectedChange('too-many-ops', `a change has ${c.ops.length} operations`);
+    const rootOps = c.ops.filter((op) => op.obj === '_root');
+    if (rootOps.length > 0) {
+      // Only the genesis: exactly meta + trials + attrs, once, meta signed and matching this study.
+      if (hasMeta || trialsObj || attrsObj) throw new RejectedChange('root-write', 'a change writes the document root after its genesis');
+      if (rootOps.length !== c.ops.length || c.ops.length !== 3) throw new RejectedChange('root-write', 'the genesis change has unexpected operations');
+      let meta: StudyMeta | null = null;
+      c.ops.forEach((op, i) => {
+        const opId = `${c.startOp + i}@${c.actor}`;
+        if (op.key === 'meta' && op.action === 'set' && opBytes(op.value) !== null) {
+          try {
+            meta = decodeMeta(opBytes(op.value));
+          } catch (e) {
+            throw new RejectedChange((e as WireError).reason ?? 'bad-meta', `genesis meta: ${(e as Error).message}`);
+          }
+        } else if (op.key === 'trials' && op.action === 'makeMap') trialsObj = opId;
+        else if (op.key === 'attrs' && op.action === 'makeMap') attrsObj = opId;
+        else throw new RejectedChange('root-write', `the genesis change has an unexpected ${op.action} of ${String(op.key).slice(0, 40)}`);
+      });
+      const m = meta as StudyMeta | null;
+      if (!m || !trialsObj || !attrsObj) throw new RejectedChange('root-write', 'the genesis change is incomplete');
+      if (m.id !== ctx.studyId) throw new RejectedChange('wrong-study', `the genesis is for study ${m.id}, not ${ctx.studyId}`);
+      hasMeta = true;
+      result.genesis = m;
+      continue;
+    }
+    for (const op of c.ops) {
+      if (op.action === 'del') throw new RejectedChange('delete', 'a change deletes a key');
+      if (op.action !== 'set' || typeof op.key !== 'string' || (op as { insert?: boolean }).insert) throw new RejectedChange('bad-op', `a change has a ${op.action} operation`);
+      const value = opBytes(op.value);
+      if (value === null) throw new RejectedChange('not-bytes', 'a change writes a value that is not bytes');
+      if (trialsObj !== null && op.obj === trialsObj) {
+        let rec: TrialRecord;
+        try {
+          rec = decodeTrial(value);
+        } catch (e) {
+          throw new RejectedChange((e as WireError).reason ?? 'bad-record', `trial ${op.key.slice(0, 100)}: ${(e as Error).message}`);
+        }
+        if (rec.id !== op.key) throw new RejectedChange('wrong-key', `a record of trial ${rec.id.slice(0, 100)} is stored under ${op.key.slice(0, 100)}`);
+        if (rec.st !== ctx.studyId) throw new RejectedChange('wrong-study', `a record of study ${rec.st.slice(0, 40)} was sent for ${ctx.studyId}`);
+        const prev = working.get(rec.id) ?? ctx.current(rec.id);
+        const why = forwardReason(prev, rec);
+        if (why) throw new RejectedChange(why, `trial ${rec.id.slice(0, 100)} v${rec.v} ${rec.s} cannot replace v${prev!.v} ${prev!.s}`);
+        working.set(rec.id, rec);
+        result.trials.add(rec.id);
+      } else if (attrsObj !== null && op.obj === attrsObj) {
+        let rec: AttrRecord;
+        try {
+          rec = decodeAttr(value);
+        } catch (e) {
+          throw new RejectedChange((e as WireError).reason ?? 'bad-record', `study attr: ${(e as Error).message}`);
+        }
+        if (rec.key !== op.key || rec.st !== ctx.studyId) throw new RejectedChange('wrong-key', 'a study attr record is stored under another key or study');
+        result.attrs = true;
+      } else {
+        throw new RejectedChange('unknown-object', 'a change writes an object outside the schema');
+      }
+    }
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------- writing
+
+export function genesisDoc(key: PrivateKey, meta: StudyMeta): A.Doc<StudyDoc> {
+  return A.change(A.init<StudyDoc>(), (d) => {
+    d.meta = seal(key, meta);
+    d.trials = {};
+    d.attrs = {};
+  });
+}
+
+/** Writes several of this peer's records (already signed) in one change. */
+export function writeRecords(doc: A.Doc<StudyDoc>, trials: Map<string, Uint8Array>, attrs?: Map<string, Uint8Array>): A.Doc<StudyDoc> {
+  return A.change(doc, (d) => {
+    for (const [id, b] of trials) d.trials![id] = b;
+    if (attrs) for (const [k, b] of attrs) d.attrs![k] = b;
+  });
+}
+
+/** Study attrs as seen now: last writer (by time, then writer id) wins per key. */
+export function readAttrs(doc: A.Doc<StudyDoc>): { user: Record<string, unknown>; system: Record<string, unknown> } {
+  const user: Record<string, unknown> = {};
+  const system: Record<string, unknown> = {};
+  const attrs = doc.attrs;
+  if (!attrs) return { user, system };
+  for (const key of Object.keys(attrs)) {
+    const conflicts = A.getConflicts(attrs, key);
+    const values = conflicts ? Object.values(conflicts) : [attrs[key]];
+    let best: AttrRecord | undefined;
+    for (const v of values) {
+      try {
+        const r = decodeAttr(v, false);
+        if (!best || r.ts > best.ts || (r.ts === best.ts && r.by > best.by)) best = r;
+      } catch {
+        /* inspected on arrival; unreadable values are skipped */
+      }
+    }
+    if (!best) continue;
+    if (key.startsWith('u:')) user[key.slice(2)] = best.val;
+    else system[key.slice(2)] = best.val;
+  }
+  return { user, system };
+}
