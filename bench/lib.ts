@@ -124,3 +124,43 @@ export async function peertuneTPE(): Promise<(new (opts: TPEOptions) => Sampler)
   const ctor = lib['TPESampler'];
   return typeof ctor === 'function' ? (ctor as new (opts: TPEOptions) => Sampler) : null;
 }
+
+/**
+ * Two-sided p-value of the Mann-Whitney U test (normal approximation with tie correction): with 20
+ * seeds a median can move a lot by chance, so a win or loss is read together with this.
+ */
+export function mannWhitneyP(a: readonly number[], b: readonly number[]): number {
+  const n1 = a.length;
+  const n2 = b.length;
+  if (n1 === 0 || n2 === 0) return NaN;
+  const all = [...a.map((v) => ({ v, g: 0 })), ...b.map((v) => ({ v, g: 1 }))].sort((x, y) => x.v - y.v);
+  const ranks = new Array<number>(all.length);
+  let tieTerm = 0;
+  for (let i = 0; i < all.length; ) {
+    let j = i;
+    while (j + 1 < all.length && all[j + 1]!.v === all[i]!.v) j++;
+    const r = (i + j) / 2 + 1;
+    for (let k = i; k <= j; k++) ranks[k] = r;
+    const t = j - i + 1;
+    tieTerm += t ** 3 - t;
+    i = j + 1;
+  }
+  let r1 = 0;
+  all.forEach((x, i) => {
+    if (x.g === 0) r1 += ranks[i]!;
+  });
+  const u = r1 - (n1 * (n1 + 1)) / 2;
+  const n = n1 + n2;
+  const sigma = Math.sqrt(((n1 * n2) / 12) * (n + 1 - tieTerm / (n * (n - 1))));
+  if (sigma === 0) return 1;
+  const z = (Math.abs(u - (n1 * n2) / 2) - 0.5) / sigma;
+  return Math.min(1, 2 * (1 - normalCdf(Math.max(0, z))));
+}
+
+/** Standard normal CDF (Abramowitz-Stegun 7.1.26 via erf; |error| < 1.5e-7, plenty for a p-value). */
+function normalCdf(z: number): number {
+  const x = Math.abs(z) / Math.SQRT2;
+  const t = 1 / (1 + 0.3275911 * x);
+  const erf = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
+  return z >= 0 ? (1 + erf) / 2 : (1 - erf) / 2;
+}

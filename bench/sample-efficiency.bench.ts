@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { createStudy, RandomSampler, setVerbosity, type Sampler } from '../src/index.js';
-import { fmt, iqr, median, OPTUNA_SCRIPTS, optunaAvailable, peertuneTPE, PYTHON, table, type BenchContext } from './lib.js';
+import { fmt, iqr, mannWhitneyP, median, OPTUNA_SCRIPTS, optunaAvailable, peertuneTPE, PYTHON, table, type BenchContext } from './lib.js';
 import { evaluate, getFunction, groupFunctions, suiteObjective, type SuiteValue } from './suite.js';
 
 type Config = 'pt-random' | 'pt-tpe' | 'pt-tpe-mv' | 'optuna-tpe' | 'optuna-tpe-mv-cl';
@@ -157,12 +157,13 @@ function cellText(c: Cell | undefined): string {
 }
 
 /** Compares peertune's median regret with Optuna's: win / tie / loss, and the ratio (target: <= 1.2). */
-function versus(pt: Cell | undefined, op: Cell | undefined): { verdict: 'win' | 'tie' | 'loss' | 'n/a'; ratio: number; text: string } {
-  if (!pt || !op) return { verdict: 'n/a', ratio: NaN, text: 'n/a' };
+function versus(pt: Cell | undefined, op: Cell | undefined): { verdict: 'win' | 'tie' | 'loss' | 'n/a'; ratio: number; p: number; text: string } {
+  if (!pt || !op) return { verdict: 'n/a', ratio: NaN, p: NaN, text: 'n/a' };
   const ratio = op.median === 0 ? (pt.median === 0 ? 1 : Infinity) : pt.median / op.median;
   const verdict = pt.median < op.median ? 'win' : pt.median > op.median ? 'loss' : 'tie';
   const flag = ratio > 1.2 ? ', >20% worse' : '';
-  return { verdict, ratio, text: `${verdict} (x${fmt(ratio)}${flag})` };
+  const p = mannWhitneyP(pt.regrets, op.regrets);
+  return { verdict, ratio, p, text: `${verdict} (x${fmt(ratio)}${flag}, p=${p.toFixed(2)})` };
 }
 
 export default async function sampleEfficiency(ctx: BenchContext): Promise<void> {
@@ -221,7 +222,8 @@ export default async function sampleEfficiency(ctx: BenchContext): Promise<void>
   ];
   const md: string[] = [
     `${seeds} seeds, ${nTrials} trials per study; simple regret = best value so far minus the optimum; cells are median [25th, 75th percentile]. ` +
-      `"win" = peertune's median regret is lower than Optuna's; x = peertune median / Optuna median (target <= 1.2).`,
+      `"win" = peertune's median regret is lower than Optuna's; x = peertune median / Optuna median (target <= 1.2); ` +
+      `p = two-sided Mann-Whitney U over the seeds (p > 0.05: the difference may be chance).`,
     '',
   ];
   for (const n of notes) md.push(`> ${n}`, '');
