@@ -143,5 +143,6 @@ test('grid: bad search spaces are rejected with the parameter named', () => {
   assert.throws(() => new GridSampler({ x: 3 as never }), /values for parameter "x" must be a non-empty array, got 3/);
   assert.throws(() => new GridSampler({ x: [1, NaN] }), /parameter "x" has value NaN; grid values must be finite numbers, strings, booleans or null/);
   assert.throws(() => new GridSampler({ x: [{}] as never }), /parameter "x" has value/);
+  assert.throws(() => new GridSampler({ x: [1] }, { sed: 1 } as never), /GridSampler: unknown option "sed"; the only option is seed/);
   assert.doesNotThrow(() => new GridSampler({ x: [null, 'a', 1, false] }));
 });

@@ -195,6 +195,14 @@ test('percentile/median: option errors name the option and the valid range', () 
   assert.throws(() => new PercentilePruner(101), /PercentilePruner: percentile must be a number in \[0, 100\], got 101/);
   assert.throws(() => new PercentilePruner(NaN), /percentile must be a number in \[0, 100\], got NaN/);
   assert.throws(() => new PercentilePruner(-1), RangeError);
+  assert.throws(
+    () => new MedianPruner({ nStartupTrial: 3 } as never),
+    /MedianPruner: unknown option "nStartupTrial"; valid options are nStartupTrials, nWarmupSteps, intervalSteps, nMinTrials/,
+  );
+  assert.throws(() => new SuccessiveHalvingPruner({ eta: 3 } as never), /SuccessiveHalvingPruner: unknown option "eta"/);
+  assert.throws(() => new HyperbandPruner({ max_resource: 3 } as never), /HyperbandPruner: unknown option "max_resource"/);
+  assert.throws(() => new ThresholdPruner({ upper: 1, warmup: 2 } as never), /ThresholdPruner: unknown option "warmup"/);
+  assert.throws(() => new PatientPruner(null, { patience: 1, delta: 1 } as never), /PatientPruner: unknown option "delta"/);
 });
 
 test('median prunes through optimize(): TrialPruned ends the trial as PRUNED with its last value', async () => {

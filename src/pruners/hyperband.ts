@@ -12,7 +12,7 @@ import { Rng } from '../rng.js';
 import type { FrozenTrial } from '../storage/storage.js';
 import type { Study } from '../study.js';
 import type { Pruner } from './base.js';
-import { checkIntOption, describe, lastStep } from './percentile.js';
+import { checkIntOption, checkOptions, describe, lastStep } from './percentile.js';
 import { judgeRungs } from './successive-halving.js';
 
 export interface HyperbandPrunerOptions {
@@ -47,7 +47,7 @@ export class HyperbandPruner implements Pruner {
 
   constructor(opts: HyperbandPrunerOptions = {}) {
     const name = 'HyperbandPruner';
-    if (opts === null || typeof opts !== 'object') throw new TypeError(`${name}: options must be an object, got ${describe(opts)}`);
+    checkOptions(name, opts, ['minResource', 'maxResource', 'reductionFactor', 'bootstrapCount']);
     this.minResource = checkIntOption(name, 'minResource', opts.minResource ?? 1, 1);
     const maxResource = opts.maxResource ?? 'auto';
     if (maxResource !== 'auto' && (typeof maxResource !== 'number' || !Number.isInteger(maxResource) || maxResource < this.minResource)) {

@@ -6,7 +6,7 @@
 import type { FrozenTrial } from '../storage/storage.js';
 import type { Study } from '../study.js';
 import type { Pruner } from './base.js';
-import { bestIgnoringNaN, checkIntOption, describe } from './percentile.js';
+import { bestIgnoringNaN, checkIntOption, checkOptions, describe } from './percentile.js';
 
 export interface PatientPrunerOptions {
   /** Reports without improvement that are tolerated. */
@@ -27,6 +27,7 @@ export class PatientPruner implements Pruner {
     if (opts === null || typeof opts !== 'object') {
       throw new TypeError('PatientPruner: pass options with patience, e.g. new PatientPruner(null, { patience: 3 })');
     }
+    checkOptions('PatientPruner', opts, ['patience', 'minDelta']);
     this.wrappedPruner = wrappedPruner;
     this.patience = checkIntOption('PatientPruner', 'patience', opts.patience, 0);
     const minDelta = opts.minDelta ?? 0;

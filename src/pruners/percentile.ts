@@ -50,6 +50,19 @@ export function checkIntOption(pruner: string, option: string, value: unknown, m
   return value;
 }
 
+/**
+ * Checks that options are an object with only known keys, so a misspelt option (`nStartupTrial`) is
+ * an error instead of a silently ignored default.
+ */
+export function checkOptions(pruner: string, opts: unknown, known: readonly string[]): void {
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) {
+    throw new TypeError(`${pruner}: options must be an object, got ${describe(opts)}`);
+  }
+  for (const key of Object.keys(opts)) {
+    if (!known.includes(key)) throw new TypeError(`${pruner}: unknown option "${key}"; valid options are ${known.join(', ')}`);
+  }
+}
+
 export function describe(value: unknown): string {
   return typeof value === 'string' ? JSON.stringify(value) : String(value);
 }
@@ -89,7 +102,7 @@ export class PercentilePruner implements Pruner {
     if (typeof percentile !== 'number' || !(percentile >= 0 && percentile <= 100)) {
       throw new RangeError(`${name}: percentile must be a number in [0, 100], got ${describe(percentile)}`);
     }
-    if (opts === null || typeof opts !== 'object') throw new TypeError(`${name}: options must be an object, got ${describe(opts)}`);
+    checkOptions(name, opts, ['nStartupTrials', 'nWarmupSteps', 'intervalSteps', 'nMinTrials']);
     this.percentile = percentile;
     this.nStartupTrials = checkIntOption(name, 'nStartupTrials', opts.nStartupTrials ?? 5, 0);
     this.nWarmupSteps = checkIntOption(name, 'nWarmupSteps', opts.nWarmupSteps ?? 0, 0);

@@ -22,7 +22,7 @@ import { logger } from '../logging.js';
 import type { FrozenTrial, StudyDirection } from '../storage/storage.js';
 import type { Study } from '../study.js';
 import type { Pruner } from './base.js';
-import { checkIntOption, describe, lastStep } from './percentile.js';
+import { checkIntOption, checkOptions, describe, lastStep } from './percentile.js';
 
 export interface SuccessiveHalvingPrunerOptions {
   /**
@@ -125,7 +125,7 @@ export class SuccessiveHalvingPruner implements Pruner {
 
   constructor(opts: SuccessiveHalvingPrunerOptions = {}) {
     const name = 'SuccessiveHalvingPruner';
-    if (opts === null || typeof opts !== 'object') throw new TypeError(`${name}: options must be an object, got ${describe(opts)}`);
+    checkOptions(name, opts, ['minResource', 'reductionFactor', 'minEarlyStoppingRate', 'bootstrapCount']);
     const minResource = opts.minResource ?? 'auto';
     if (minResource !== 'auto' && (typeof minResource !== 'number' || !Number.isInteger(minResource) || minResource < 1)) {
       throw new RangeError(`${name}: minResource must be 'auto' or an integer >= 1, got ${describe(minResource)}`);

@@ -6,7 +6,7 @@
 import type { FrozenTrial } from '../storage/storage.js';
 import type { Study } from '../study.js';
 import type { Pruner } from './base.js';
-import { checkIntOption, describe, isFirstInIntervalStep, lastStep } from './percentile.js';
+import { checkIntOption, checkOptions, describe, isFirstInIntervalStep, lastStep } from './percentile.js';
 
 export interface ThresholdPrunerOptions {
   /** Values below this are pruned. */
@@ -37,6 +37,7 @@ export class ThresholdPruner implements Pruner {
     if (opts === null || typeof opts !== 'object') {
       throw new TypeError('ThresholdPruner: pass an options object with at least one of lower or upper, e.g. { upper: 1.0 }');
     }
+    checkOptions('ThresholdPruner', opts, ['lower', 'upper', 'nWarmupSteps', 'intervalSteps']);
     const lower = checkBound('lower', opts.lower);
     const upper = checkBound('upper', opts.upper);
     if (lower === undefined && upper === undefined) {

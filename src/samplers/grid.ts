@@ -56,6 +56,10 @@ export class GridSampler implements Sampler {
     });
     this.gridSize = this.values.reduce((n, vs) => n * vs.length, 1);
     if (!Number.isSafeInteger(this.gridSize)) throw new RangeError(`GridSampler: the grid has ${this.gridSize} points, too many to enumerate`);
+    if (opts === null || typeof opts !== 'object') throw new TypeError(`GridSampler: options must be an object such as { seed: 1 }, got ${String(opts)}`);
+    for (const key of Object.keys(opts)) {
+      if (key !== 'seed') throw new TypeError(`GridSampler: unknown option "${key}"; the only option is seed`);
+    }
     const seed = opts.seed ?? randomSeed();
     if (typeof seed !== 'number' || !Number.isFinite(seed)) throw new TypeError(`GridSampler: seed must be a finite number, got ${String(seed)}`);
     this.seed = seed;
