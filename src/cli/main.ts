@@ -10,9 +10,10 @@ import './polyfills.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { extname, resolve } from 'node:path';
+import { extname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { toCsv, toJson } from '../export.js';
+import { generateSwarmKey, writeSwarmKeyFile } from '../security/index.js';
 import { formatParams, logger, setVerbosity, type LogLevel } from '../logging.js';
 import { CommandObjectiveError, commandObjective, killAllCommandObjectives } from '../objectives/command.js';
 import type { FrozenTrial, StudyDirection, StudyInfo } from '../storage/storage.js';
@@ -158,7 +159,7 @@ function joinAddresses(opened: OpenedStorage): string[] {
 // ---------------------------------------------------------------------------------------------
 // Subcommands.
 
-async function cmdCreateStudy(o: CommonOpts & { direction?: StudyDirection[]; sampler?: string; samplerOptions?: string; pruner?: string; prunerOptions?: string; skipIfExists?: boolean }) {
+async function cmdCreateStudy(o: CommonOpts & { direction?: StudyDirection[]; sampler?: string; samplerOptions?: string; pruner?: string; prunerOptions?: string; skipIfExists?: boolean; private?: boolean }) {
   const dirs = o.direction ?? ['minimize'];
   const specs = specsFrom(o);
   const samplerSpec = specs.sampler ?? { name: 'tpe', options: {} };
@@ -166,6 +167,11 @@ async function cmdCreateStudy(o: CommonOpts & { direction?: StudyDirection[]; sa
   // Build both now so a bad option is reported here, not by every worker later.
   await createSampler(samplerSpec);
   await createPruner(prunerSpec);
+  if (o.private) {
+    // A private study: a fresh swarm key that every other peer must be given (--swarm-key).
+    o.swarmKey ??= join(resolve(o.dataDir ?? process.env['PEERTUNE_DATA_DIR'] ?? './peertune-data'), 'swarm.key');
+    await writeSwarmKeyFile(o.swarmKey, generateSwarmKey());
+  }
   await withStorage(o, 'serve', async (opened) => {
     const name = o.studyName ?? `study-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}`;
     const existing = opened.storage.getStudy(name);
@@ -185,6 +191,7 @@ async function cmdCreateStudy(o: CommonOpts & { direction?: StudyDirection[]; sa
     out(`directions: ${info.directions.join(', ')}`);
     if (opened.peerId) out(`peer id: ${opened.peerId}`);
     for (const a of joinAddresses(opened)) out(`join: ${a}`);
+    if (o.private) out(`swarm key: ${o.swarmKey} (copy it to every other peer and pass --swarm-key <file>)`);
   });
 }
 
@@ -529,7 +536,8 @@ export function buildProgram(): Command {
   create
     .option('--study-name <name>', 'the study name (default: generated)')
     .option('--direction <direction>', 'minimize or maximize; repeat for a multi-objective study', collectDirections)
-    .option('--skip-if-exists', 'reuse an existing study of that name instead of failing');
+    .option('--skip-if-exists', 'reuse an existing study of that name instead of failing')
+    .option('--private', 'make a private swarm: write a new swarm key (to --swarm-key, default <data-dir>/swarm.key) that other peers need');
   algorithmOptions(create, false);
   networkOptions(create, 'serve').action((o) => cmdCreateStudy(o));
 
