@@ -16,10 +16,18 @@ import {
   type Distribution,
   type Trial,
 } from '../src/index.js';
-import { fmt, median, optunaAvailable, peertuneTPE, runOptunaScript, table, type BenchContext } from './lib.js';
+import { fmt, median, optunaAvailable, peertuneOptuna3Preset, peertuneTPE, runOptunaScript, table, type BenchContext } from './lib.js';
 
 type SpaceName = 'float10' | 'cat3float7';
-type Kind = 'tpe' | 'tpe-mv';
+/** peertune configurations: its defaults, Optuna 3's defaults as a preset, and plain multivariate. */
+type PtKind = 'defaults' | 'optuna3' | 'mv';
+type OpKind = 'tpe' | 'tpe-mv';
+/** Rows of the table: which peertune configuration is timed against which Optuna one. */
+const PAIRS: { label: string; pt: PtKind; op: OpKind }[] = [
+  { label: 'TPE defaults (each library)', pt: 'defaults', op: 'tpe' },
+  { label: 'peertune Optuna-3 preset vs Optuna defaults (same algorithm)', pt: 'optuna3', op: 'tpe' },
+  { label: 'TPE multivariate', pt: 'mv', op: 'tpe-mv' },
+];
 const CHOICES = ['a', 'b', 'c', 'd'];
 
 function space(name: SpaceName): [string, Distribution][] {
@@ -40,21 +48,22 @@ function suggestAndValue(trial: Trial, sp: [string, Distribution][]): number {
 
 interface Row {
   lib: 'peertune' | 'optuna';
-  sampler: Kind;
+  sampler: PtKind | OpKind;
   space: SpaceName;
   size: number;
   medianMs: number;
   ms: number[];
 }
 
-async function peertuneLatency(kind: Kind, spaceName: SpaceName, size: number, nAsks: number, warmup: number): Promise<Row> {
+async function peertuneLatency(kind: PtKind, spaceName: SpaceName, size: number, nAsks: number, warmup: number): Promise<Row> {
   const TPE = (await peertuneTPE())!;
+  const opts = kind === 'optuna3' ? { ...(await peertuneOptuna3Preset())!, seed: 0 } : kind === 'mv' ? { seed: 0, multivariate: true } : { seed: 0 };
   const sp = space(spaceName);
   const storage = new InMemoryStorage();
   // History at random points through the public API; the TPE study then loads that same history.
   const builder = await createStudy({ storage, studyName: 'latency', sampler: new RandomSampler({ seed: 1 }) });
   await builder.optimize((t) => suggestAndValue(t, sp), { nTrials: size });
-  const study = await loadStudy({ storage, studyName: 'latency', sampler: new TPE({ seed: 0, multivariate: kind === 'tpe-mv' }) });
+  const study = await loadStudy({ storage, studyName: 'latency', sampler: new TPE(opts) });
   const ms: number[] = [];
   for (let i = 0; i < warmup + nAsks; i++) {
     const t0 = performance.now();
@@ -73,7 +82,10 @@ export default async function askLatency(ctx: BenchContext): Promise<void> {
   const nAsks = ctx.quick ? 10 : 30;
   const warmup = 3;
   const spaces: SpaceName[] = ['float10', 'cat3float7'];
-  const kinds: Kind[] = ['tpe', 'tpe-mv'];
+  const ptKinds: PtKind[] = ['defaults', 'mv'];
+  if (await peertuneOptuna3Preset()) ptKinds.push('optuna3');
+  const opKinds: OpKind[] = ['tpe', 'tpe-mv'];
+  const pairs = PAIRS.filter((p) => ptKinds.includes(p.pt));
   const notes: string[] = [];
   const TPE = await peertuneTPE();
   if (!TPE) notes.push('peertune TPESampler is not exported from src/index.ts yet: peertune rows are skipped.');
@@ -83,7 +95,7 @@ export default async function askLatency(ctx: BenchContext): Promise<void> {
 
   const rows: Row[] = [];
   if (TPE) {
-    for (const kind of kinds) {
+    for (const kind of ptKinds) {
       for (const sp of spaces) {
         for (const size of sizes) {
           const r = await peertuneLatency(kind, sp, size, nAsks, warmup);
@@ -95,13 +107,13 @@ export default async function askLatency(ctx: BenchContext): Promise<void> {
   }
   if (optuna.ok) {
     ctx.log(`Optuna ${optuna.version}: timing asks (this takes a while at 2000 trials)`);
-    const out = await runOptunaScript<{ results: { sampler: Kind; space: SpaceName; size: number; ms: number[] }[] }>('ask_latency.py', {
+    const out = await runOptunaScript<{ results: { sampler: OpKind; space: SpaceName; size: number; ms: number[] }[] }>('ask_latency.py', {
       spaces,
       sizes,
       n_asks: nAsks,
       warmup,
       seed: 0,
-      samplers: kinds,
+      samplers: opKinds,
     });
     for (const r of out.results) {
       rows.push({ lib: 'optuna', sampler: r.sampler, space: r.space, size: r.size, medianMs: median(r.ms), ms: r.ms });
@@ -109,33 +121,39 @@ export default async function askLatency(ctx: BenchContext): Promise<void> {
     }
   }
 
-  const find = (lib: Row['lib'], kind: Kind, sp: SpaceName, size: number) => rows.find((r) => r.lib === lib && r.sampler === kind && r.space === sp && r.size === size);
+  const find = (lib: Row['lib'], kind: Row['sampler'], sp: SpaceName, size: number) =>
+    rows.find((r) => r.lib === lib && r.sampler === kind && r.space === sp && r.size === size);
   const tableRows: (string | number)[][] = [];
   const summary: Record<string, number> = {};
-  for (const kind of kinds) {
+  for (const pair of pairs) {
     for (const sp of spaces) {
       for (const size of sizes) {
-        const p = find('peertune', kind, sp, size);
-        const o = find('optuna', kind, sp, size);
+        const p = find('peertune', pair.pt, sp, size);
+        const o = find('optuna', pair.op, sp, size);
         const ratio = p && o ? o.medianMs / p.medianMs : NaN;
-        summary[`${kind}/${sp}/${size}`] = ratio;
-        tableRows.push([kind === 'tpe' ? 'TPE (defaults)' : 'TPE multivariate', sp, size, p ? fmt(p.medianMs) : 'n/a', o ? fmt(o.medianMs) : 'n/a', Number.isFinite(ratio) ? `${fmt(ratio)}x` : 'n/a']);
+        summary[`${pair.pt}-vs-${pair.op}/${sp}/${size}`] = ratio;
+        tableRows.push([pair.label, sp, size, p ? fmt(p.medianMs) : 'n/a', o ? fmt(o.medianMs) : 'n/a', Number.isFinite(ratio) ? `${fmt(ratio)}x` : 'n/a']);
       }
     }
   }
-  const target = sizes.includes(1000)
-    ? spaces.map((sp) => `${sp}: ${Number.isFinite(summary[`tpe/${sp}/1000`]!) ? `${fmt(summary[`tpe/${sp}/1000`]!)}x` : 'n/a'}`).join(', ')
-    : null;
+  const targetOf = (pair: (typeof PAIRS)[number]) =>
+    spaces.map((sp) => summary[`${pair.pt}-vs-${pair.op}/${sp}/1000`] ?? NaN);
+  const targetLines = sizes.includes(1000)
+    ? pairs
+        .filter((p) => p.op === 'tpe')
+        .map((p) => {
+          const r = targetOf(p);
+          return `- Target (1000 trials, >= 10x lower than Optuna's default TPE), ${p.label}: ${spaces.map((sp, i) => `${sp} ${Number.isFinite(r[i]!) ? `${fmt(r[i]!)}x` : 'n/a'}`).join(', ')} -> ${r.every((x) => x >= 10) ? 'MET' : 'NOT MET'}`;
+        })
+    : ['- Quick run: the 1000-trial target is not measured.'];
   const md = [
     `Median ms per ask() + suggesting all 10 parameters, over ${nAsks} asks (after ${warmup} warm-up asks), each told right after; history of random completed trials. ` +
       `Speed-up = Optuna median / peertune median.`,
     '',
     ...notes.map((n) => `> ${n}\n`),
-    table(['sampler', 'space', 'trials in history', 'peertune ms', `Optuna ${optuna.version ?? ''} ms`, 'speed-up'], tableRows),
+    table(['samplers', 'space', 'trials in history', 'peertune ms', `Optuna ${optuna.version ?? ''} ms`, 'speed-up'], tableRows),
     '',
-    target
-      ? `- Target (TPE defaults, 1000 trials, >= 10x lower than Optuna): ${target} -> ${spaces.every((sp) => (summary[`tpe/${sp}/1000`] ?? 0) >= 10) ? 'MET' : 'NOT MET'}`
-      : '- Quick run: the 1000-trial target is not measured.',
+    ...targetLines,
   ].join('\n');
   console.log(md);
   await ctx.writeResult(ctx.quick ? 'ask-latency-quick' : 'ask-latency', { sizes, nAsks, warmup, optuna: optuna.version ?? null, notes, speedup: summary, rows }, md);

@@ -164,3 +164,10 @@ function normalCdf(z: number): number {
   const erf = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
   return z >= 0 ? (1 + erf) / 2 : (1 - erf) / 2;
 }
+
+/** peertune's `OPTUNA3_TPE_OPTIONS` preset (Optuna 3.x's TPE defaults), or null where it is not exported. */
+export async function peertuneOptuna3Preset(): Promise<TPEOptions | null> {
+  const lib = (await import('../src/index.js')) as Record<string, unknown>;
+  const preset = lib['OPTUNA3_TPE_OPTIONS'];
+  return preset && typeof preset === 'object' ? (preset as TPEOptions) : null;
+}
