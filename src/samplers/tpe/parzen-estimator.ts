@@ -116,6 +116,15 @@ export class ParzenEstimator {
   private readonly catLogOther: Float64Array;
   private readonly catLogPrior: Float64Array;
   private readonly scratch: Float64Array;
+  /** 1-D continuous: observation kernels are sorted by centre (the prior, if any, is last). */
+  private sorted = false;
+  /** A lone categorical dimension: log P(choice) for every choice. */
+  private catTable: Float64Array | null = null;
+  /** Kernels that come from observations (the prior, if used, is kernel nObs). */
+  private nObs = 0;
+  /** Over observation kernels: largest bandwidth and largest log-constant (bounds for logPdfWindow). */
+  private maxSigma = 0;
+  private maxLogConst = -Infinity;
 
   private constructor(readonly models: readonly ParamModel[], k: number) {
     const d = models.length;
@@ -143,6 +152,14 @@ export class ParzenEstimator {
     const usePrior = opts.priorWeight > 0 || n === 0;
     const k = n + (usePrior ? 1 : 0);
     const pe = new ParzenEstimator(models, k);
+    pe.nObs = n;
+    const m0 = models[0]!;
+    if (d === 1 && m0.kind === 'numerical' && m0.step === null) {
+      // A mixture does not care about kernel order: keep 1-D kernels sorted by centre so logPdf can
+      // skip the ones too far away to matter (see logPdfWindow).
+      [obs, weights] = sortByValue(obs[0]!, weights);
+      pe.sorted = true;
+    }
 
     let total = 0;
     for (let i = 0; i < n; i++) total += weights[i]!;
@@ -164,9 +181,21 @@ export class ParzenEstimator {
         pe.catLogPrior[j] = -Math.log(c);
         for (let i = 0; i < n; i++) pe.catObs[i * d + j] = x[i]!;
         if (usePrior) pe.catObs[n * d + j] = -1;
+        if (d === 1) {
+          // One categorical: the mixture collapses to a table of C probabilities.
+          const same = Math.exp(pe.catLogSame[j]!), other = eps > 0 ? Math.exp(pe.catLogOther[j]!) : 0;
+          const p = new Float64Array(c);
+          for (let i = 0; i < n; i++) {
+            const w = pe.weights[i]!;
+            for (let q = 0; q < c; q++) p[q] += w * other;
+            p[x[i]!] += w * (same - other);
+          }
+          if (usePrior) for (let q = 0; q < c; q++) p[q] += pe.weights[n]! / c;
+          pe.catTable = p.map((v) => (v > 0 ? Math.log(v) : NEG_BIG));
+        }
         continue;
       }
-      const sig = bandwidths(m, x, n, d, usePrior, opts);
+      const sig = bandwidths(m, x, n, d, usePrior, opts, pe.sorted);
       for (let i = 0; i < k; i++) {
         const mu = i < n ? x[i]! : 0.5 * (m.low + m.high);
         const s = sig[i]!;
@@ -180,7 +209,47 @@ export class ParzenEstimator {
         pe.logConst[i] += c;
       }
     }
+    if (pe.sorted) {
+      for (let i = 0; i < n; i++) {
+        if (pe.sigma[i]! > pe.maxSigma) pe.maxSigma = pe.sigma[i]!;
+        if (pe.logConst[i]! > pe.maxLogConst) pe.maxLogConst = pe.logConst[i]!;
+      }
+    }
     return pe;
+  }
+
+  /**
+   * Univariate log density over kernels sorted by centre. Start from the nearest kernels for a lower
+   * bound M on the maximum term; any kernel farther than maxSigma * sqrt(2 (maxLogConst - M + 40))
+   * then lies e^-40 below M, so only a window of kernels is evaluated. Exact to that tolerance.
+   */
+  private logPdfWindow(x: number): number {
+    const { mu, invSigma, logConst } = this;
+    const n = this.nObs;
+    let max = -Infinity;
+    let z = 0;
+    const pos = lowerBound(mu, 0, n, x);
+    for (const i of [pos - 1, pos, n]) {
+      if (i < 0 || i >= this.k || (i === pos && pos >= n)) continue;
+      z = (x - mu[i]!) * invSigma[i]!;
+      max = Math.max(max, logConst[i]! - 0.5 * z * z);
+    }
+    const radius = this.maxSigma * Math.sqrt(2 * Math.max(0, this.maxLogConst - max + 40));
+    const lo = lowerBound(mu, 0, n, x - radius);
+    const hi = upperBound(mu, lo, n, x + radius);
+    const floor = max - 40;
+    let sum = 0;
+    for (let i = lo; i < hi; i++) {
+      z = (x - mu[i]!) * invSigma[i]!;
+      const t = logConst[i]! - 0.5 * z * z;
+      if (t > floor) sum += Math.exp(t - max);
+    }
+    for (let i = n; i < this.k; i++) {
+      z = (x - mu[i]!) * invSigma[i]!;
+      const t = logConst[i]! - 0.5 * z * z;
+      if (t > floor) sum += Math.exp(t - max);
+    }
+    return max + Math.log(sum);
   }
 
   /** Draws `count` points; result[j][i] is point i's model-space value in dimension j. */
@@ -230,6 +299,14 @@ export class ParzenEstimator {
     const { mu, invSigma, logConst, catObs } = this;
     const kinds = this.models.map((m) => (m.kind === 'categorical' ? 2 : m.step === null ? 0 : 1));
     const allContinuous = kinds.every((t) => t === 0);
+    if (this.sorted) {
+      for (let c = 0; c < count; c++) out[c] = this.logPdfWindow(xs[0]![c]!);
+      return out;
+    }
+    if (this.catTable) {
+      for (let c = 0; c < count; c++) out[c] = this.catTable[xs[0]![c]!]!;
+      return out;
+    }
     for (let c = 0; c < count; c++) {
       let max = -Infinity;
       if (allContinuous && d === 1) {
@@ -315,6 +392,87 @@ export class ParzenEstimator {
   }
 }
 
+/** First index in [from, to) whose value is >= x (sorted a). */
+function lowerBound(a: Float64Array, from: number, to: number, x: number): number {
+  let lo = from, hi = to;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (a[mid]! < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** First index in [from, to) whose value is > x (sorted a). */
+function upperBound(a: Float64Array, from: number, to: number, x: number): number {
+  let lo = from, hi = to;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (a[mid]! <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Values sorted ascending with their weights carried along. */
+function sortByValue(x: Float64Array, w: ArrayLike<number>): [Float64Array[], Float64Array] {
+  const n = w.length;
+  const sx = x.slice(0, n);
+  const sw = new Float64Array(n);
+  for (let i = 0; i < n; i++) sw[i] = w[i]!;
+  sortPairs(sx, sw, 0, n - 1);
+  return [[sx], sw];
+}
+
+/**
+ * In-place quicksort of keys with a payload moved alongside (median-of-three, insertion sort for short
+ * runs). A JIT-compiled loop like this is several times faster than TypedArray#sort plus a rank search.
+ * Deterministic (same input order, same output), which is what peers need; not stable.
+ */
+export function sortPairs(a: Float64Array, b: Float64Array, lo: number, hi: number): void {
+  while (hi - lo > 16) {
+    const mid = (lo + hi) >> 1;
+    if (a[mid]! < a[lo]!) swap(a, b, mid, lo);
+    if (a[hi]! < a[lo]!) swap(a, b, hi, lo);
+    if (a[hi]! < a[mid]!) swap(a, b, hi, mid);
+    const pivot = a[mid]!;
+    let i = lo, j = hi;
+    while (i <= j) {
+      while (a[i]! < pivot) i++;
+      while (a[j]! > pivot) j--;
+      if (i <= j) swap(a, b, i++, j--);
+    }
+    // Recurse into the smaller side, loop on the larger: stack depth stays O(log n).
+    if (j - lo < hi - i) {
+      sortPairs(a, b, lo, j);
+      lo = i;
+    } else {
+      sortPairs(a, b, i, hi);
+      hi = j;
+    }
+  }
+  for (let i = lo + 1; i <= hi; i++) {
+    const ka = a[i]!, kb = b[i]!;
+    let j = i - 1;
+    while (j >= lo && a[j]! > ka) {
+      a[j + 1] = a[j]!;
+      b[j + 1] = b[j]!;
+      j--;
+    }
+    a[j + 1] = ka;
+    b[j + 1] = kb;
+  }
+}
+
+function swap(a: Float64Array, b: Float64Array, i: number, j: number): void {
+  const ta = a[i]!;
+  a[i] = a[j]!;
+  a[j] = ta;
+  const tb = b[i]!;
+  b[i] = b[j]!;
+  b[j] = tb;
+}
+
 /** Puts a continuous model-space draw onto the parameter's grid (int and stepped params). */
 function snap(m: Extract<ParamModel, { kind: 'numerical' }>, x: number): number {
   if (m.step === null) return Math.min(m.high, Math.max(m.low, x));
@@ -333,7 +491,15 @@ function truncatedNormal(rng: Rng, mu: number, sigma: number, low: number, high:
 }
 
 /** Per-kernel bandwidths for one numerical dimension (last entry: the prior kernel, if any). */
-function bandwidths(m: Extract<ParamModel, { kind: 'numerical' }>, x: Float64Array, n: number, dims: number, usePrior: boolean, opts: ParzenOptions): Float64Array {
+function bandwidths(
+  m: Extract<ParamModel, { kind: 'numerical' }>,
+  x: Float64Array,
+  n: number,
+  dims: number,
+  usePrior: boolean,
+  opts: ParzenOptions,
+  sortedInput: boolean,
+): Float64Array {
   const k = n + (usePrior ? 1 : 0);
   const range = m.high - m.low;
   const sig = new Float64Array(k);
@@ -350,21 +516,29 @@ function bandwidths(m: Extract<ParamModel, { kind: 'numerical' }>, x: Float64Arr
     sig.fill(0.2 * Math.pow(Math.max(n, 1), -1 / (dims + 4)) * range, 0, n);
   } else if (n > 0) {
     // Hyperopt's rule: each kernel is as wide as the larger gap to its sorted neighbours, with the prior
-    // centre taking part in the ordering when it is used. Typed-array sort plus a binary search per point
-    // keeps this allocation-light for long histories.
-    const sorted = new Float64Array(k);
-    sorted.set(x.subarray(0, n));
-    if (usePrior) sorted[n] = 0.5 * (m.low + m.high);
-    sorted.sort();
-    for (let i = 0; i < k; i++) {
-      const v = i < n ? x[i]! : 0.5 * (m.low + m.high);
-      let lo = 0, hi = k - 1;
-      while (lo < hi) {
-        const mid = (lo + hi) >> 1;
-        if (sorted[mid]! < v) lo = mid + 1;
-        else hi = mid;
+    // centre taking part in the ordering when it is used.
+    const centre = 0.5 * (m.low + m.high);
+    let sorted: Float64Array;
+    let rankOf: (i: number) => number;
+    if (sortedInput) {
+      const p = usePrior ? lowerBound(x, 0, n, centre) : n;
+      sorted = new Float64Array(k);
+      sorted.set(x.subarray(0, p));
+      if (usePrior) {
+        sorted[p] = centre;
+        sorted.set(x.subarray(p, n), p + 1);
       }
-      const r = lo;
+      rankOf = (i) => (i === n ? p : i < p ? i : i + 1);
+    } else {
+      sorted = new Float64Array(k);
+      sorted.set(x.subarray(0, n));
+      if (usePrior) sorted[n] = centre;
+      sorted.sort();
+      rankOf = (i) => lowerBound(sorted, 0, k, i < n ? x[i]! : centre);
+    }
+    for (let i = 0; i < k; i++) {
+      const v = i < n ? x[i]! : centre;
+      const r = rankOf(i);
       const left = r > 0 ? v - sorted[r - 1]! : v - m.low;
       const right = r < k - 1 ? sorted[r + 1]! - v : m.high - v;
       let s = Math.max(left, right);

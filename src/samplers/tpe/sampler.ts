@@ -16,7 +16,7 @@ import type { Study } from '../../study.js';
 import type { Sampler, SearchSpace } from '../base.js';
 import { sampleUniform } from '../random.js';
 import { GroupDecomposedSearchSpace, IntersectionSearchSpace } from '../search-space.js';
-import { ParzenEstimator, fromModel, paramModel, toModel, type BandwidthRule, type ParamModel, type ParzenOptions } from './parzen-estimator.js';
+import { ParzenEstimator, fromModel, paramModel, sortPairs, toModel, type BandwidthRule, type ParamModel, type ParzenOptions } from './parzen-estimator.js';
 
 export interface TPESamplerOptions {
   /** Trials sampled at random before TPE starts (counted over finished trials). Default 10. */
@@ -103,6 +103,8 @@ interface History {
   readonly trials: readonly FrozenTrial[];
   /** rank[i]: position of trials[i] when sorted best first (0 = best). */
   readonly rank: Int32Array;
+  /** RUNNING trials at the last look (refreshed on every call: their params arrive as they are suggested). */
+  running: readonly FrozenTrial[];
 }
 
 /** One estimator's worth of observations. */
@@ -258,12 +260,20 @@ export class TPESampler implements Sampler {
     const st = this.state(study);
     const all = study.getTrials();
     let finishedCount = 0;
-    for (const t of all) if (isFinished(t.state)) finishedCount++;
-    if (st.history && st.history.finishedCount === finishedCount) return st.history;
-    const trials = all.filter((t) => FINISHED_OK.includes(t.state) && (t.state === 'PRUNED' || t.values !== null));
-    st.history = { finishedCount, trials, rank: rankTrials(trials, study.directions) };
+    const inFlight: FrozenTrial[] = [];
+    for (const t of all) {
+      if (isFinished(t.state)) finishedCount++;
+      else if (t.state === 'RUNNING') inFlight.push(t);
+    }
+    if (!st.history || st.history.finishedCount !== finishedCount) {
+      const trials = all.filter((t) => FINISHED_OK.includes(t.state) && (t.state === 'PRUNED' || t.values !== null));
+      st.history = { finishedCount, trials, rank: rankTrials(trials, study.directions), running: inFlight };
+    } else {
+      st.history.running = inFlight;
+    }
     return st.history;
   }
+
 
   /** TPE proper for the parameters `names` (one: univariate; several: a joint block). */
   private sampleJoint(study: Study, trial: FrozenTrial, names: readonly string[], dists: readonly Distribution[], purpose: string): Record<string, ParamValue> {
@@ -275,7 +285,7 @@ export class TPESampler implements Sampler {
       names.forEach((n, j) => (out[n] = sampleUniform(Rng.from(this.seed, trial.trialId, n), dists[j]!)));
       return out;
     }
-    const split = this.split(hist, obs, names, models, this.constantLiar ? running(study, trial, names, models) : null);
+    const split = this.split(hist, obs, names, models, this.constantLiar ? liars(hist.running, trial, names, models) : null);
     const below = ParzenEstimator.fit(models, split.below, split.belowWeights, this.parzen);
     const above = ParzenEstimator.fit(models, split.above, split.aboveWeights, this.parzen);
     const rng = Rng.from(this.seed, trial.trialId, 'tpe', purpose);
@@ -301,10 +311,13 @@ export class TPESampler implements Sampler {
     const n = obs.count;
     const nBelow = Math.max(0, Math.min(n, Math.floor(this.gamma(n))));
     if (!Number.isFinite(nBelow)) throw new TPEOptionError(`TPESampler: gamma(${n}) returned ${this.gamma(n)}; it must return a number`);
-    // The nBelow-th best rank among these observations is the threshold; no full re-sort per parameter.
+    // The nBelow-th best rank among these observations is the threshold. Ranks are distinct integers
+    // below hist.trials.length, so marking them and scanning finds it in O(n) with no sort per parameter.
     const ranks = new Int32Array(n);
-    for (let i = 0; i < n; i++) ranks[i] = hist.rank[obs.index[i]!]!;
-    const cutoff = nBelow === 0 ? -1 : ranks.slice().sort()[nBelow - 1]!;
+    const marked = new Uint8Array(hist.trials.length);
+    for (let i = 0; i < n; i++) marked[(ranks[i] = hist.rank[obs.index[i]!]!)] = 1;
+    let cutoff = -1;
+    for (let r = 0, seen = 0; seen < nBelow; r++) if (marked[r]) (cutoff = r), seen++;
     const nLiars = liars ? liars[0]!.length : 0;
     const d = names.length;
     const below = models.map(() => new Float64Array(nBelow));
@@ -371,12 +384,31 @@ function rankTrials(trials: readonly FrozenTrial[], directions: readonly StudyDi
       valueKey[i] = nd[r]!;
     });
   }
+  const rank = new Int32Array(n);
+  if (directions.length === 1) {
+    // Usually nearly all are COMPLETE: sort those by value with the fast pair sort, the few PRUNED apart.
+    const done: number[] = [];
+    const rest: number[] = [];
+    for (let i = 0; i < n; i++) (stepKey[i] === -Infinity ? done : rest).push(i);
+    const keys = new Float64Array(done.length);
+    const idx = new Float64Array(done.length);
+    done.forEach((i, r) => ((keys[r] = valueKey[i]!), (idx[r] = i)));
+    sortPairs(keys, idx, 0, done.length - 1);
+    // Equal values: the older trial first (as a stable sort would have it).
+    for (let a = 0, b = 1; a < done.length; a = b, b = a + 1) {
+      while (b < done.length && keys[b] === keys[a]) b++;
+      if (b - a > 1) idx.subarray(a, b).sort();
+    }
+    rest.sort((a, b) => (stepKey[a] !== stepKey[b] ? (stepKey[a]! < stepKey[b]! ? -1 : 1) : valueKey[a] !== valueKey[b] ? (valueKey[a]! < valueKey[b]! ? -1 : 1) : a - b));
+    idx.forEach((i, r) => (rank[i] = r));
+    rest.forEach((i, r) => (rank[i] = done.length + r));
+    return rank;
+  }
   const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => {
     if (stepKey[a] !== stepKey[b]) return stepKey[a]! < stepKey[b]! ? -1 : 1;
     if (valueKey[a] !== valueKey[b]) return valueKey[a]! < valueKey[b]! ? -1 : 1;
     return a - b;
   });
-  const rank = new Int32Array(n);
   order.forEach((i, r) => (rank[i] = r));
   return rank;
 }
@@ -440,7 +472,6 @@ function observations(trials: readonly FrozenTrial[], names: readonly string[], 
 }
 
 /** In-flight trials (other than the one asking) that already hold these parameters: the constant liars. */
-function running(study: Study, self: FrozenTrial, names: readonly string[], models: readonly ParamModel[]): Float64Array[] {
-  const liars = study.getTrials({ states: ['RUNNING'] }).filter((t) => t.trialId !== self.trialId);
-  return observations(liars, names, models).values;
+function liars(runningTrials: readonly FrozenTrial[], self: FrozenTrial, names: readonly string[], models: readonly ParamModel[]): Float64Array[] {
+  return observations(runningTrials.filter((t) => t.trialId !== self.trialId), names, models).values;
 }
