@@ -23,3 +23,4 @@ export { trialsToRows, toCsv, toJson, parseCsv, parseTrialsJson, trialToJson, Ex
 export type { Row, Cell, TrialJson } from './export.js';
 export { NSGAIISampler } from './samplers/nsga2.js';
 export type { NSGAIISamplerOptions } from './samplers/nsga2.js';
+export { GridSampler } from './samplers/grid.js';
