@@ -216,3 +216,38 @@ test('a gamma or weights function returning nonsense fails the ask with a clear 
   await study.optimize(branin, { nTrials: 2 });
   assert.throws(() => study.ask(), /weights\(\d+\) must return \d+ numbers/);
 });
+
+test('several objectives: the good group is the first non-dominated fronts, and TPE beats random on the front', async () => {
+  // Two objectives with a known front: f1 = x^2 + y^2, f2 = (x - 2)^2 + y^2 (front: y = 0, x in [0, 2]).
+  const objective = (t: Trial): number[] => {
+    const x = t.suggestFloat('x', -10, 10);
+    const y = t.suggestFloat('y', -10, 10);
+    return [x * x + y * y, (x - 2) ** 2 + y * y];
+  };
+  const frontQuality = async (sampler: Sampler): Promise<number> => {
+    const study = await createStudy({ directions: ['minimize', 'minimize'], sampler });
+    await study.optimize(objective, { nTrials: 60 });
+    // Distance of the front to the true front (|y| plus how far x strays outside [0, 2]).
+    return median(study.bestTrials.map((t) => Math.abs(t.params['y'] as number) + Math.max(0, -(t.params['x'] as number), (t.params['x'] as number) - 2)));
+  };
+  const tpe: number[] = [];
+  const random: number[] = [];
+  for (let seed = 0; seed < 5; seed++) {
+    tpe.push(await frontQuality(new TPESampler({ seed })));
+    random.push(await frontQuality(new RandomSampler({ seed })));
+  }
+  assert.ok(median(tpe) < median(random), `TPE front distance ${median(tpe)} should be below random's ${median(random)}`);
+});
+
+test('maximize(-f) makes exactly the suggestions of minimize(f)', async () => {
+  const xs = async (direction: 'minimize' | 'maximize'): Promise<number[]> => {
+    const study = await createStudy({ direction, sampler: new TPESampler({ seed: 2 }) });
+    const sign = direction === 'maximize' ? -1 : 1;
+    await study.optimize((t) => sign * (t.suggestFloat('x', -10, 10) - 3) ** 2, { nTrials: 40 });
+    return study.trials.map((t) => t.params['x'] as number);
+  };
+  const down = await xs('minimize');
+  assert.deepEqual(await xs('maximize'), down);
+  const closest = Math.min(...down.map((x) => Math.abs(x - 3)));
+  assert.ok(closest < 0.3, `closest suggestion is ${closest} from the optimum`);
+});
