@@ -90,7 +90,10 @@ export async function studyWithTrials(storage: PeerStorage, name: string, n = 3)
   for (let i = 0; i < n; i++) {
     const t = await study.ask();
     const x = t.suggestFloat('x', -10, 10);
+    // Flushing between steps leaves several signed versions of each record (RUNNING, then COMPLETE).
+    await storage.flush();
     t.report(x, 0);
+    await storage.flush();
     await study.tell(t, x * x);
   }
   await storage.flush();
