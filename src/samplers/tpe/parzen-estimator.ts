@@ -237,19 +237,27 @@ export class ParzenEstimator {
     const radius = this.maxSigma * Math.sqrt(2 * Math.max(0, this.maxLogConst - max + 40));
     const lo = lowerBound(mu, 0, n, x - radius);
     const hi = upperBound(mu, lo, n, x + radius);
-    const floor = max - 40;
+    // The radius only needs a lower bound on the maximum; the sum itself is a running log-sum-exp, since a
+    // wide kernel inside the window may beat the nearest ones.
     let sum = 0;
+    let top = -Infinity;
+    const add = (t: number): void => {
+      if (t > top) {
+        sum = sum * Math.exp(top - t) + 1;
+        top = t;
+      } else if (t > top - 40) {
+        sum += Math.exp(t - top);
+      }
+    };
     for (let i = lo; i < hi; i++) {
       z = (x - mu[i]!) * invSigma[i]!;
-      const t = logConst[i]! - 0.5 * z * z;
-      if (t > floor) sum += Math.exp(t - max);
+      add(logConst[i]! - 0.5 * z * z);
     }
     for (let i = n; i < this.k; i++) {
       z = (x - mu[i]!) * invSigma[i]!;
-      const t = logConst[i]! - 0.5 * z * z;
-      if (t > floor) sum += Math.exp(t - max);
+      add(logConst[i]! - 0.5 * z * z);
     }
-    return max + Math.log(sum);
+    return top + Math.log(sum);
   }
 
   /** Draws `count` points; result[j][i] is point i's model-space value in dimension j. */
