@@ -432,8 +432,13 @@ function valueOf(t: FrozenTrial, name: string, m: ParamModel): number {
     return idx;
   }
   if (typeof v !== 'number') return NaN;
-  if (d !== m.distribution && !contains(m.distribution, v)) return NaN;
+  if (d !== m.distribution && !sameNumeric(d, m.distribution) && !contains(m.distribution, v)) return NaN;
   return toModel(m, v);
+}
+
+/** Field-by-field equality of two numeric distributions (the common case; skips the range check). */
+function sameNumeric(a: Distribution, b: Distribution): boolean {
+  return a.type !== 'categorical' && b.type === a.type && a.low === b.low && a.high === b.high && a.log === b.log && a.step === b.step;
 }
 
 const choiceIndexCache = new WeakMap<Distribution, Map<string, number>>();
