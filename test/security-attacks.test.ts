@@ -10,12 +10,8 @@
 import { describe, before, after, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { writeFile, mkdir } from 'node:fs/promises';
 import * as A from '@automerge/automerge';
-import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys';
-import { peerIdFromPrivateKey } from '@libp2p/peer-id';
-import type { PrivateKey } from '@libp2p/interface';
-import { loadStudy, type Study } from '../src/index.js';
+import { createStudy, loadStudy, type Study } from '../src/index.js';
 import type { PeerStorage } from '../src/storage/replicated/index.js';
 import { decodeTrial, seal, type StudyDoc, type TrialRecord } from '../src/storage/replicated/schema.js';
 import {
@@ -222,4 +218,70 @@ describe('forged, replayed and malformed changes are rejected on gossip and sync
     const wRejects = Object.entries(counters(W)).filter(([k]) => /^(gossip|sync):/.test(k) && !/accepted|sessions|buffered/.test(k));
     assert.deepEqual(wRejects, [], 'W never received a forged change');
   });
+});
+
+it('the attacker toolkit speaks the real protocols: a well-formed sync exchange is answered and a valid gossip change is accepted', async (t) => {
+  const unmute = muteLogs();
+  const dir = await tempDir();
+  const victim = await openPeer(join(dir.path, 'v'));
+  const attacker = await Attacker.start();
+  t.after(async () => {
+    await attacker.stop();
+    await victim.close();
+    await dir.remove();
+    unmute();
+  });
+  const study = await studyWithTrials(victim, 'toolkit', 1);
+  await attacker.connect(victim.multiaddrs());
+  const res = await attacker.rawSync(victim.peerId, syncFrames(study.studyId, 'toolkit', []));
+  assert.ok(res.frames.some((f) => f['t'] === 'cat'), `victim sent its catalog: ${JSON.stringify(res.frames.map((f) => f['t']))}`);
+  assert.ok(res.frames.some((f) => f['t'] === 'sync' && f['s'] === study.studyId), 'victim answered with a sync message for the study');
+
+  // A replayed change (already known) reaches the victim's validator through gossip.
+  await attacker.joinTopic(studyTopic(study.studyId), victim.peerId);
+  const before = countOf(victim, 'gossip:');
+  const old = A.getAllChanges(replicaDoc(victim, study.studyId))[0]!;
+  await attacker.publish(studyTopic(study.studyId), gossipPayload([old]));
+  await waitFor(() => countOf(victim, 'gossip:') > before, 'the victim to judge the gossiped change');
+});
+
+// Automerge queues changes whose dependencies are missing and applies them, uninspected, once the
+// dependencies arrive; a replica that is behind must not take such changes from a sync message.
+it('sync path: a change whose dependencies are missing is refused, so it cannot move a finished trial back later', async (t0) => {
+  const unmute = muteLogs();
+  const dir = await tempDir();
+  const atk = await Attacker.start();
+  const Y = await openPeer(join(dir.path, 'y'));
+  const V = await openPeer(join(dir.path, 'v'), { join: Y.multiaddrs() });
+  t0.after(async () => {
+    await atk.stop();
+    await V.close();
+    await Y.close();
+    await dir.remove();
+    unmute();
+  });
+  const study = await createStudy({ studyName: 'behind', storage: Y });
+  await loadStudy({ studyName: 'behind', storage: V });
+  // V has the genesis; cut it off from Y while Y runs a trial to the end.
+  await V.blockPeers([Y.peerId]);
+  await Y.blockPeers([V.peerId]);
+  const t = await study.ask();
+  t.suggestFloat('x', 0, 1);
+  await Y.flush();
+  await study.tell(t, 1);
+  const docY = replicaDoc(Y, study.studyId);
+  const versions = history(docY, 'trials', t.trialId);
+  assert.equal(decodeTrial(versions[0]!, false).s, 'RUNNING');
+  // The attacker writes Y's own (validly signed) RUNNING record again, on top of Y's COMPLETE.
+  const x = forge(docY, (d) => void (d.trials![t.trialId] = versions[0]!));
+  await atk.connect(V.multiaddrs());
+  const before = counters(V);
+  await atk.rawSync(V.peerId, syncFrames(study.studyId, 'behind', [x]));
+  const d = diffCounters(before, counters(V));
+  assert.ok(Object.keys(d).some((k) => /^sync:(rejected-)?missing-deps/.test(k)), `V refused it: ${JSON.stringify(d)}`);
+  V.unblockPeers([Y.peerId]);
+  Y.unblockPeers([V.peerId]);
+  await waitFor(() => V.getAllTrials(study.studyId).some((x) => x.trialId === t.trialId), 'V to receive the trial', 15_000);
+  await sleep(500);
+  assert.equal(V.getTrial(study.studyId, t.trialId).state, 'COMPLETE', `V shows ${V.getTrial(study.studyId, t.trialId).state}; Y finished the trial`);
 });
