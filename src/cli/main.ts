@@ -469,6 +469,9 @@ async function cmdAsk(o: CommonOpts & { searchSpace?: string }) {
     const info = await findStudy(opened, requireStudyName(o), o.wait, (o.join?.length ?? 0) > 0);
     const study = await openStudy(opened, info);
     const trial = study.ask(space);
+    // This process exits before `tell`; the mark tells the storage that the RUNNING trial is not a
+    // leftover of a crash when the data dir is opened again.
+    opened.storage.setTrialSystemAttr(study.studyId, trial.trialId, 'askedByCli', true);
     await opened.storage.flush();
     const snap = trial.snapshot();
     const result = { number: snap.number, trial_id: snap.trialId, params: trial.params };

@@ -11,6 +11,7 @@
 import '../cli/polyfills.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -113,6 +114,18 @@ async function waitFor<T>(what: string, get: () => T | null | undefined, peer: P
   }
 }
 
+/** A TCP port free right now on 127.0.0.1 (the OS picks it; we release it for peer1 to take). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 function shortId(id: string): string {
   return id.length > 16 ? `${id.slice(0, 8)}…${id.slice(-6)}` : id;
 }
@@ -141,12 +154,13 @@ async function main(): Promise<number> {
   const log = (line: string) => (interactive ? multibar.log(line + '\n') : process.stderr.write(line + '\n'));
   const onLine = (peer: Peer, line: string) => {
     // Show the lines a user of Optuna would look for; keep the rest out of the way.
-    if (!/Trial \d+ (finished|pruned|failed)|Joined study|Worker finished|error/i.test(line)) return;
+    if (!/Trial \d+ (finished|pruned|failed)|Joined study|Worker finished|peertune: error/.test(line)) return;
     const tag = interactive ? `${COLORS[peer.index % COLORS.length]}[${peer.name}]${RESET}` : `[${peer.name}]`;
     log(`${tag} ${line}`);
   };
 
   let stopping = false;
+  let failure: string | null = null;
   const stopAll = () => {
     if (stopping) return;
     stopping = true;
@@ -170,19 +184,34 @@ async function main(): Promise<number> {
     if (created.code !== 0) throw new Error(`create-study failed: ${created.stderr.trim()}`);
     process.stderr.write(created.stdout.split('\n').filter((l) => /^study|^directions/.test(l)).map((l) => `  ${l}\n`).join('') + '\n');
 
-    const workerArgs = (i: number, join: string[]) => [
-      'worker', '--study-name', STUDY, '--data-dir', `${work}/peer${i + 1}`, ...loopback, ...join.flatMap((a) => ['--join', a]),
+    const workerArgs = (i: number, listen: string[], join: string[]) => [
+      'worker', '--study-name', STUDY, '--data-dir', `${work}/peer${i + 1}`, ...listen, ...join.flatMap((a) => ['--join', a]),
       '--timeout', String(seconds), '--no-progress-bar', objectiveFile,
     ];
+    // All three start at once: peer1's port is picked here and its peer id was made by create-study,
+    // so the others can be told where to join before peer1 is up (they retry until it is).
+    const peerId1 = created.stdout.match(/^peer id: (\S+)$/m)?.[1];
+    if (!peerId1) throw new Error(`create-study printed no peer id:\n${created.stdout}`);
+    const addr1 = `/ip4/127.0.0.1/tcp/${await freePort()}/p2p/${peerId1}`;
     const t0 = Date.now();
-    const first = startPeer(0, workerArgs(0, []), onLine);
-    peers.push(first);
-    const addr = await waitFor('its address', () => first.joinAddr, first);
-    for (let i = 1; i < PEERS; i++) peers.push(startPeer(i, workerArgs(i, [addr]), onLine));
+    for (let i = 0; i < PEERS; i++) {
+      const listen = i === 0 ? ['--listen', addr1.split('/p2p/')[0]!] : loopback;
+      peers.push(startPeer(i, workerArgs(i, listen, i === 0 ? [] : [addr1]), onLine));
+    }
+    for (const p of peers) {
+      void p.exited.then((code) => {
+        // One peer failing (a port taken, a broken objective) ends the demo instead of leaving the others waiting.
+        if (code !== 0 && !stopping) {
+          failure ??= `${p.name} exited with code ${code}; its last output:\n${p.stderrTail.join('\n')}`;
+          stopAll();
+        }
+      });
+    }
+    const addrs = await Promise.all(peers.map((p) => waitFor('its address', () => p.joinAddr, p)));
 
-    observer = await openStorage({ dataDir: join(work, 'observer'), join: [addr] }, 'query');
+    observer = await openStorage({ dataDir: join(work, 'observer'), join: addrs }, 'query');
     const obs = observer;
-    const info = await waitFor('the study to the demo\'s replica', () => obs.storage.getStudy(STUDY), first);
+    const info = await waitFor('the study to the demo\'s replica', () => obs.storage.getStudy(STUDY), peers[0]!);
     const all = () => obs.storage.getAllTrials(info.studyId);
     const bestOf = (trials: readonly FrozenTrial[]) =>
       trials.filter((t) => t.state === 'COMPLETE').reduce<FrozenTrial | null>((b, t) => (b === null || t.value! < b.value! ? t : b), null);
@@ -201,8 +230,10 @@ async function main(): Promise<number> {
     clearInterval(tick);
     bar?.update(Math.ceil(seconds));
     multibar.stop();
+    if (failure) throw new Error(failure);
+    if (stopping) throw new Error('interrupted');
     codes.forEach((c, i) => {
-      if (c !== 0 && !stopping) throw new Error(`${peers[i]!.name} exited with code ${c}; its last output:\n${peers[i]!.stderrTail.join('\n')}`);
+      if (c !== 0) throw new Error(`${peers[i]!.name} exited with code ${c}; its last output:\n${peers[i]!.stderrTail.join('\n')}`);
     });
 
     // Every worker's last trials reach the observer shortly after it exits; wait for all of them.
@@ -218,7 +249,7 @@ async function main(): Promise<number> {
     lines.push('');
     lines.push('=== peertune demo: summary ===');
     lines.push(
-      `Study "${STUDY}": ${trials.length} trials in ${elapsed} s on ${PEERS} peers (${count(trials, 'COMPLETE')} complete, ${count(trials, 'PRUNED')} pruned, ${count(trials, 'FAIL')} failed).`,
+      `Study "${STUDY}": ${trials.length} trials in ${elapsed} s (wall clock, start-up included) on ${PEERS} peers (${count(trials, 'COMPLETE')} complete, ${count(trials, 'PRUNED')} pruned, ${count(trials, 'FAIL')} failed).`,
     );
     if (best) {
       const acc = best.userAttrs['valid_accuracy'];
@@ -252,7 +283,7 @@ async function main(): Promise<number> {
   } catch (err) {
     multibar.stop();
     stopAll();
-    process.stderr.write(`peertune demo: error: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`peertune demo: error: ${failure ?? (err instanceof Error ? err.message : String(err))}\n`);
     return 1;
   } finally {
     stopAll();
