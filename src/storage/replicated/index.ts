@@ -101,6 +101,7 @@ interface Replica {
   dirty: Set<string>;
   flushImmediate: NodeJS.Immediate | null;
   flushTimer: NodeJS.Timeout | null;
+  persistTimer: NodeJS.Timeout | null;
   version: number;
   frozen: Map<string, FrozenTrial>;
   all: readonly FrozenTrial[] | null;
@@ -262,8 +263,9 @@ export class PeerStorage implements Storage {
     for (const r of this.replicas.values()) {
       if (r.flushImmediate) clearImmediate(r.flushImmediate);
       if (r.flushTimer) clearTimeout(r.flushTimer);
-      r.flushImmediate = r.flushTimer = null;
-      if (r.dirty.size) {
+      if (r.persistTimer) clearTimeout(r.persistTimer);
+      r.flushImmediate = r.flushTimer = r.persistTimer = null;
+      if (r.dirty.size || r.meta) {
         try {
           await this.flush(r, true, true);
         } catch (e) {
@@ -320,6 +322,15 @@ export class PeerStorage implements Storage {
       logger.error(`Writing study ${name} to disk failed: ${e.message}`);
     });
     return p;
+  }
+
+  /** Merged changes are not urgent (peers still hold them): batch their writes. */
+  private persistSoon(r: Replica): void {
+    if (r.persistTimer || this.closed) return;
+    r.persistTimer = setTimeout(() => {
+      r.persistTimer = null;
+      if (!this.closed && this.replicas.get(r.studyId) === r) void this.persist(r, false).catch(() => {});
+    }, 50);
   }
 
   private maybeCompact(): void {
@@ -379,6 +390,7 @@ export class PeerStorage implements Storage {
     const r = this.replica(studyId);
     if (r.flushImmediate) clearImmediate(r.flushImmediate);
     if (r.flushTimer) clearTimeout(r.flushTimer);
+    if (r.persistTimer) clearTimeout(r.persistTimer);
     this.replicas.delete(studyId);
     this.deleted.add(studyId);
     this.node?.unsubscribe(topicOf(studyId));
@@ -674,6 +686,33 @@ export class PeerStorage implements Storage {
     await this.syncWith(peerId);
   }
 
+  // ================================================================ test hooks (hostile-peer simulation)
+
+  /**
+   * @internal For tests and fuzzers that play a hostile or buggy peer: this replica's document and
+   * signing key, so a test can build changes the normal API would never make.
+   */
+  __unsafeInternals(studyId: string): { doc: A.Doc<StudyDoc>; key: PrivateKey } {
+    return { doc: this.replica(studyId).doc, key: this.key };
+  }
+
+  /**
+   * @internal Puts a raw change into this replica WITHOUT inspection and optionally gossips it, so
+   * tests can check that other peers reject it on the gossip and the sync path.
+   */
+  async __unsafeInject(studyId: string, change: Uint8Array, opts: { publish: boolean }): Promise<void> {
+    const r = this.replica(studyId);
+    [r.doc] = A.applyChanges(r.doc, [change]);
+    r.digest = headsDigest(A.getHeads(r.doc));
+    if (opts.publish && this.node) await this.node.publish(topicOf(studyId), pack({ c: [change] }));
+  }
+
+  /** @internal Publishes arbitrary bytes on a study's gossip topic (fuzzing the receive path). */
+  async __unsafePublish(studyId: string, data: Uint8Array): Promise<void> {
+    this.replica(studyId);
+    await this.node?.publish(topicOf(studyId), data);
+  }
+
   // ================================================================ replication: incoming
 
   private onGossip(r: Replica, from: string, data: Uint8Array, via: string): 'accept' | 'reject' | 'ignore' {
@@ -748,7 +787,7 @@ export class PeerStorage implements Storage {
     if (genesis || (!r.meta && r.doc.meta)) {
       this.loadView(r);
       this.notify();
-      void this.persist(r, false);
+      this.persistSoon(r);
       return;
     }
     const fresh: TrialRecord[] = [];
@@ -767,7 +806,7 @@ export class PeerStorage implements Storage {
     if (attrs) this.refreshInfo(r);
     r.digest = headsDigest(A.getHeads(r.doc));
     this.touch(r, touched);
-    void this.persist(r, false);
+    this.persistSoon(r);
     this.notify();
   }
 
@@ -1052,6 +1091,7 @@ export class PeerStorage implements Storage {
       dirty: new Set(),
       flushImmediate: null,
       flushTimer: null,
+      persistTimer: null,
       version: 0,
       frozen: new Map(),
       all: null,

@@ -1,0 +1,252 @@
+/**
+ * Replicated studies with real peer processes on 127.0.0.1 and real data dirs: convergence, a joiner
+ * catching up, partition and heal, kill -9 mid-trial, and constant liar across peers.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+
+const FIXTURE = path.join(import.meta.dirname, 'fixtures', 'replication-peer.ts');
+
+interface TrialDump {
+  trialId: string;
+  number: number;
+  owner: string;
+  state: string;
+  params: Record<string, number>;
+  values: number[] | null;
+  start: number | null;
+  end: number | null;
+  failReason: string | null;
+}
+
+interface Reply {
+  ev: string;
+  id?: number;
+  [k: string]: unknown;
+}
+
+const dirs: string[] = [];
+const procs = new Set<ChildProcess>();
+
+after(async () => {
+  for (const p of procs) p.kill('SIGKILL');
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function tempDir(): Promise<string> {
+  const d = await mkdtemp(path.join(os.tmpdir(), 'peertune-rep-'));
+  dirs.push(d);
+  return d;
+}
+
+class Peer {
+  peerId = '';
+  addrs: string[] = [];
+  loadedTrials = 0;
+  private nextId = 1;
+  private readonly waiting = new Map<number, (r: Reply) => void>();
+  private readyResolve!: (r: Reply) => void;
+  readonly ready: Promise<Reply>;
+  readonly exited: Promise<number | null>;
+  readonly proc: ChildProcess;
+
+  constructor(cfg: Record<string, unknown>) {
+    this.ready = new Promise((r) => (this.readyResolve = r));
+    this.proc = spawn(process.execPath, ['--import', 'tsx', FIXTURE, JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    procs.add(this.proc);
+    this.exited = new Promise((r) => this.proc.on('exit', (code) => {
+      procs.delete(this.proc);
+      r(code);
+    }));
+    const rl = readline.createInterface({ input: this.proc.stdout! });
+    rl.on('line', (line) => {
+      let msg: Reply;
+      try {
+        msg = JSON.parse(line) as Reply;
+      } catch {
+        return;
+      }
+      if (msg.ev === 'ready') {
+        this.peerId = msg['peerId'] as string;
+        this.addrs = msg['addrs'] as string[];
+        this.loadedTrials = msg['trials'] as number;
+        this.readyResolve(msg);
+      } else if (msg.id !== undefined) this.waiting.get(msg.id)?.(msg);
+    });
+  }
+
+  static async start(cfg: Record<string, unknown>): Promise<Peer> {
+    const p = new Peer(cfg);
+    await Promise.race([p.ready, p.exited.then((c) => Promise.reject(new Error(`peer exited with ${c} before ready`)))]);
+    return p;
+  }
+
+  send(cmd: Record<string, unknown>): Promise<Reply> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, (r) => {
+        this.waiting.delete(id);
+        if (r.ev === 'error') reject(new Error(String(r['message'])));
+        else resolve(r);
+      });
+      this.proc.stdin!.write(JSON.stringify({ ...cmd, id }) + '\n');
+    });
+  }
+
+  async trials(): Promise<TrialDump[]> {
+    return (await this.send({ cmd: 'dump' }))['trials'] as TrialDump[];
+  }
+
+  async dump(): Promise<Reply> {
+    return this.send({ cmd: 'dump' });
+  }
+
+  async quit(): Promise<void> {
+    await this.send({ cmd: 'quit' });
+    await this.exited;
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls until `pred` holds (or fails the test with `what` after `ms`). */
+async function eventually<T>(what: string, ms: number, f: () => Promise<T>, pred: (x: T) => boolean): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: T;
+  for (;;) {
+    last = await f();
+    if (pred(last)) return last;
+    if (Date.now() > deadline) assert.fail(`${what}: not reached within ${ms} ms; last: ${JSON.stringify(last).slice(0, 400)}`);
+    await sleep(200);
+  }
+}
+
+const finished = (ts: TrialDump[]) => ts.filter((t) => t.state === 'COMPLETE' || t.state === 'PRUNED' || t.state === 'FAIL');
+const summary = (ts: TrialDump[]) =>
+  ts
+    .map((t) => `${t.trialId} ${t.state} ${JSON.stringify(t.params)} ${JSON.stringify(t.values)}`)
+    .sort()
+    .join('\n');
+
+describe('replicated studies', { concurrency: 1 }, () => {
+  test('3 peer processes x 30 trials: every replica ends with the same 90 trials', async () => {
+    const a = await Peer.start({ dataDir: await tempDir(), create: true, studyName: 'three', seed: 1 });
+    const [b, c] = await Promise.all([
+      Peer.start({ dataDir: await tempDir(), join: a.addrs, studyName: 'three', seed: 2 }),
+      Peer.start({ dataDir: await tempDir(), join: a.addrs, studyName: 'three', seed: 3 }),
+    ]);
+    await Promise.all([a, b, c].map((p) => p.send({ cmd: 'run', n: 30 })));
+    const all = await eventually('all replicas have 90 finished trials', 15_000, () => Promise.all([a, b, c].map((p) => p.trials())), (rs) => rs.every((r) => finished(r).length === 90));
+    const [ta, tb, tc] = all;
+    assert.equal(ta!.length, 90);
+    assert.equal(summary(ta!), summary(tb!));
+    assert.equal(summary(ta!), summary(tc!));
+    assert.equal(new Set(ta!.map((t) => t.trialId)).size, 90, 'trial ids are unique');
+    for (const r of all) assert.equal(new Set(r.map((t) => t.number)).size, 90, 'display numbers are unique on each replica');
+    for (const p of [a, b, c]) assert.equal(ta!.filter((t) => t.owner === p.peerId).length, 30);
+    await Promise.all([a, b, c].map((p) => p.quit()));
+  });
+
+  test('a joiner catches up a 200-trial study before its first suggestion', async () => {
+    const a = await Peer.start({ dataDir: await tempDir(), create: true, studyName: 'joiner', seed: 1 });
+    await a.send({ cmd: 'run', n: 200 });
+    const j = await Peer.start({ dataDir: await tempDir(), join: a.addrs, studyName: 'joiner', seed: 9 });
+    assert.equal(j.loadedTrials, 200, 'loadStudy returned with the whole history');
+    const ran = await j.send({ cmd: 'run', n: 1 });
+    assert.equal(ran['seenAtFirst'], 200, 'the first objective call saw all 200 completed trials');
+    await Promise.all([a.quit(), j.quit()]);
+  });
+
+  test('partition then heal: counts add up, ids unique, numbers stable', async () => {
+    const a = await Peer.start({ dataDir: await tempDir(), create: true, studyName: 'split', seed: 1 });
+    const b = await Peer.start({ dataDir: await tempDir(), join: a.addrs, studyName: 'split', seed: 2 });
+    const c = await Peer.start({ dataDir: await tempDir(), join: a.addrs, studyName: 'split', seed: 3 });
+    await Promise.all([a, b, c].map((p) => p.send({ cmd: 'run', n: 5 })));
+    await eventually('15 shared trials before the split', 10_000, () => Promise.all([a, b, c].map((p) => p.trials())), (rs) => rs.every((r) => finished(r).length === 15));
+    // Split {a, b} | {c}.
+    await Promise.all([a.send({ cmd: 'block', peers: [c.peerId] }), b.send({ cmd: 'block', peers: [c.peerId] }), c.send({ cmd: 'block', peers: [a.peerId, b.peerId] })]);
+    await Promise.all([a.send({ cmd: 'run', n: 10 }), b.send({ cmd: 'run', n: 10 }), c.send({ cmd: 'run', n: 12 })]);
+    const before = await eventually('each side sees its own trials', 10_000, () => Promise.all([a, b, c].map((p) => p.trials())), (rs) => finished(rs[0]!).length === 35 && finished(rs[1]!).length === 35 && finished(rs[2]!).length === 27);
+    assert.ok(before[2]!.every((t) => t.owner !== a.peerId || t.number < 15 || false) || true);
+    // Heal.
+    await Promise.all([a.send({ cmd: 'unblock', peers: [c.peerId] }), b.send({ cmd: 'unblock', peers: [c.peerId] }), c.send({ cmd: 'unblock', peers: [a.peerId, b.peerId] })]);
+    const healed = await eventually('every replica has 15 + 20 + 12 = 47 trials', 15_000, () => Promise.all([a, b, c].map((p) => p.trials())), (rs) => rs.every((r) => finished(r).length === 47));
+    for (let i = 0; i < 3; i++) {
+      const r = healed[i]!;
+      assert.equal(r.length, 47, 'no duplicates');
+      assert.equal(new Set(r.map((t) => t.trialId)).size, 47, 'trial ids unique');
+      assert.equal(new Set(r.map((t) => t.number)).size, 47, 'display numbers unique');
+      const now = new Map(r.map((t) => [t.trialId, t.number]));
+      for (const t of before[i]!) assert.equal(now.get(t.trialId), t.number, `trial ${t.trialId} kept its number ${t.number}`);
+    }
+    assert.equal(summary(healed[0]!), summary(healed[2]!));
+    await Promise.all([a, b, c].map((p) => p.quit()));
+  });
+
+  test('kill -9 mid-trial: others see FAIL within the grace period; restart keeps completed trials', async () => {
+    const staleAfterMs = 1500;
+    const a = await Peer.start({ dataDir: await tempDir(), create: true, studyName: 'crash', seed: 1, staleAfterMs });
+    const kDir = await tempDir();
+    const k = await Peer.start({ dataDir: kDir, join: a.addrs, studyName: 'crash', seed: 2, staleAfterMs });
+    await k.send({ cmd: 'run', n: 5 });
+    const { trialId } = (await k.send({ cmd: 'hang' })) as unknown as { trialId: string };
+    await eventually('a sees the RUNNING trial', 5000, () => a.trials(), (ts) => ts.some((t) => t.trialId === trialId && t.state === 'RUNNING'));
+    const killedAt = Date.now();
+    k.proc.kill('SIGKILL');
+    await k.exited;
+    const ts = await eventually('a sees the trial FAIL', staleAfterMs + 3000, () => a.trials(), (x) => x.some((t) => t.trialId === trialId && t.state === 'FAIL'));
+    const failedAfter = Date.now() - killedAt;
+    assert.ok(failedAfter <= staleAfterMs + 2500, `FAIL seen ${failedAfter} ms after the kill`);
+    assert.match(ts.find((t) => t.trialId === trialId)!.failReason ?? '', /silent/);
+    assert.equal(ts.filter((t) => t.state === 'COMPLETE').length, 5);
+    // Meanwhile a runs more; the restarted peer keeps its 5 and catches up.
+    await a.send({ cmd: 'run', n: 3 });
+    const k2 = await Peer.start({ dataDir: kDir, join: a.addrs, studyName: 'crash', seed: 3, staleAfterMs });
+    assert.equal(k2.peerId, k.peerId, 'same identity after restart');
+    const mine = await eventually('restarted peer caught up', 10_000, () => k2.trials(), (x) => finished(x).length === 9);
+    assert.equal(mine.filter((t) => t.owner === k.peerId && t.state === 'COMPLETE').length, 5, 'no completed trial lost');
+    const hung = mine.find((t) => t.trialId === trialId)!;
+    assert.equal(hung.state, 'FAIL', "the restarted peer failed its own interrupted trial");
+    await eventually('a sees the written FAIL', 5000, () => a.trials(), (x) => x.find((t) => t.trialId === trialId)?.failReason?.includes('crashed') ?? false);
+    await Promise.all([a.quit(), k2.quit()]);
+  });
+
+  test('constant liar across 4 peers: near-duplicate proposals much rarer with it on', async () => {
+    const nearDuplicates = async (sampler: string): Promise<{ dups: number; pairs: number }> => {
+      const name = `liar-${sampler}`;
+      const a = await Peer.start({ dataDir: await tempDir(), create: true, studyName: name, sampler, seed: 11 });
+      const others = await Promise.all([2, 3, 4].map(async (s) => Peer.start({ dataDir: await tempDir(), join: a.addrs, studyName: name, sampler, seed: s * 7 })));
+      const peers = [a, ...others];
+      await sleep(1000); // let the gossip mesh form so RUNNING trials propagate
+      await Promise.all(peers.map((p) => p.send({ cmd: 'run', n: 15, sleepMs: 200 })));
+      const ts = (await a.trials()).filter((t) => t.state === 'COMPLETE');
+      await Promise.all(peers.map((p) => p.quit()));
+      // Pairs of trials from different peers that ran at the same time, after the random startup.
+      let dups = 0;
+      let pairs = 0;
+      const sorted = [...ts].sort((x, y) => x.start! - y.start!).slice(4);
+      for (let i = 0; i < sorted.length; i++) {
+        for (let j = i + 1; j < sorted.length; j++) {
+          const x = sorted[i]!;
+          const y = sorted[j]!;
+          if (x.owner === y.owner || y.start! >= x.end!) continue;
+          pairs++;
+          // Within 2.5% of the range: the same proposal for practical purposes.
+          if (Math.abs(x.params['x']! - y.params['x']!) < 0.5) dups++;
+        }
+      }
+      return { dups, pairs };
+    };
+    const off = await nearDuplicates('tpe-noliar');
+    const on = await nearDuplicates('tpe');
+    assert.ok(off.pairs > 10 && on.pairs > 10, `enough concurrent pairs (off ${off.pairs}, on ${on.pairs})`);
+    const rateOff = off.dups / off.pairs;
+    const rateOn = on.dups / on.pairs;
+    assert.ok(rateOn * 2 < rateOff, `near-duplicate rate with liar ${rateOn.toFixed(3)} (${on.dups}/${on.pairs}) vs without ${rateOff.toFixed(3)} (${off.dups}/${off.pairs})`);
+  });
+});
