@@ -24,3 +24,5 @@ export type { Row, Cell, TrialJson } from './export.js';
 export { NSGAIISampler } from './samplers/nsga2.js';
 export type { NSGAIISamplerOptions } from './samplers/nsga2.js';
 export { GridSampler } from './samplers/grid.js';
+export { openPeerStorage, PeerStorage } from './storage/replicated/index.js';
+export type { PeerStorageOptions } from './storage/replicated/index.js';

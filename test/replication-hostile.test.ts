@@ -1,0 +1,128 @@
+/**
+ * Forged changes from a member of the swarm: writing another owner's trial, putting a finished trial
+ * back to RUNNING (a replayed genuine record), deleting a trial, junk bytes. Each is rejected on the
+ * gossip path and on the sync path, counted by reason, leaves the victim's replica unchanged, and does
+ * not reach a third peer behind the victim.
+ */
+import * as A from '@automerge/automerge';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createStudy, loadStudy, RandomSampler, setVerbosity, type Study } from '../src/index.js';
+import { openPeerStorage, type PeerStorage } from '../src/storage/replicated/index.js';
+import { decodeTrial, seal, type StudyDoc } from '../src/storage/replicated/schema.js';
+import { pack } from '../src/net/wire.js';
+
+setVerbosity('error');
+const dirs: string[] = [];
+const open: PeerStorage[] = [];
+after(async () => {
+  for (const s of open) await s.close().catch(() => {});
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function peer(join?: string[]): Promise<PeerStorage> {
+  const d = await mkdtemp(path.join(os.tmpdir(), 'peertune-hostile-'));
+  dirs.push(d);
+  const s = await openPeerStorage({ dataDir: d, join, heartbeatIntervalMs: 150, staleAfterMs: 60_000 });
+  open.push(s);
+  return s;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function until(what: string, ms: number, pred: () => boolean): Promise<void> {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) assert.fail(`${what}: not within ${ms} ms`);
+    await sleep(50);
+  }
+}
+
+/** A change on top of `doc` made by `edit`, as a hostile peer would craft it. */
+function craft(doc: A.Doc<StudyDoc>, edit: (d: StudyDoc) => void): Uint8Array {
+  const forged = A.change(A.clone(doc), edit);
+  return A.getLastLocalChange(forged)!;
+}
+
+const rejects = (s: PeerStorage, prefix: string) =>
+  Object.entries(s.stats().counters)
+    .filter(([k]) => k.startsWith(prefix) && !/accepted|sessions|buffered/.test(k))
+    .reduce((n, [, v]) => n + v, 0);
+
+test('forged changes are rejected on the gossip and sync paths and do not spread', async () => {
+  const victim = await peer();
+  const vStudy: Study = await createStudy({ studyName: 'hostile', storage: victim, sampler: new RandomSampler({ seed: 1 }) });
+  const mallory = await peer(victim.multiaddrs());
+  const third = await peer(victim.multiaddrs());
+  await third.blockPeers([mallory.peerId]); // the third peer only hears Mallory through the victim
+  const mStudy = await loadStudy({ studyName: 'hostile', storage: mallory, sampler: new RandomSampler({ seed: 2 }) });
+  const tStudy = await loadStudy({ studyName: 'hostile', storage: third, sampler: new RandomSampler({ seed: 3 }) });
+  const sid = vStudy.studyId;
+  await sleep(800); // gossip mesh
+
+  // The victim runs a trial; Mallory keeps its genuine RUNNING record for a replay later.
+  const t = vStudy.ask();
+  t.suggestFloat('x', 0, 1);
+  const tid = t.trialId;
+  await until('mallory sees the RUNNING trial', 5000, () => mStudy.trials.some((x) => x.trialId === tid && Object.keys(x.params).length === 1));
+  const runningBytes = mallory.__unsafeInternals(sid).doc.trials![tid]!;
+  await vStudy.tell(t, 0.5);
+  await mStudy.optimize((tr) => tr.suggestFloat('x', 0, 1), { nTrials: 1 });
+  await until('everyone has 2 finished trials', 5000, () => [vStudy, mStudy, tStudy].every((s) => s.getTrials({ states: ['COMPLETE'] }).length === 2));
+  const mine = mStudy.trials.find((x) => x.owner === mallory.peerId)!;
+
+  const key = mallory.__unsafeInternals(sid).key;
+  const victimRec = decodeTrial(mallory.__unsafeInternals(sid).doc.trials![tid]!, false);
+  const mineRec = decodeTrial(mallory.__unsafeInternals(sid).doc.trials![mine.trialId]!, false);
+  const forgeries: [string, (d: StudyDoc) => void][] = [
+    ['another owner\'s trial, signed by the forger', (d) => (d.trials![tid] = seal(key, { ...victimRec, v: victimRec.v + 1, vals: [-1e9] }))],
+    ['a finished trial moved back to RUNNING (replayed genuine record)', (d) => (d.trials![tid] = runningBytes)],
+    ['own finished trial moved back to RUNNING', (d) => (d.trials![mine.trialId] = seal(key, { ...mineRec, v: mineRec.v + 1, s: 'RUNNING', vals: null }))],
+    ['a deleted trial', (d) => delete d.trials![tid]],
+    ['a record under another trial\'s key', (d) => (d.trials![`${victim.peerId}:77`] = seal(key, { ...mineRec, v: mineRec.v + 1 }))],
+    ['a write to the document root', (d) => (d.meta = new Uint8Array([1, 2, 3]))],
+  ];
+
+  const before = () => ({
+    victim: JSON.stringify(vStudy.trials.map((x) => [x.trialId, x.state, x.values])),
+    heads: A.getHeads(victim.__unsafeInternals(sid).doc).join(),
+    third: JSON.stringify(tStudy.trials.map((x) => [x.trialId, x.state, x.values])),
+  });
+  const snapshot = before();
+
+  // Gossip path: each forged change published on the study topic.
+  let gossipRejects = rejects(victim, 'gossip:');
+  for (const [what, edit] of forgeries) {
+    const change = craft(mallory.__unsafeInternals(sid).doc, edit);
+    await mallory.__unsafePublish(sid, randomBytes(200)); // junk alongside each forgery
+    await mallory.__unsafePublish(sid, pack({ c: [change] }));
+    await until(`gossip: victim rejects ${what}`, 5000, () => rejects(victim, 'gossip:') >= gossipRejects + 2);
+    gossipRejects = rejects(victim, 'gossip:');
+    assert.deepEqual(before(), snapshot, `gossip: nothing changed after ${what}`);
+  }
+  const counters = victim.stats().counters;
+  for (const reason of ['gossip:bad-signature', 'gossip:stale-version', 'gossip:state-backward', 'gossip:delete', 'gossip:wrong-key', 'gossip:root-write']) {
+    assert.ok((counters[reason] ?? 0) >= 1, `counter ${reason} in ${JSON.stringify(counters)}`);
+  }
+
+  // Sync path: Mallory holds a forged change in its own replica and offers it by sync.
+  for (const [what, edit] of forgeries.slice(0, 3)) {
+    const m2 = await peer(victim.multiaddrs());
+    await loadStudy({ studyName: 'hostile', storage: m2 });
+    await m2.__unsafeInject(sid, craft(m2.__unsafeInternals(sid).doc, edit), { publish: false });
+    const syncRejects = rejects(victim, 'sync:');
+    await m2.syncNow(victim.peerId);
+    await until(`sync: victim rejects ${what}`, 5000, () => rejects(victim, 'sync:') > syncRejects);
+    assert.deepEqual(before(), snapshot, `sync: nothing changed after ${what}`);
+    await m2.close();
+  }
+  assert.ok(Object.keys(victim.stats().counters).some((k) => k.startsWith('sync:rejected-')), JSON.stringify(victim.stats().counters));
+  // The honest replicas still agree and keep working.
+  await vStudy.optimize((tr) => tr.suggestFloat('x', 0, 1), { nTrials: 2 });
+  await until('third peer sees the honest trials', 5000, () => tStudy.getTrials({ states: ['COMPLETE'] }).length === 4);
+  assert.equal(tStudy.trials.find((x) => x.trialId === tid)!.values![0], 0.5);
+  if (process.env['SHOW_COUNTERS']) console.log(JSON.stringify(victim.stats().counters), JSON.stringify(third.stats().counters));
+});
