@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { join } from 'node:path';
-import { ensureBuilt, fixtures, runCli } from './fixtures/cli/helpers.js';
+import { CliProcess, ensureBuilt, fixtures, runCli } from './fixtures/cli/helpers.js';
 
 before(() => ensureBuilt());
 
@@ -57,4 +57,18 @@ test('in-memory worker with a misbehaving command: garbage, exit 1 and a hang ea
   assert.match(r.stderr, /\[trial 1\] RuntimeError: simulated crash/, "the child's stderr is forwarded");
   assert.match(r.stderr, /ran 8 trials on this peer .*\(2 complete, 0 pruned, 6 failed\)/);
   assert.ok(Date.now() - t0 < 40_000);
+});
+
+test('SIGTERM stops a worker: the running command is killed, its trial FAILs, the worker exits cleanly', async () => {
+  const w = new CliProcess(['worker', '--in-memory', '--study-name', 'stop', '--n-trials', '5', '--', process.execPath, join(fixtures, 'hang.mjs')]);
+  try {
+    await w.waitFor(/\[trial 0\] hanging/);
+    w.child.kill('SIGTERM');
+    assert.equal(await w.exit(15_000), 0, w.stderr);
+  } finally {
+    await w.stop();
+  }
+  assert.match(w.stderr, /Received SIGTERM: stopping/);
+  assert.match(w.stderr, /Trial 0 failed .*killed by SIGTERM/);
+  assert.match(w.stderr, /ran 1 trials on this peer/);
 });

@@ -258,7 +258,8 @@ async function cmdWorker(o: WorkerOpts, operands: string[], dashDash: boolean) {
     objective = commandObjective({
       command: operands,
       trialTimeout: o.trialTimeout,
-      onStderr: o.showChildStderr ? (line, n) => process.stderr.write(`[trial ${n}] ${line}\n`) : () => {},
+      // Through the logger, so the lines go above the progress bar instead of through it.
+      onStderr: o.showChildStderr ? (line, n) => logger.info(`[trial ${n}] ${line}`) : () => {},
     });
     isCommand = true;
   } else {
