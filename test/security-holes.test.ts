@@ -214,4 +214,46 @@ describe('holes in the replicated storage (todo until fixed)', () => {
     const d = diffCounters(yBefore, counters(Y));
     assert.ok(!d['gossip:accepted'], `V forwarded ${d['gossip:accepted']} replayed changes to Y`);
   });
+
+  // Fix: in onGossip/applyInspected, apply to a fork (as receiveSync now does) or catch what
+  // A.applyChanges throws and turn it into RejectedChange('apply-failed'), so it is counted.
+  it('HOLE-8 a change that Automerge refuses after inspection (an empty change reusing a known actor and seq) is rejected without any counter', { todo: 'HOLE-8: applyChanges errors in onGossip are not counted' }, async () => {
+    const V = await peer('h8-v');
+    const study = await studyWithTrials(V, 'h8', 1);
+    const doc = replicaDoc(V, study.studyId);
+    const known = A.getAllChanges(doc);
+    const knownHashes = new Set(known.map((c) => A.decodeChange(c).hash));
+    // Automerge does not verify change checksums: flip bits until a genuine change decodes as an
+    // empty change with a new hash (its actor and seq are already taken, so applying it throws).
+    let bad: Uint8Array | null = null;
+    for (const c of known.slice(1)) {
+      for (let at = 8; at < c.length && !bad; at++) {
+        for (const x of [1, 2, 4, 8, 16, 32, 64, 128]) {
+          const m = Uint8Array.from(c);
+          m[at]! ^= x;
+          try {
+            const d = A.decodeChange(m);
+            if (d.ops.length === 0 && !knownHashes.has(d.hash!) && A.hasHeads(doc, d.deps)) {
+              bad = m;
+              break;
+            }
+          } catch {
+            /* not decodable */
+          }
+        }
+      }
+      if (bad) break;
+    }
+    assert.ok(bad, 'found an empty change with a taken seq');
+    const atk = await attacker();
+    await atk.connect(V.multiaddrs());
+    await atk.joinTopic(studyTopic(study.studyId), V.peerId);
+    const before = countOf(V, 'gossip:');
+    await atk.publish(studyTopic(study.studyId), gossipPayload([bad!]));
+    const counted = await waitFor(() => countOf(V, 'gossip:') > before, 'a counter', 3000).then(
+      () => true,
+      () => false,
+    );
+    assert.ok(counted, `no gossip counter moved; counters ${JSON.stringify(counters(V))}`);
+  });
 });
