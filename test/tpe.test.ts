@@ -5,8 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { ParzenEstimator, paramModel, toModel } from '../src/samplers/tpe/parzen-estimator.js';
 import {
   GroupDecomposedSearchSpace,
+  defaultWeights,
+  intDistribution,
   InMemoryStorage,
   OPTUNA3_TPE_OPTIONS,
   RandomSampler,
@@ -205,6 +208,7 @@ test('bad options are rejected with a message naming the option', () => {
     [{ bandwidth: 'silverman' }, /bandwidth must be "optuna" or "scott"/],
     [{ minBandwidthFactor: 2 }, /minBandwidthFactor must be in \[0, 1\]/],
     [{ nStartup: 5 }, /unknown option "nStartup"/],
+    [{ kernelWeighting: 'sqrt' }, /kernelWeighting must be "exact" or "bandwidth"/],
   ];
   for (const [opts, re] of bad) {
     assert.throws(() => new TPESampler(opts as never), (e: unknown) => e instanceof TPEOptionError && re.test((e as Error).message), JSON.stringify(opts));
@@ -250,4 +254,28 @@ test('maximize(-f) makes exactly the suggestions of minimize(f)', async () => {
   assert.deepEqual(await xs('maximize'), down);
   const closest = Math.min(...down.map((x) => Math.abs(x - 3)));
   assert.ok(closest < 0.3, `closest suggestion is ${closest} from the optimum`);
+});
+
+test("the Optuna-3 preset's Parzen estimator reproduces Optuna 3.1's log-densities", () => {
+  // Reference values printed by Optuna 3.1.0's _ParzenEstimator (prior weight 1, magic clip, Optuna's
+  // default weights) on these observations; kernelWeighting 'bandwidth' is what its log-pdf computes.
+  const opts = { priorWeight: 1, considerMagicClip: true, considerEndpoints: false, bandwidth: 'optuna', minBandwidthFactor: 0, kernelWeighting: 'bandwidth' } as const;
+  const cases: { dists: ReturnType<typeof floatDistribution | typeof intDistribution>[]; obs: number[][]; at: number[][]; expected: number[] }[] = [
+    { dists: [floatDistribution('a', -5, 10)], obs: [[0.5, -3, 2.25, 7, 9.5, 1, 1.5, 4]], at: [[-5, 0, 1.2, 6, 10]], expected: [-1.777756, -1.194862, -1.04512, -1.401607, -1.530081] },
+    {
+      dists: [floatDistribution('a', -5, 10), floatDistribution('b', 0, 15)],
+      obs: [[0.5, -3, 2.25, 7, 9.5, 1, 1.5, 4], [1, 14, 3.5, 7, 7.5, 2, 0.25, 12]],
+      at: [[-5, 0, 1.2, 6, 10], [0, 3, 5, 9, 15]],
+      expected: [-2.350796, -1.781784, -1.922184, -1.977383, -2.363233],
+    },
+    { dists: [intDistribution('n', 1, 5)], obs: [[2, 2, 2, 3, 4, 2, 1, 5, 2, 2, 3]], at: [[1, 2, 3, 4, 5]], expected: [-1.943022, -0.872421, -1.476306, -2.117343, -2.408388] },
+    { dists: [floatDistribution('lr', 1e-5, 1e-1, { log: true })], obs: [[1e-4, 3e-3, 1e-2, 5e-5, 2e-2]], at: [[1e-5, 1e-4, 1e-3, 1e-2, 1e-1]], expected: [-1.441246, -1.154982, -1.221027, -1.029217, -1.577985] },
+  ];
+  for (const c of cases) {
+    const models = c.dists.map(paramModel);
+    const model = (cols: number[][]) => cols.map((col, j) => Float64Array.from(col, (v) => toModel(models[j]!, v)));
+    const pe = ParzenEstimator.fit(models, model(c.obs), defaultWeights(c.obs[0]!.length), opts);
+    const got = Array.from(pe.logPdf(model(c.at), c.at[0]!.length));
+    got.forEach((v, i) => assert.ok(Math.abs(v - c.expected[i]!) < 1e-5, `${c.dists.map((d) => JSON.stringify(d)).join(' x ')} at ${i}: ${v} vs Optuna's ${c.expected[i]}`));
+  }
 });

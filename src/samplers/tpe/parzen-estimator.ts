@@ -61,6 +61,14 @@ export interface ParzenOptions {
   readonly bandwidth: BandwidthRule;
   /** No bandwidth below this fraction of the range (Watanabe 2023's b_min); 0 to rely on the magic clip only. */
   readonly minBandwidthFactor: number;
+  /**
+   * 'exact': normal kernels are true densities. 'bandwidth': each continuous kernel also weighs in
+   * proportion to its bandwidth, which is what Optuna 3.1's log-pdf computes (its truncated-normal
+   * log-pdf leaves out -log(sigma)); it leans l(x) and g(x) towards their wide kernels, the prior
+   * among them. It helps Optuna's own bandwidth rules, but with Scott's rule in many dimensions the
+   * prior (range-wide) kernel then outweighs everything, so the exact density is the default.
+   */
+  readonly kernelWeighting: 'exact' | 'bandwidth';
 }
 
 const LOG_SQRT_2PI = 0.5 * Math.log(2 * Math.PI);
@@ -205,7 +213,7 @@ export class ParzenEstimator {
         pe.invSigma[at] = 1 / s;
         // Truncation to the range: each kernel is renormalised by its mass inside [low, high].
         let c = -logNormalMass((m.low - mu) / s, (m.high - mu) / s);
-        if (m.step === null) c -= Math.log(s) + LOG_SQRT_2PI;
+        if (m.step === null) c -= (opts.kernelWeighting === 'exact' ? Math.log(s) : 0) + LOG_SQRT_2PI;
         pe.logConst[i] += c;
       }
     }
@@ -542,7 +550,13 @@ function bandwidths(
       sorted.set(x.subarray(0, n));
       if (usePrior) sorted[n] = centre;
       sorted.sort();
-      rankOf = (i) => lowerBound(sorted, 0, k, i < n ? x[i]! : centre);
+      // Ties (int parameters repeat values) take consecutive ranks, as an argsort would give them, so
+      // inner duplicates see zero gaps and fall to the minimum bandwidth.
+      const taken = new Int32Array(k);
+      rankOf = (i) => {
+        const r = lowerBound(sorted, 0, k, i < n ? x[i]! : centre);
+        return r + taken[r]!++;
+      };
     }
     for (let i = 0; i < k; i++) {
       const v = i < n ? x[i]! : centre;

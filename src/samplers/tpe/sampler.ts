@@ -43,6 +43,8 @@ export interface TPESamplerOptions {
   bandwidth?: BandwidthRule;
   /** Smallest bandwidth as a fraction of the range (Watanabe 2023's b_min). Default 0. */
   minBandwidthFactor?: number;
+  /** See ParzenOptions.kernelWeighting. Default 'exact' (Optuna 3.1 effectively used 'bandwidth'). */
+  kernelWeighting?: 'exact' | 'bandwidth';
 }
 
 /**
@@ -59,6 +61,7 @@ export const OPTUNA3_TPE_OPTIONS: Readonly<TPESamplerOptions> = Object.freeze({
   priorWeight: 1,
   considerMagicClip: true,
   considerEndpoints: false,
+  kernelWeighting: 'bandwidth',
 });
 
 export class TPEOptionError extends Error {
@@ -141,7 +144,7 @@ export class TPESampler implements Sampler {
     if (opts === null || typeof opts !== 'object') throw new TPEOptionError('TPESampler: options must be an object');
     const known = new Set([
       'nStartupTrials', 'nEiCandidates', 'gamma', 'weights', 'priorWeight', 'considerPrior', 'considerMagicClip',
-      'considerEndpoints', 'multivariate', 'group', 'constantLiar', 'seed', 'bandwidth', 'minBandwidthFactor',
+      'considerEndpoints', 'multivariate', 'group', 'constantLiar', 'seed', 'bandwidth', 'minBandwidthFactor', 'kernelWeighting',
     ]);
     for (const k of Object.keys(opts)) {
       if (!known.has(k)) throw new TPEOptionError(`TPESampler: unknown option "${k}"; valid options are ${[...known].join(', ')}`);
@@ -159,7 +162,12 @@ export class TPESampler implements Sampler {
     if (bandwidth !== 'optuna' && bandwidth !== 'scott') throw new TPEOptionError(`TPESampler: bandwidth must be "optuna" or "scott", got ${JSON.stringify(bandwidth)}`);
     const minBandwidthFactor = checkNumber('minBandwidthFactor', opts.minBandwidthFactor ?? 0, 0);
     if (minBandwidthFactor > 1) throw new TPEOptionError(`TPESampler: minBandwidthFactor must be in [0, 1], got ${minBandwidthFactor}`);
+    const kernelWeighting = opts.kernelWeighting ?? 'exact';
+    if (kernelWeighting !== 'exact' && kernelWeighting !== 'bandwidth') {
+      throw new TPEOptionError(`TPESampler: kernelWeighting must be "exact" or "bandwidth", got ${JSON.stringify(kernelWeighting)}`);
+    }
     this.parzen = {
+      kernelWeighting,
       priorWeight: opts.considerPrior === false ? 0 : priorWeight,
       considerMagicClip: opts.considerMagicClip ?? true,
       considerEndpoints: opts.considerEndpoints ?? false,
