@@ -43,7 +43,8 @@ test('examples/iris-ts and examples/two-machines: create-study, worker A, worker
     '--pruner-options', '{"nStartupTrials":5,"nWarmupSteps":10}', '--data-dir', a, ...loop]);
   assert.equal(created.code, 0, created.stderr);
   const env = { IRIS_EPOCHS: '20' };
-  const wa = new CliProcess(['worker', '--study-name', 'iris', '--data-dir', a, ...loop, '--n-trials', '4', 'examples/iris-ts/objective.ts'], env);
+  // A keeps going while B starts (a few seconds on a busy machine), as on two real machines.
+  const wa = new CliProcess(['worker', '--study-name', 'iris', '--data-dir', a, ...loop, '--timeout', '15', 'examples/iris-ts/objective.ts'], env);
   const addr = loopbackAddr((await wa.waitFor(/--join (\S+)/))[1]!);
   const wb = new CliProcess(['worker', '--study-name', 'iris', '--data-dir', join(dir, 'peer-b'), '--join', addr, ...loop, '--n-trials', '4', 'examples/iris-ts/objective.ts'], env);
   try {

@@ -247,6 +247,7 @@ interface WorkerOpts extends CommonOpts {
   pruner?: string;
   prunerOptions?: string;
   showChildStderr: boolean;
+  waitForPeers?: number;
 }
 
 async function cmdWorker(o: WorkerOpts, operands: string[], dashDash: boolean) {
@@ -292,6 +293,8 @@ async function cmdWorker(o: WorkerOpts, operands: string[], dashDash: boolean) {
       );
     }
 
+    if (o.waitForPeers) await waitForPeers(study, o.waitForPeers);
+
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals) => {
       signals++;
@@ -323,6 +326,9 @@ async function cmdWorker(o: WorkerOpts, operands: string[], dashDash: boolean) {
       process.off('SIGTERM', onSignal);
     }
     await opened.storage.flush();
+    // The last trial's change is published as it finishes; give it a moment on the wire before the
+    // node stops, so peers that stay up get it now rather than at their next sync with this peer.
+    if (opened.peerId && study.peers.some((p) => !p.self)) await new Promise((r) => setTimeout(r, 1000));
     const ran = mine().filter((t) => !before.has(t.trialId));
     const count = (s: string) => ran.filter((t) => t.state === s).length;
     let bestText = '';
@@ -337,6 +343,25 @@ async function cmdWorker(o: WorkerOpts, operands: string[], dashDash: boolean) {
       `Worker finished: ran ${ran.length} trials on this peer in ${((Date.now() - t0) / 1000).toFixed(1)} s (${count('COMPLETE')} complete, ${count('PRUNED')} pruned, ${count('FAIL')} failed); the study has ${study.trials.length} trials.${bestText}`,
     );
   });
+}
+
+/**
+ * Holds the worker back until `n` other peers of the study are alive (seen within a few seconds), so
+ * a swarm started together also starts sampling together. Gives up after a minute and starts anyway.
+ */
+async function waitForPeers(study: Study, n: number): Promise<void> {
+  const live = () => study.peers.filter((p) => !p.self && p.lastSeen !== null && Date.now() - p.lastSeen.getTime() < 5000).length;
+  if (live() >= n) return;
+  logger.info(`Waiting for ${n} other peer(s) to join study "${study.studyName}"...`);
+  const deadline = Date.now() + 60_000;
+  while (live() < n) {
+    if (Date.now() > deadline) {
+      logger.warn(`Only ${live()} other peer(s) after 60 s; starting anyway.`);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  logger.info(`${live()} other peer(s) are here; starting.`);
 }
 
 async function cmdNode(o: CommonOpts) {
@@ -559,6 +584,7 @@ export function buildProgram(): Command {
     .option('--n-jobs <n>', 'trials in flight at once in this worker', positiveInt, 1)
     .option('--max-trials <n>', 'swarm-wide budget: start no trial once the study has this many (complete, pruned or running)', nonNegativeInt)
     .option('--trial-timeout <seconds>', 'command objectives: kill a trial\'s command after this many seconds (the trial FAILs)', positiveSeconds)
+    .option('--wait-for-peers <n>', 'start trials only once this many other peers of the study are online (gives up after 60 s)', positiveInt)
     .option('--no-progress-bar', 'no progress bar (it is shown only on a terminal anyway)')
     .option('--no-show-child-stderr', 'do not forward the command\'s stderr (its tail is still kept on failed trials)')
     .option('--stop-on-error', 'stop when a module objective throws (default: the trial FAILs and the worker goes on)')

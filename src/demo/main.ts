@@ -154,7 +154,7 @@ async function main(): Promise<number> {
   const log = (line: string) => (interactive ? multibar.log(line + '\n') : process.stderr.write(line + '\n'));
   const onLine = (peer: Peer, line: string) => {
     // Show the lines a user of Optuna would look for; keep the rest out of the way.
-    if (!/Trial \d+ (finished|pruned|failed)|Joined study|Worker finished|peertune: error/.test(line)) return;
+    if (!/Trial \d+ (finished|pruned|failed)|Joined study|Worker finished|other peer|peertune: error/.test(line)) return;
     const tag = interactive ? `${COLORS[peer.index % COLORS.length]}[${peer.name}]${RESET}` : `[${peer.name}]`;
     log(`${tag} ${line}`);
   };
@@ -186,17 +186,18 @@ async function main(): Promise<number> {
 
     const workerArgs = (i: number, listen: string[], join: string[]) => [
       'worker', '--study-name', STUDY, '--data-dir', `${work}/peer${i + 1}`, ...listen, ...join.flatMap((a) => ['--join', a]),
-      '--timeout', String(seconds), '--no-progress-bar', objectiveFile,
+      '--timeout', String(seconds), '--wait-for-peers', String(PEERS - 1), '--no-progress-bar', objectiveFile,
     ];
-    // All three start at once: peer1's port is picked here and its peer id was made by create-study,
-    // so the others can be told where to join before peer1 is up (they retry until it is).
-    const peerId1 = created.stdout.match(/^peer id: (\S+)$/m)?.[1];
-    if (!peerId1) throw new Error(`create-study printed no peer id:\n${created.stdout}`);
-    const addr1 = `/ip4/127.0.0.1/tcp/${await freePort()}/p2p/${peerId1}`;
+    // Ports are picked here so every peer (and the demo's own replica) can be told where the others
+    // are before any of them is up; joining retries until the other side listens, and a multiaddr
+    // without /p2p/<id> is fine for a first dial.
+    const ports = await Promise.all(Array.from({ length: PEERS }, () => freePort()));
+    const addrOf = (i: number) => `/ip4/127.0.0.1/tcp/${ports[i]}`;
+    observer = await openStorage({ dataDir: join(work, 'observer'), join: ports.map((_, i) => addrOf(i)) }, 'query');
     const t0 = Date.now();
     for (let i = 0; i < PEERS; i++) {
-      const listen = i === 0 ? ['--listen', addr1.split('/p2p/')[0]!] : loopback;
-      peers.push(startPeer(i, workerArgs(i, listen, i === 0 ? [] : [addr1]), onLine));
+      const others = ports.map((_, j) => j).filter((j) => j !== i).map(addrOf);
+      peers.push(startPeer(i, workerArgs(i, ['--listen', addrOf(i)], i === 0 ? [] : others), onLine));
     }
     for (const p of peers) {
       void p.exited.then((code) => {
@@ -207,11 +208,8 @@ async function main(): Promise<number> {
         }
       });
     }
-    const addrs = await Promise.all(peers.map((p) => waitFor('its address', () => p.joinAddr, p)));
-
-    observer = await openStorage({ dataDir: join(work, 'observer'), join: addrs }, 'query');
     const obs = observer;
-    const info = await waitFor('the study to the demo\'s replica', () => obs.storage.getStudy(STUDY), peers[0]!);
+    const info = await waitFor('the study to the demo\'s replica', () => obs.storage.getStudy(STUDY), peers[0]!, 60_000);
     const all = () => obs.storage.getAllTrials(info.studyId);
     const bestOf = (trials: readonly FrozenTrial[]) =>
       trials.filter((t) => t.state === 'COMPLETE').reduce<FrozenTrial | null>((b, t) => (b === null || t.value! < b.value! ? t : b), null);
