@@ -249,21 +249,20 @@ export class ParzenEstimator {
     // wide kernel inside the window may beat the nearest ones.
     let sum = 0;
     let top = -Infinity;
-    const add = (t: number): void => {
-      if (t > top) {
-        sum = sum * Math.exp(top - t) + 1;
-        top = t;
-      } else if (t > top - 40) {
-        sum += Math.exp(t - top);
+    // Window kernels, then the prior (index nObs onwards); kept inline: this is the hottest loop.
+    for (let pass = 0; pass < 2; pass++) {
+      const from = pass === 0 ? lo : n;
+      const to = pass === 0 ? hi : this.k;
+      for (let i = from; i < to; i++) {
+        z = (x - mu[i]!) * invSigma[i]!;
+        const t = logConst[i]! - 0.5 * z * z;
+        if (t > top) {
+          sum = sum * Math.exp(top - t) + 1;
+          top = t;
+        } else if (t > top - 40) {
+          sum += Math.exp(t - top);
+        }
       }
-    };
-    for (let i = lo; i < hi; i++) {
-      z = (x - mu[i]!) * invSigma[i]!;
-      add(logConst[i]! - 0.5 * z * z);
-    }
-    for (let i = n; i < this.k; i++) {
-      z = (x - mu[i]!) * invSigma[i]!;
-      add(logConst[i]! - 0.5 * z * z);
     }
     return top + Math.log(sum);
   }
