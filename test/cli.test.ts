@@ -72,3 +72,11 @@ test('SIGTERM stops a worker: the running command is killed, its trial FAILs, th
   assert.match(w.stderr, /Trial 0 failed .*killed by SIGTERM/);
   assert.match(w.stderr, /ran 1 trials on this peer/);
 });
+
+test('in-memory worker with the Python client as the command objective', async () => {
+  const r = await runCli(['worker', '--in-memory', '--study-name', 'py', '--n-trials', '3', '--pruner', 'nop', '--', 'python3', join(fixtures, 'python_objective.py')], { timeoutMs: 60_000 });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /\[trial 0\] a plain print from the script \(must not break the protocol\)/);
+  assert.equal((r.stderr.match(/Trial \d+ finished with value: [\d.]+ and parameters: \{'lr': [\d.e-]+, 'layers': \d, 'activation': '(relu|tanh)'\}/g) ?? []).length, 3);
+  assert.match(r.stderr, /\(3 complete, 0 pruned, 0 failed\)/);
+});

@@ -124,3 +124,16 @@ test('the Python client through the protocol', { skip: hasPython() ? false : 'py
   await pruning.optimize(commandObjective({ command: ['python3', fixture('python_objective.py')] }), { nTrials: 2 });
   for (const t of pruning.trials) assert.equal(t.state, 'PRUNED');
 });
+
+test('a multi-objective result and a wrong number of values', async () => {
+  const study = await createStudy({ directions: ['minimize', 'maximize'] });
+  const emit = (line: string) => commandObjective({ command: [process.execPath, '-e', `console.log(${JSON.stringify(line)})`] });
+  await study.optimize(emit('{"op":"result","values":[1.5,2]}'), { nTrials: 1 });
+  await study.optimize(emit('[3, 4]'), { nTrials: 1 });
+  await study.optimize(emit('{"op":"result","value":1}'), { nTrials: 1 });
+  const [a, b, c] = study.trials;
+  assert.deepEqual(a!.values, [1.5, 2]);
+  assert.deepEqual(b!.values, [3, 4]);
+  assert.equal(c!.state, 'FAIL');
+  assert.match(String(c!.systemAttrs['failReason']), /1 value\(s\) but the study has 2 direction/);
+});
