@@ -324,24 +324,7 @@ export class ParzenEstimator {
     }
     for (let c = 0; c < count; c++) {
       let max = -Infinity;
-      if (allContinuous && d === 1) {
-        // Univariate TPE: the hottest loop of all, kept free of inner indexing.
-        // One pass with a running log-sum-exp; kernels e^-40 below the running maximum are skipped.
-        const x = xs[0]![c]!;
-        let sum = 0;
-        for (let i = 0; i < k; i++) {
-          const z = (x - mu[i]!) * invSigma[i]!;
-          const t = logConst[i]! - 0.5 * z * z;
-          if (t > max) {
-            sum = sum * Math.exp(max - t) + 1;
-            max = t;
-          } else if (t > max - 40) {
-            sum += Math.exp(t - max);
-          }
-        }
-        out[c] = max + Math.log(sum);
-        continue;
-      } else if (allContinuous) {
+      if (allContinuous) {
         // The hot path (every float space): one fused loop over kernels and dimensions.
         for (let i = 0; i < k; i++) {
           let q = 0;
