@@ -23,7 +23,7 @@ import { distributionFromWire } from '../objectives/command.js';
 import { UsageError, describeError, exitCodeFor } from './errors.js';
 import { table, trialJson, trialsTable, type Format } from './format.js';
 import { createPruner, createSampler, parseOptionsJson, storedSpec, type AlgorithmSpec } from './registry.js';
-import { findStudy, openStorage, settle, type NetworkFlags, type OpenedStorage } from './storage.js';
+import { findStudy, openStorage, settle, type NetworkFlags, type OpenedStorage, type Role } from './storage.js';
 
 // ---------------------------------------------------------------------------------------------
 // Argument parsers (commander turns InvalidArgumentError into one line naming the option).
@@ -74,11 +74,15 @@ interface CommonOpts extends NetworkFlags {
   format?: Format;
 }
 
-function networkOptions(cmd: Command, role: 'serve' | 'query'): Command {
+function networkOptions(cmd: Command, role: 'serve' | 'query' | 'edit'): Command {
   cmd
     .option('--data-dir <dir>', `this peer's replica and identity (default: $PEERTUNE_DATA_DIR or ./peertune-data${role === 'query' ? '; a temporary one with --join' : ''})`)
     .option('--join <multiaddr>', 'a peer to join (repeatable), as printed by create-study, worker or node', collect)
-    .option('--listen <multiaddr>', role === 'serve' ? 'address to listen on (repeatable; default /ip4/0.0.0.0/tcp/7171, or tcp/0 with --join)' : 'address to listen on (repeatable)', collect)
+    .option(
+      '--listen <multiaddr>',
+      role === 'serve' ? 'address to listen on (repeatable; default /ip4/0.0.0.0/tcp/7171, or tcp/0 with --join)' : 'address to listen on (repeatable; default: offline unless --join)',
+      collect,
+    )
     .option('--mdns', 'find peers on the LAN by mDNS')
     .option('--swarm-key <file>', 'pre-shared swarm key file: only peers with the same key can connect')
     .option('--allow-peer <peerId>', 'accept only these peer ids (repeatable)', collect);
@@ -96,7 +100,7 @@ function requireStudyName(o: { studyName?: string }): string {
 }
 
 /** Opens the storage, runs `body`, and always closes the storage (so no process is left hanging). */
-async function withStorage<T>(o: NetworkFlags, role: 'serve' | 'query', body: (opened: OpenedStorage) => Promise<T>): Promise<T> {
+async function withStorage<T>(o: NetworkFlags, role: Role, body: (opened: OpenedStorage) => Promise<T>): Promise<T> {
   const opened = await openStorage(o, role);
   try {
     return await body(opened);
@@ -491,7 +495,7 @@ function parseSearchSpace(text: string | undefined) {
 async function cmdAsk(o: CommonOpts & { searchSpace?: string }) {
   if (!o.dataDir && !o.inMemory) throw new UsageError('ask needs --data-dir: tell must later open the same data dir, because only the peer that asked a trial can tell it');
   const space = parseSearchSpace(o.searchSpace);
-  await withStorage(o, 'serve', async (opened) => {
+  await withStorage(o, 'edit', async (opened) => {
     const info = await findStudy(opened, requireStudyName(o), o.wait, (o.join?.length ?? 0) > 0);
     const study = await openStudy(opened, info);
     const trial = study.ask(space);
@@ -510,7 +514,7 @@ async function cmdTell(o: CommonOpts & { trialNumber?: number; values?: number[]
   if (o.trialNumber === undefined) throw new UsageError('--trial-number is required');
   const state = o.state?.toUpperCase() as 'COMPLETE' | 'PRUNED' | 'FAIL' | undefined;
   if (!o.values && (state === undefined || state === 'COMPLETE')) throw new UsageError('tell needs --values (or --state pruned|fail)');
-  await withStorage(o, 'serve', async (opened) => {
+  await withStorage(o, 'edit', async (opened) => {
     const info = await findStudy(opened, requireStudyName(o), o.wait, (o.join?.length ?? 0) > 0);
     const study = await openStudy(opened, info);
     const t = study.trials.find((x) => x.number === o.trialNumber);
@@ -529,7 +533,7 @@ async function cmdTell(o: CommonOpts & { trialNumber?: number; values?: number[]
 }
 
 async function cmdDeleteStudy(o: CommonOpts) {
-  await withStorage(o, 'serve', async (opened) => {
+  await withStorage(o, 'edit', async (opened) => {
     const info = await findStudy(opened, requireStudyName(o), o.wait, (o.join?.length ?? 0) > 0);
     await opened.storage.deleteStudy(info.studyId);
     await opened.storage.flush();
@@ -624,7 +628,7 @@ export function buildProgram(): Command {
     .option('--study-name <name>', 'the study')
     .option('--search-space <json>', 'parameters to sample: {"x": {"type": "float", "low": 0, "high": 1}} (Optuna\'s form works too)')
     .option('--wait <seconds>', 'with --join: how long to wait for the study', positiveSeconds, 10);
-  formatOption(networkOptions(ask, 'serve'), ['json', 'table'], 'json').action((o) => cmdAsk(o));
+  formatOption(networkOptions(ask, 'edit'), ['json', 'table'], 'json').action((o) => cmdAsk(o));
 
   const tell = withHelp(program.command('tell').description('finish a trial started with ask (same --data-dir)'));
   tell
@@ -634,11 +638,11 @@ export function buildProgram(): Command {
     .addOption(new Option('--state <state>', 'final state').choices(['complete', 'pruned', 'fail']))
     .option('--skip-if-finished', 'do nothing if the trial is already finished')
     .option('--wait <seconds>', 'with --join: how long to wait for the study', positiveSeconds, 10);
-  networkOptions(tell, 'serve').action((o) => cmdTell(o));
+  networkOptions(tell, 'edit').action((o) => cmdTell(o));
 
   const del = withHelp(program.command('delete-study').description('delete a study from this replica (and, through replication, from the swarm)'));
   del.option('--study-name <name>', 'the study').option('--wait <seconds>', 'with --join: how long to wait for the study', positiveSeconds, 10);
-  networkOptions(del, 'serve').action((o) => cmdDeleteStudy(o));
+  networkOptions(del, 'edit').action((o) => cmdDeleteStudy(o));
 
   return program;
 }

@@ -8,6 +8,7 @@
  * a peer that joins listens on any free port. Query commands (trials, export, ...) stay offline unless
  * given `--join`, and then use a temporary data dir unless given one.
  */
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join as joinPath, resolve } from 'node:path';
@@ -69,7 +70,12 @@ async function loadOpenPeerStorage(): Promise<OpenPeerStorage> {
   return mod.openPeerStorage;
 }
 
-export type Role = 'serve' | 'query';
+/**
+ * serve: create-study, worker, node (a data dir, listening). query: read commands (offline on an
+ * existing data dir, or a temporary replica with --join). edit: ask, tell, delete-study (an existing
+ * data dir, offline unless --join or --listen is given).
+ */
+export type Role = 'serve' | 'query' | 'edit';
 
 function defaultDataDir(): string {
   return process.env['PEERTUNE_DATA_DIR'] || './peertune-data';
@@ -102,9 +108,14 @@ export async function openStorage(flags: NetworkFlags, role: Role): Promise<Open
     dataDir = tempDir;
   } else {
     dataDir = resolve(flags.dataDir ?? defaultDataDir());
+    if (role !== 'serve' && !existsSync(dataDir)) {
+      throw new UsageError(
+        `data dir ${dataDir} does not exist; pass the --data-dir of a peer${role === 'query' ? ', or --join a running peer' : ''} (create-study makes one)`,
+      );
+    }
   }
   if (listen === undefined) {
-    if (role === 'query') listen = join.length > 0 ? ['/ip4/127.0.0.1/tcp/0'] : [];
+    if (role !== 'serve') listen = join.length > 0 ? ['/ip4/127.0.0.1/tcp/0'] : [];
     else listen = join.length > 0 ? ['/ip4/0.0.0.0/tcp/0'] : [`/ip4/0.0.0.0/tcp/${DEFAULT_PORT}`];
   }
   const swarmKey = flags.swarmKey ? await readSwarmKeyFile(flags.swarmKey) : undefined;
