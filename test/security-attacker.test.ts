@@ -113,7 +113,7 @@ export class Attacker {
     readonly key: PrivateKey,
   ) {}
 
-  static async start(opts: { swarmKey?: Uint8Array } = {}): Promise<Attacker> {
+  static async start(opts: { swarmKey?: Uint8Array; signaturePolicy?: 'StrictSign' | 'StrictNoSign' } = {}): Promise<Attacker> {
     // Cast: @libp2p/crypto and libp2p may resolve different copies of @libp2p/interface's key types.
     const key = (await generateKeyPair('Ed25519')) as unknown as PrivateKey;
     const libp2p = await createLibp2p({
@@ -125,7 +125,7 @@ export class Attacker {
       ...(opts.swarmKey ? { connectionProtector: swarmProtector(opts.swarmKey) } : {}),
       services: {
         identify: identify(),
-        pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false, globalSignaturePolicy: 'StrictSign', floodPublish: true, heartbeatInterval: 700 }),
+        pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false, globalSignaturePolicy: opts.signaturePolicy ?? 'StrictSign', floodPublish: true, heartbeatInterval: 700 }),
       },
     });
     return new Attacker(libp2p as unknown as Libp2p<{ pubsub: GossipSub; identify: unknown }>, key);
@@ -146,8 +146,10 @@ export class Attacker {
     await waitFor(() => ps.getSubscribers(topic).some((p) => p.toString() === target), `${target} subscribed to ${topic}`);
   }
 
-  async publish(topic: string, data: Uint8Array): Promise<void> {
-    await this.libp2p.services.pubsub.publish(topic, data);
+  /** Publishes; returns the peer ids it was sent to. */
+  async publish(topic: string, data: Uint8Array): Promise<string[]> {
+    const res = await this.libp2p.services.pubsub.publish(topic, data);
+    return res.recipients.map((p) => p.toString());
   }
 
   /**

@@ -14,6 +14,7 @@ import * as A from '@automerge/automerge';
 import { createStudy, loadStudy, type Study } from '../src/index.js';
 import type { PeerStorage } from '../src/storage/replicated/index.js';
 import { decodeTrial, seal, type StudyDoc, type TrialRecord } from '../src/storage/replicated/schema.js';
+import { pack } from '../src/net/wire.js';
 import {
   Attacker,
   counters,
@@ -284,4 +285,35 @@ it('sync path: a change whose dependencies are missing is refused, so it cannot 
   await waitFor(() => V.getAllTrials(study.studyId).some((x) => x.trialId === t.trialId), 'V to receive the trial', 15_000);
   await sleep(500);
   assert.equal(V.getTrial(study.studyId, t.trialId).state, 'COMPLETE', `V shows ${V.getTrial(study.studyId, t.trialId).state}; Y finished the trial`);
+});
+
+// Gossip runs with StrictSign: an unsigned (anonymous) message is dropped by gossipsub itself, before
+// any of our validators, so a valid-looking change without an author never reaches the document.
+it('unsigned gossip messages are dropped before validation', async (t0) => {
+  const unmute = muteLogs();
+  const dir = await tempDir();
+  const V = await openPeer(join(dir.path, 'v'));
+  const anon = await Attacker.start({ signaturePolicy: 'StrictNoSign' });
+  t0.after(async () => {
+    await anon.stop();
+    await V.close();
+    await dir.remove();
+    unmute();
+  });
+  const study = await studyWithTrials(V, 'unsigned', 1);
+  await anon.connect(V.multiaddrs());
+  await anon.joinTopic(studyTopic(study.studyId), V.peerId);
+  const saved = savedBytes(V, study.studyId);
+  const before = counters(V);
+  const own = { k: 'trial', st: study.studyId, id: `${anon.peerId}:0`, o: anon.peerId, q: 0, v: 0, s: 'COMPLETE', p: {}, d: {}, vals: [1], iv: [], ua: {}, sa: {}, t0: 1, t1: 2, claim: null };
+  const change = forge(replicaDoc(V, study.studyId), (d) => void (d.trials![own.id] = seal(anon.key, own)));
+  // Unsigned messages are identified by their content, so each one must differ.
+  for (let i = 0; i < 5; i++) {
+    const to = await anon.publish(studyTopic(study.studyId), pack({ c: [change], n: i }));
+    assert.ok(to.includes(V.peerId), 'the message was sent to V');
+  }
+  await sleep(800);
+  assert.deepEqual(diffCounters(before, counters(V)), {}, 'the validator never saw them');
+  assert.deepEqual(savedBytes(V, study.studyId), saved);
+  assert.equal(V.getAllTrials(study.studyId).length, 1);
 });
