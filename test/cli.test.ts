@@ -22,6 +22,8 @@ test('user mistakes are one clear line on stderr and a non-zero exit', async () 
   assertOneLineError(await runCli(['worker', '--in-memory', '--study-name', 's', 'train.py']), /must be \.js.*put it after --/);
   assertOneLineError(await runCli(['worker', '--in-memory', '--study-name', 's', 'missing.js']), /missing\.js does not exist/);
   assertOneLineError(await runCli(['worker', '--in-memory', '--study-name', 's', '--']), /nothing after --/);
+  assertOneLineError(await runCli(['worker', '--in-memory', '--study-name', 's', 'objective.js', '--', 'python3', 'x.py']), /either an objective module or a command after --, not both/);
+  assertOneLineError(await runCli(['trials', '--study-name', 's', '--data-dir', '/nonexistent/peertune-data']), /data dir \/nonexistent\/peertune-data does not exist/);
   assertOneLineError(await runCli(['worker', '--in-memory', '--study-name', 's', '--sampler', 'tpe', '--sampler-options', '{oops', join(fixtures, 'objective.mjs')]), /--sampler-options must be a JSON object/);
   assertOneLineError(await runCli(['worker', '--in-memory', '--study-name', 's', '--pruner', 'percentile', join(fixtures, 'objective.mjs')]), /percentile.*needs a numeric percentile/);
   assertOneLineError(await runCli(['create-study', '--direction', 'sideways']), /--direction.*"minimize" or "maximize", got "sideways"/);

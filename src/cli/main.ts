@@ -15,11 +15,10 @@ import { pathToFileURL } from 'node:url';
 import { toCsv, toJson } from '../export.js';
 import { generateSwarmKey, writeSwarmKeyFile } from '../security/index.js';
 import { formatParams, logger, setVerbosity, type LogLevel } from '../logging.js';
-import { CommandObjectiveError, commandObjective, killAllCommandObjectives } from '../objectives/command.js';
+import { CommandObjectiveError, commandObjective, distributionFromWire, killAllCommandObjectives } from '../objectives/command.js';
 import type { FrozenTrial, StudyDirection, StudyInfo } from '../storage/storage.js';
 import { createStudy, loadStudy, type Objective, type Study } from '../study.js';
 import { TrialPruned, type Trial } from '../trial.js';
-import { distributionFromWire } from '../objectives/command.js';
 import { UsageError, describeError, exitCodeFor } from './errors.js';
 import { table, trialJson, trialsTable, type Format } from './format.js';
 import { createPruner, createSampler, parseOptionsJson, storedSpec, type AlgorithmSpec } from './registry.js';
@@ -595,9 +594,17 @@ export function buildProgram(): Command {
     .option('--in-memory', 'a throwaway single-process study, no data dir and no peers (for trying an objective)')
     .option('--direction <direction>', 'with --in-memory: minimize or maximize (repeatable)', collectDirections);
   algorithmOptions(worker, true);
-  networkOptions(worker, 'serve').action((objective: string[], o: WorkerOpts, cmd: Command) => {
+  networkOptions(worker, 'serve').action((objective: string[], o: WorkerOpts) => {
+    // commander merges operands from before and after `--`; the command objective is exactly what
+    // follows the first `--`, and nothing may come before it.
     const rawArgs = process.argv.slice(2);
-    return cmdWorker(o, objective ?? cmd.args, rawArgs.includes('--'));
+    const dash = rawArgs.indexOf('--');
+    if (dash < 0) return cmdWorker(o, objective, false);
+    const command = rawArgs.slice(dash + 1);
+    if (objective.length > command.length) {
+      throw new UsageError(`give either an objective module or a command after --, not both (got ${objective.slice(0, objective.length - command.length).join(' ')} before --)`);
+    }
+    return cmdWorker(o, command, true);
   });
 
   const node = withHelp(program.command('node').description('a replica-only peer: keeps the history online and runs no trials'));

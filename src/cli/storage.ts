@@ -108,7 +108,7 @@ export async function openStorage(flags: NetworkFlags, role: Role): Promise<Open
     dataDir = tempDir;
   } else {
     dataDir = resolve(flags.dataDir ?? defaultDataDir());
-    if (role !== 'serve' && !existsSync(dataDir)) {
+    if (role !== 'serve' && join.length === 0 && !existsSync(dataDir)) {
       throw new UsageError(
         `data dir ${dataDir} does not exist; pass the --data-dir of a peer${role === 'query' ? ', or --join a running peer' : ''} (create-study makes one)`,
       );
