@@ -22,8 +22,29 @@ export interface BenchContext {
   writeResult(name: string, data: unknown, markdown: string): Promise<void>;
 }
 
+/**
+ * What a figure depends on besides the code: the machine, how busy it was (other work on a 2-core box
+ * moves latencies a lot), and the commit, flagged when src/ had uncommitted changes.
+ */
 export function machineInfo(): Record<string, unknown> {
-  return { node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, totalMemGiB: Math.round(os.totalmem() / 2 ** 30) };
+  return {
+    node: process.version,
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    totalMemGiB: Math.round(os.totalmem() / 2 ** 30),
+    loadAvg1m: Math.round(os.loadavg()[0]! * 100) / 100,
+    commit: gitCommit(),
+  };
+}
+
+function gitCommit(): string | null {
+  try {
+    const git = (args: string[]) => execFileSync('git', args, { cwd: BENCH_DIR, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const head = git(['rev-parse', '--short', 'HEAD']);
+    return git(['status', '--porcelain', '--', '../src']) ? `${head}+dirty-src` : head;
+  } catch {
+    return null;
+  }
 }
 
 export async function writeResult(name: string, data: unknown, markdown: string): Promise<void> {
@@ -38,7 +59,9 @@ export async function rebuildResultsMd(): Promise<void> {
   const parts = ['# Benchmark results', '', 'Written by `npm run bench`; each section names the run it came from.', ''];
   for (const f of files) {
     const r = JSON.parse(await readFile(path.join(RESULTS_DIR, f), 'utf8')) as { name: string; date: string; machine: Record<string, unknown>; markdown: string };
-    parts.push(`## ${r.name}`, '', `_${r.date}, node ${String(r.machine['node'])}, ${String(r.machine['cpus'])} cores_`, '', r.markdown.trim(), '');
+    const m = r.machine;
+    const extra = [m['loadAvg1m'] !== undefined ? `load average ${String(m['loadAvg1m'])}` : '', m['commit'] ? `commit ${String(m['commit'])}` : ''].filter(Boolean);
+    parts.push(`## ${r.name}`, '', `_${[r.date, `node ${String(m['node'])}`, `${String(m['cpus'])} cores`, ...extra].join(', ')}_`, '', r.markdown.trim(), '');
   }
   await writeFile(path.join(BENCH_DIR, 'RESULTS.md'), parts.join('\n'));
 }
