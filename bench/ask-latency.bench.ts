@@ -80,7 +80,7 @@ export default async function askLatency(ctx: BenchContext): Promise<void> {
   setVerbosity('silent');
   const sizes = ctx.quick ? [100] : [100, 500, 1000, 2000];
   const nAsks = ctx.quick ? 10 : 30;
-  const warmup = 3;
+  const warmup = 5;
   const spaces: SpaceName[] = ['float10', 'cat3float7'];
   const ptKinds: PtKind[] = ['defaults', 'mv'];
   if (await peertuneOptuna3Preset()) ptKinds.push('optuna3');
@@ -93,31 +93,33 @@ export default async function askLatency(ctx: BenchContext): Promise<void> {
   if (!optuna.ok) notes.push(optuna.why!);
   for (const n of notes) ctx.log(n);
 
+  // Each space and history size is timed for both libraries back to back: on a shared 2-core machine
+  // the background load drifts, and neighbouring measurements see about the same load.
   const rows: Row[] = [];
-  if (TPE) {
-    for (const kind of ptKinds) {
-      for (const sp of spaces) {
-        for (const size of sizes) {
+  if (optuna.ok) ctx.log(`Optuna ${optuna.version} via bench/optuna/ask_latency.py`);
+  for (const sp of spaces) {
+    for (const size of sizes) {
+      if (TPE) {
+        for (const kind of ptKinds) {
           const r = await peertuneLatency(kind, sp, size, nAsks, warmup);
           ctx.log(`peertune ${kind} ${sp} ${size} trials: median ${fmt(r.medianMs)} ms`);
           rows.push(r);
         }
       }
-    }
-  }
-  if (optuna.ok) {
-    ctx.log(`Optuna ${optuna.version}: timing asks (this takes a while at 2000 trials)`);
-    const out = await runOptunaScript<{ results: { sampler: OpKind; space: SpaceName; size: number; ms: number[] }[] }>('ask_latency.py', {
-      spaces,
-      sizes,
-      n_asks: nAsks,
-      warmup,
-      seed: 0,
-      samplers: opKinds,
-    });
-    for (const r of out.results) {
-      rows.push({ lib: 'optuna', sampler: r.sampler, space: r.space, size: r.size, medianMs: median(r.ms), ms: r.ms });
-      ctx.log(`optuna ${r.sampler} ${r.space} ${r.size} trials: median ${fmt(median(r.ms))} ms`);
+      if (optuna.ok) {
+        const out = await runOptunaScript<{ results: { sampler: OpKind; space: SpaceName; size: number; ms: number[] }[] }>('ask_latency.py', {
+          spaces: [sp],
+          sizes: [size],
+          n_asks: nAsks,
+          warmup,
+          seed: 0,
+          samplers: opKinds,
+        });
+        for (const r of out.results) {
+          rows.push({ lib: 'optuna', sampler: r.sampler, space: r.space, size: r.size, medianMs: median(r.ms), ms: r.ms });
+          ctx.log(`optuna ${r.sampler} ${r.space} ${r.size} trials: median ${fmt(median(r.ms))} ms`);
+        }
+      }
     }
   }
 
