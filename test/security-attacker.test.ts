@@ -14,8 +14,8 @@ import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { identify } from '@libp2p/identify';
 import { gossipsub, type GossipSub } from '@chainsafe/libp2p-gossipsub';
-import { generateKeyPair } from '@libp2p/crypto/keys';
-import { peerIdFromString } from '@libp2p/peer-id';
+import { generateKeyPair, publicKeyToProtobuf } from '@libp2p/crypto/keys';
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id';
 import { multiaddr } from '@multiformats/multiaddr';
 import type { PrivateKey, Stream } from '@libp2p/interface';
 import { swarmProtector } from '../src/security/swarm-key.js';
@@ -144,6 +144,25 @@ export class Attacker {
     const ps = this.libp2p.services.pubsub;
     if (!ps.getTopics().includes(topic)) ps.subscribe(topic);
     await waitFor(() => ps.getSubscribers(topic).some((p) => p.toString() === target), `${target} subscribed to ${topic}`);
+  }
+
+  /**
+   * Publishes as another, made-up identity (a Sybil): a fresh key signs the message, so it passes
+   * StrictSign, but it is sent over the attacker's one connection. Returns the fake peer id.
+   */
+  async publishAs(topic: string, data: Uint8Array): Promise<string> {
+    const key = (await generateKeyPair('Ed25519')) as unknown as PrivateKey;
+    const author = peerIdFromPrivateKey(key as never);
+    const ps = this.libp2p.services.pubsub as unknown as { publishConfig: unknown };
+    const own = ps.publishConfig;
+    // gossipsub signs with whatever publishConfig holds (type 0 = Signing).
+    ps.publishConfig = { type: 0, author, key: publicKeyToProtobuf(key.publicKey as never), privateKey: key };
+    try {
+      await this.libp2p.services.pubsub.publish(topic, data);
+    } finally {
+      ps.publishConfig = own;
+    }
+    return author.toString();
   }
 
   /** Publishes; returns the peer ids it was sent to. */

@@ -13,6 +13,7 @@ import { createStudy, loadStudy } from '../src/index.js';
 import type { PeerStorage } from '../src/storage/replicated/index.js';
 import { type StudyDoc } from '../src/storage/replicated/schema.js';
 import { frame, pack } from '../src/net/wire.js';
+import { HEARTBEAT_TOPIC, encodeHeartbeat } from '../src/net/liveness.js';
 import {
   Attacker,
   counters,
@@ -255,5 +256,23 @@ describe('holes in the replicated storage (todo until fixed)', () => {
       () => false,
     );
     assert.ok(counted, `no gossip counter moved; counters ${JSON.stringify(counters(V))}`);
+  });
+
+  // Fix (src/storage/replicated/index.ts, onHeartbeat): bound what heartbeats can make a peer remember
+  // (peerAddrs, peerStudies, liveness, remoteDigest): keep state only for connected peers and owners of
+  // trials, or cap each map (LRU, e.g. 1024 peers) and count what is dropped.
+  it('HOLE-12 heartbeats from made-up identities (one connection, many signed ids) grow per-peer state without bound', { todo: 'HOLE-12: per-peer maps have no cap' }, async () => {
+    const V = await peer('h12-v');
+    await studyWithTrials(V, 'h12', 1);
+    const atk = await attacker();
+    await atk.connect(V.multiaddrs());
+    await atk.joinTopic(HEARTBEAT_TOPIC, V.peerId);
+    const fakes = 1200;
+    const addrs = Array.from({ length: 16 }, (_, i) => `/ip4/127.0.0.1/tcp/${9 + i}`);
+    for (let i = 0; i < fakes; i++) await atk.publishAs(HEARTBEAT_TOPIC, encodeHeartbeat({ ts: Date.now(), addrs, studies: [] }));
+    const peerAddrs = (V as unknown as { peerAddrs: Map<string, string[]> }).peerAddrs;
+    // Either V passes the cap (the hole) or, once capped, stays under it until the flood is processed.
+    await waitFor(() => peerAddrs.size > 1024 || countOf(V, 'heartbeat:') > 0, 'V to take the heartbeats', 8000).catch(() => {});
+    assert.ok(peerAddrs.size <= 1024, `V remembers addresses of ${peerAddrs.size} peers it never met (from one connection)`);
   });
 });
