@@ -126,7 +126,7 @@ export async function openStorage(flags: NetworkFlags, role: Role): Promise<Open
     storage = await openPeerStorage({ dataDir, listen, join, mdns: flags.mdns ?? false, swarmKey, allowPeers });
   } catch (err) {
     if (tempDir) await rm(tempDir, { recursive: true, force: true });
-    throw explainOpenError(err, dataDir);
+    throw explainOpenError(err, dataDir, listen);
   }
   return {
     storage,
@@ -140,7 +140,7 @@ export async function openStorage(flags: NetworkFlags, role: Role): Promise<Open
   };
 }
 
-function explainOpenError(err: unknown, dataDir: string): unknown {
+function explainOpenError(err: unknown, dataDir: string, listen: string[]): unknown {
   const text = `${(err as Error)?.message ?? ''} ${String((err as { cause?: unknown })?.cause ?? '')} ${(err as { code?: string })?.code ?? ''}`;
   if (/LEVEL_LOCKED|LEVEL_DATABASE_NOT_OPEN|lock/i.test(text)) {
     return new UsageError(
@@ -148,7 +148,9 @@ function explainOpenError(err: unknown, dataDir: string): unknown {
     );
   }
   if (/EADDRINUSE|address already in use/i.test(text)) {
-    return new UsageError(`the listen address is already in use (${(err as Error).message}); pass --listen /ip4/0.0.0.0/tcp/0 to pick a free port`);
+    return new UsageError(
+      `cannot listen on ${listen.join(' ')}: the port is in use (another peertune worker or node on this machine?); pass --listen /ip4/0.0.0.0/tcp/0 to pick a free port`,
+    );
   }
   return err;
 }
