@@ -131,6 +131,9 @@ async function runPool(tasks: Task[], n: number, onDone: (done: number) => void)
         results.push(reply.result!);
         onDone(results.length);
       }
+    } catch (err) {
+      nextIndex = tasks.length; // the bench has failed: let the other lane stop after its current study
+      throw err;
     } finally {
       if (child.connected) child.send('exit');
       await new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
