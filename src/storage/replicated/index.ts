@@ -69,7 +69,7 @@ export interface PeerStorageOptions {
   staleAfterMs?: number;
   /** How long intermediate values and attrs may wait to be folded into one change, default 500. */
   intermediateFlushMs?: number;
-  /** Incremental chunks kept before the document is saved whole, default 500. */
+  /** Incremental chunks kept at least before the document is saved whole (also once their bytes reach half the snapshot's, and on close), default 200. */
   compactEvery?: number;
   /** Largest sync frame accepted, default 64 MiB. */
   maxSyncFrameBytes?: number;
@@ -94,6 +94,9 @@ interface Replica {
   firstSeen: Map<string, number>;
   /** RUNNING trials of other owners (candidates for the stale verdict). */
   runningRemote: Set<string>;
+  /** Trial keys that hold concurrent values (persisted, so a restart reads them with the max-version rule). */
+  conflicted: Set<string>;
+  newConflicts: string[];
   /** Sticky verdicts: trial id -> fail reason. */
   stale: Map<string, string>;
   /** WAITING trial id -> the claim that took it over. */
@@ -156,6 +159,7 @@ export class PeerStorage implements Storage {
   private closed = false;
   private readonly sessions = new Map<string, { again: boolean; last: number }>();
   private readonly waiters = new Set<() => void>();
+  private readonly listeners = new Set<(studyId: string) => void>();
   private readonly heartbeatMs: number;
   private readonly staleMs: number;
   private readonly intermediateMs: number;
@@ -173,7 +177,7 @@ export class PeerStorage implements Storage {
     this.heartbeatMs = opts.heartbeatIntervalMs ?? 1000;
     this.staleMs = opts.staleAfterMs ?? 10_000;
     this.intermediateMs = opts.intermediateFlushMs ?? 500;
-    this.compactEvery = opts.compactEvery ?? 500;
+    this.compactEvery = opts.compactEvery ?? 200;
     this.maxFrame = opts.maxSyncFrameBytes ?? 64 * 1024 * 1024;
   }
 
@@ -188,25 +192,15 @@ export class PeerStorage implements Storage {
     const { studies, deleted } = await this.db.loadAll();
     this.deleted = deleted;
     for (const s of studies) {
-      let doc = A.init<StudyDoc>();
-      try {
-        if (s.snapshot) doc = A.load<StudyDoc>(s.snapshot);
-      } catch (e) {
-        logger.error(`The saved document of study ${s.name || s.studyId} is corrupted (${(e as Error).message}); recovering from its incremental chunks and peers.`);
-        this.count('load:corrupt-snapshot');
-      }
-      for (const c of s.chunks) {
-        try {
-          doc = A.loadIncremental(doc, c);
-        } catch (e) {
-          this.count('load:corrupt-chunk');
-          logger.error(`A saved chunk of study ${s.name || s.studyId} is corrupted (${(e as Error).message}); skipping it (peers can resend it).`);
-        }
-      }
+      const doc = loadDocument(s.snapshot, s.chunks, (what, e) => {
+        this.count(`load:${what}`);
+        logger.error(`A saved ${what === 'corrupt-snapshot' ? 'snapshot' : 'chunk'} of study ${s.name || s.studyId} is corrupted (${e.message}); recovering what can be read (peers can resend the rest).`);
+      });
       const r = this.newReplica(s.studyId, s.name, doc);
       r.numbers = s.numbers;
-      r.nextNumber = Math.max(-1, ...s.numbers.values()) + 1;
-      this.loadView(r);
+      r.conflicted = s.conflicted;
+      for (const n of s.numbers.values()) if (n >= r.nextNumber) r.nextNumber = n + 1;
+      this.loadView(r, true);
       this.replicas.set(r.studyId, r);
     }
     // This peer's RUNNING trials from before a crash or stop did not finish: fail them for real.
@@ -273,6 +267,9 @@ export class PeerStorage implements Storage {
         }
       }
     }
+    for (const r of this.replicas.values()) {
+      if (r.meta && this.db.chunksSinceSnapshot(r.studyId) > 20) this.compact(r);
+    }
     for (const w of this.waiters) w();
     this.waiters.clear();
     if (this.node) await this.node.stop().catch((e: Error) => logger.warn(`Stopping the network failed: ${e.message}`));
@@ -314,9 +311,11 @@ export class PeerStorage implements Storage {
     r.savedHeads = heads;
     const numbers = r.newNumbers;
     r.newNumbers = [];
-    if (!chunk && numbers.length === 0 && !sync) return this.writeChain;
+    const conflicts = r.newConflicts;
+    r.newConflicts = [];
+    if (!chunk && numbers.length === 0 && conflicts.length === 0 && !sync) return this.writeChain;
     const name = r.name;
-    const p = this.writeChain.then(() => this.db.append(r.studyId, name, chunk, numbers, sync));
+    const p = this.writeChain.then(() => this.db.append(r.studyId, name, chunk, numbers, sync, conflicts));
     this.writeChain = p.catch((e: Error) => {
       this.count('persist:error');
       logger.error(`Writing study ${name} to disk failed: ${e.message}`);
@@ -335,7 +334,13 @@ export class PeerStorage implements Storage {
 
   private maybeCompact(): void {
     for (const r of this.replicas.values()) {
-      if (this.db.chunksSinceSnapshot(r.studyId) < this.compactEvery || !r.meta) continue;
+      if (r.meta && this.db.wantsCompaction(r.studyId, this.compactEvery)) this.compact(r);
+    }
+  }
+
+  /** Saves the whole document in place of the snapshot and chunks so far (loads stay fast). */
+  private compact(r: Replica): void {
+    {
       const snapshot = A.save(r.doc);
       r.savedHeads = A.getHeads(r.doc);
       const numbers = r.newNumbers;
@@ -792,7 +797,11 @@ export class PeerStorage implements Storage {
     }
     const fresh: TrialRecord[] = [];
     for (const id of touched) {
-      const rec = readTrial(r.doc, id);
+      const { rec, conflicted } = readTrial(r.doc, id);
+      if (conflicted && !r.conflicted.has(id)) {
+        r.conflicted.add(id);
+        r.newConflicts.push(id);
+      }
       if (!rec) continue;
       const mine = r.records.get(id);
       if (mine && mine.o === this.peerId && mine.v >= rec.v) continue;
@@ -811,7 +820,7 @@ export class PeerStorage implements Storage {
   }
 
   /** Full view from the document (load, genesis arrival). */
-  private loadView(r: Replica): void {
+  private loadView(r: Replica, fromDisk = false): void {
     const doc = r.doc;
     if (doc.meta === undefined) return;
     try {
@@ -824,7 +833,8 @@ export class PeerStorage implements Storage {
     const fresh: TrialRecord[] = [];
     const now = Date.now();
     for (const id of Object.keys(doc.trials ?? {})) {
-      const rec = readTrial(doc, id);
+      // Concurrent values under one key are rare (replays); keys known to have them are checked fully.
+      const rec = readTrial(doc, id, !fromDisk || r.conflicted.has(id)).rec;
       if (!rec) continue;
       const mine = r.records.get(id);
       if (mine && mine.o === this.peerId && mine.v >= rec.v) continue;
@@ -1086,6 +1096,8 @@ export class PeerStorage implements Storage {
       newNumbers: [],
       firstSeen: new Map(),
       runningRemote: new Set(),
+      conflicted: new Set(),
+      newConflicts: [],
       stale: new Map(),
       claimedBy: new Map(),
       dirty: new Set(),
@@ -1108,6 +1120,22 @@ export class PeerStorage implements Storage {
     for (const id of ids) r.frozen.delete(id);
     r.all = null;
     r.version++;
+    for (const l of this.listeners) {
+      try {
+        l(r.studyId);
+      } catch (e) {
+        logger.warn(`A trials listener failed: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  /**
+   * Calls `listener(studyId)` whenever a study's trials change (local writes, merges, stale verdicts);
+   * for dashboards and benchmarks. Returns a function that removes the listener.
+   */
+  onTrialsChanged(listener: (studyId: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   private notify(): void {
@@ -1131,6 +1159,42 @@ export class PeerStorage implements Storage {
   private checkOpen(): void {
     if (this.closed) throw new StorageError('this PeerStorage is closed');
   }
+}
+
+/**
+ * Loads snapshot + incremental chunks in one `A.load` of their concatenation (one call is far
+ * faster than a loadIncremental per chunk); if that fails, piece by piece, skipping what is corrupt.
+ */
+function loadDocument(snapshot: Uint8Array | null, chunks: Uint8Array[], onCorrupt: (what: string, e: Error) => void): A.Doc<StudyDoc> {
+  const parts = snapshot ? [snapshot, ...chunks] : chunks;
+  if (parts.length === 0) return A.init<StudyDoc>();
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let off = 0;
+  for (const p of parts) {
+    all.set(p, off);
+    off += p.byteLength;
+  }
+  try {
+    return A.load<StudyDoc>(all);
+  } catch {
+    /* find the bad piece below */
+  }
+  let doc = A.init<StudyDoc>();
+  if (snapshot) {
+    try {
+      doc = A.load<StudyDoc>(snapshot);
+    } catch (e) {
+      onCorrupt('corrupt-snapshot', e as Error);
+    }
+  }
+  for (const c of chunks) {
+    try {
+      doc = A.loadIncremental(doc, c);
+    } catch (e) {
+      onCorrupt('corrupt-chunk', e as Error);
+    }
+  }
+  return doc;
 }
 
 function sameHeads(a: A.Heads, b: A.Heads): boolean {

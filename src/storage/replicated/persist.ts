@@ -18,6 +18,7 @@ export interface StoredStudy {
   snapshot: Uint8Array | null;
   chunks: Uint8Array[];
   numbers: Map<string, number>;
+  conflicted: Set<string>;
 }
 
 const enc = new TextEncoder();
@@ -26,6 +27,8 @@ const dec = new TextDecoder();
 export class ReplicaDb {
   private chunkSeq = new Map<string, number>();
   private chunkCount = new Map<string, number>();
+  private chunkBytes = new Map<string, number>();
+  private snapshotBytes = new Map<string, number>();
 
   private constructor(private readonly db: Level<string, Uint8Array>) {}
 
@@ -54,29 +57,35 @@ export class ReplicaDb {
       const id = parts[1]!;
       let s = studies.get(id);
       if (!s) {
-        s = { studyId: id, name: '', snapshot: null, chunks: [], numbers: new Map() };
+        s = { studyId: id, name: '', snapshot: null, chunks: [], numbers: new Map(), conflicted: new Set() };
         studies.set(id, s);
       }
       if (parts[2] === 'name') s.name = dec.decode(value);
-      else if (parts[2] === 'snap') s.snapshot = value;
+      else if (parts[2] === 'snap') {
+        s.snapshot = value;
+        this.snapshotBytes.set(id, value.byteLength);
+      }
       else if (parts[2] === 'c') {
         s.chunks.push(value); // keys sort by their zero-padded sequence
         const seq = parseInt(parts[3]!, 10);
         this.chunkSeq.set(id, Math.max(this.chunkSeq.get(id) ?? 0, seq + 1));
         this.chunkCount.set(id, (this.chunkCount.get(id) ?? 0) + 1);
-      } else if (parts[2] === 'n') s.numbers.set(parts.slice(3).join('/'), new DataView(value.buffer, value.byteOffset).getUint32(0));
+        this.chunkBytes.set(id, (this.chunkBytes.get(id) ?? 0) + value.byteLength);
+      } else if (parts[2] === 'x') s.conflicted.add(parts.slice(3).join('/'));
+      else if (parts[2] === 'n') s.numbers.set(parts.slice(3).join('/'), new DataView(value.buffer, value.byteOffset).getUint32(0));
     }
     return { studies: [...studies.values()].filter((s) => !deleted.has(s.studyId)), deleted };
   }
 
   /** Appends an incremental chunk and the numbers assigned with it (one atomic batch). */
-  async append(studyId: string, name: string, chunk: Uint8Array | null, numbers: [string, number][], sync: boolean): Promise<void> {
+  async append(studyId: string, name: string, chunk: Uint8Array | null, numbers: [string, number][], sync: boolean, conflicted: string[] = []): Promise<void> {
     const ops: { type: 'put'; key: string; value: Uint8Array }[] = [];
     if (!this.chunkSeq.has(studyId)) ops.push({ type: 'put', key: `s/${studyId}/name`, value: enc.encode(name) });
     if (chunk && chunk.byteLength > 0) {
       const seq = this.chunkSeq.get(studyId) ?? 0;
       this.chunkSeq.set(studyId, seq + 1);
       this.chunkCount.set(studyId, (this.chunkCount.get(studyId) ?? 0) + 1);
+      this.chunkBytes.set(studyId, (this.chunkBytes.get(studyId) ?? 0) + chunk.byteLength);
       ops.push({ type: 'put', key: `s/${studyId}/c/${String(seq).padStart(12, '0')}`, value: chunk });
     } else if (!this.chunkSeq.has(studyId)) this.chunkSeq.set(studyId, 0);
     for (const [trialId, n] of numbers) {
@@ -84,12 +93,21 @@ export class ReplicaDb {
       new DataView(v.buffer).setUint32(0, n);
       ops.push({ type: 'put', key: `s/${studyId}/n/${trialId}`, value: v });
     }
+    for (const trialId of conflicted) ops.push({ type: 'put', key: `s/${studyId}/x/${trialId}`, value: new Uint8Array([1]) });
     if (ops.length === 0 && !sync) return;
     await this.db.batch(ops, { sync } as never);
   }
 
   chunksSinceSnapshot(studyId: string): number {
     return this.chunkCount.get(studyId) ?? 0;
+  }
+
+  /**
+   * Whether a compaction pays off: enough chunks, and their bytes at least half the snapshot's, so
+   * saving the whole document stays amortized O(1) per write as the study grows.
+   */
+  wantsCompaction(studyId: string, minChunks: number): boolean {
+    return this.chunksSinceSnapshot(studyId) >= minChunks && (this.chunkBytes.get(studyId) ?? 0) * 2 >= (this.snapshotBytes.get(studyId) ?? 0);
   }
 
   /** Replaces the snapshot and every chunk written so far with `snapshot`, atomically. */
@@ -99,6 +117,8 @@ export class ReplicaDb {
     ops.push({ type: 'put', key: `s/${studyId}/snap`, value: snapshot });
     await this.db.batch(ops, { sync: true } as never);
     this.chunkCount.set(studyId, 0);
+    this.chunkBytes.set(studyId, 0);
+    this.snapshotBytes.set(studyId, snapshot.byteLength);
   }
 
   async markDeleted(studyId: string): Promise<void> {

@@ -284,13 +284,15 @@ export function pickRecord(values: Iterable<unknown>): TrialRecord | undefined {
 }
 
 /** The current record under a trial key of a document, honouring the highest-version rule. */
-export function readTrial(doc: A.Doc<StudyDoc>, trialId: string): TrialRecord | undefined {
+export function readTrial(doc: A.Doc<StudyDoc>, trialId: string, checkConflicts = true): { rec: TrialRecord | undefined; conflicted: boolean } {
   const trials = doc.trials;
-  if (!trials) return undefined;
-  const conflicts = A.getConflicts(trials, trialId);
-  if (conflicts && Object.keys(conflicts).length > 1) return pickRecord(Object.values(conflicts));
+  if (!trials) return { rec: undefined, conflicted: false };
+  if (checkConflicts) {
+    const conflicts = A.getConflicts(trials, trialId);
+    if (conflicts && Object.keys(conflicts).length > 1) return { rec: pickRecord(Object.values(conflicts)), conflicted: true };
+  }
   const v = trials[trialId];
-  return v === undefined ? undefined : pickRecord([v]);
+  return { rec: v === undefined ? undefined : pickRecord([v]), conflicted: false };
 }
 
 // ---------------------------------------------------------------- inspecting incoming changes
