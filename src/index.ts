@@ -21,8 +21,5 @@ export { Rng } from './rng.js';
 export { MaxTrialsCallback } from './callbacks.js';
 export { trialsToRows, toCsv, toJson, parseCsv, parseTrialsJson, trialToJson, ExportFormatError } from './export.js';
 export type { Row, Cell, TrialJson } from './export.js';
-export { NSGAIISampler } from './samplers/nsga2.js';
-export type { NSGAIISamplerOptions } from './samplers/nsga2.js';
-export { GridSampler } from './samplers/grid.js';
 export { openPeerStorage, PeerStorage } from './storage/replicated/index.js';
 export type { PeerStorageOptions } from './storage/replicated/index.js';

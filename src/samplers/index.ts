@@ -6,6 +6,9 @@ export type { Sampler, SearchSpace } from './base.js';
 export { RandomSampler } from './random.js';
 export { TPESampler, TPEOptionError, OPTUNA3_TPE_OPTIONS, defaultGamma, defaultWeights } from './tpe/sampler.js';
 export type { TPESamplerOptions } from './tpe/sampler.js';
+export { GridSampler } from './grid.js';
+export { NSGAIISampler } from './nsga2.js';
+export type { NSGAIISamplerOptions } from './nsga2.js';
 export { IntersectionSearchSpace, GroupDecomposedSearchSpace } from './search-space.js';
 
 /** Optuna's default is TPESampler; used when createStudy() gets no sampler. */
