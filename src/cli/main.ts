@@ -572,6 +572,14 @@ export function buildProgram(): Command {
     .option('--private', 'make a private swarm: write a new swarm key (to --swarm-key, default <data-dir>/swarm.key) that other peers need');
   algorithmOptions(create, false);
   networkOptions(create, 'serve').action((o) => cmdCreateStudy(o));
+  create.addHelpText(
+    'after',
+    `
+Example:
+  peertune create-study --study-name mlp --direction maximize --sampler tpe --pruner median \\
+      --pruner-options '{"nWarmupSteps": 3}' --data-dir ./peer-a
+  then: peertune worker --study-name mlp --data-dir ./peer-a -- python3 train.py`,
+  );
 
   const worker = withHelp(
     program
@@ -606,6 +614,19 @@ export function buildProgram(): Command {
     }
     return cmdWorker(o, command, true);
   });
+
+  worker.addHelpText(
+    'after',
+    `
+Examples:
+  peertune worker --study-name mlp --data-dir ./peer-a --n-trials 50 objective.ts
+  peertune worker --study-name mlp --data-dir ./peer-b --join /ip4/192.168.1.10/tcp/7171/p2p/12D3KooW... \\
+      --timeout 3600 --trial-timeout 600 -- python3 train.py --epochs 20
+  peertune worker --in-memory --direction minimize --study-name try --n-trials 5 -- ./objective.sh
+
+A command after -- runs once per trial and speaks JSON lines on its stdout/stdin (see
+python/peertune_client.py); its stderr is shown, and kept on the trial when it fails.`,
+  );
 
   const node = withHelp(program.command('node').description('a replica-only peer: keeps the history online and runs no trials'));
   node.option('--study-name <name>', 'wait for this study and keep it online');
