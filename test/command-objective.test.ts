@@ -137,3 +137,11 @@ test('a multi-objective result and a wrong number of values', async () => {
   assert.equal(c!.state, 'FAIL');
   assert.match(String(c!.systemAttrs['failReason']), /1 value\(s\) but the study has 2 direction/);
 });
+
+test('a child flooding stdout without newlines is stopped', async () => {
+  const study = await createStudy();
+  const flood = `const b = 'x'.repeat(65536); const w = () => process.stdout.write(b, w); w();`;
+  await study.optimize(commandObjective({ command: [process.execPath, '-e', flood], trialTimeout: 20 }), { nTrials: 1, catch: [CommandObjectiveError] });
+  assert.equal(study.trials[0]!.state, 'FAIL');
+  assert.match(String(study.trials[0]!.systemAttrs['failReason']), /more than 1048576 bytes on stdout without a newline/);
+});

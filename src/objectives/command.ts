@@ -250,6 +250,13 @@ async function runCommandTrial(trial: Trial, opts: CommandObjectiveOptions): Pro
     }
   };
 
+  // readline would buffer an endless line whole; watch the bytes since the last newline ourselves.
+  let pendingBytes = 0;
+  child.stdout!.on('data', (chunk: Buffer) => {
+    const nl = chunk.lastIndexOf(10);
+    pendingBytes = nl < 0 ? pendingBytes + chunk.length : chunk.length - nl - 1;
+    if (pendingBytes > MAX_LINE) decide({ kind: 'fail', reason: `the command wrote more than ${MAX_LINE} bytes on stdout without a newline` });
+  });
   const stdoutDone = new Promise<void>((resolve) => {
     const rl = createInterface({ input: child.stdout!, crlfDelay: Infinity });
     rl.on('line', (line) => {
