@@ -36,6 +36,8 @@ export interface OpenedStorage {
   /** Addresses others can `--join` (empty when offline). */
   multiaddrs(): string[];
   dataDir: string | null;
+  /** True when the data dir is a throwaway one made for a query with --join. */
+  temporary: boolean;
   close(): Promise<void>;
 }
 
@@ -91,7 +93,7 @@ export async function openStorage(flags: NetworkFlags, role: Role): Promise<Open
       throw new UsageError('--in-memory runs a single-process study; it cannot be combined with --data-dir, --listen or --join');
     }
     const storage = new InMemoryStorage();
-    return { storage, peerId: null, multiaddrs: () => [], dataDir: null, close: () => storage.close() };
+    return { storage, peerId: null, multiaddrs: () => [], dataDir: null, temporary: false, close: () => storage.close() };
   }
   const join = flags.join ?? [];
   for (const a of join) {
@@ -133,6 +135,7 @@ export async function openStorage(flags: NetworkFlags, role: Role): Promise<Open
     peerId: storage.peerId,
     multiaddrs: () => storage.multiaddrs(),
     dataDir,
+    temporary: tempDir !== null,
     close: async () => {
       await storage.close();
       if (tempDir) await rm(tempDir, { recursive: true, force: true });
@@ -165,6 +168,11 @@ export async function findStudy(opened: OpenedStorage, name: string, waitSeconds
   if (!info && joining && storage.waitForStudy) info = await storage.waitForStudy(name, waitSeconds * 1000);
   if (!info) {
     const names = storage.listStudies().map((s) => s.studyName);
+    if (opened.temporary) {
+      throw new UsageError(
+        `no study named "${name}" arrived from the joined peers within ${waitSeconds} s${names.length ? ` (they have: ${names.join(', ')})` : ''}; check the --join address (a private study also needs --swarm-key)`,
+      );
+    }
     const where = opened.dataDir ? `data dir ${opened.dataDir}` : 'this storage';
     throw new UsageError(
       `no study named "${name}" in ${where}${joining ? ` or from the joined peers within ${waitSeconds} s` : ''}; ${
