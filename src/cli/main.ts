@@ -166,7 +166,8 @@ async function cmdCreateStudy(o: CommonOpts & { direction?: StudyDirection[]; sa
   const dirs = o.direction ?? ['minimize'];
   const specs = specsFrom(o);
   const samplerSpec = specs.sampler ?? { name: 'tpe', options: {} };
-  const prunerSpec = specs.pruner ?? { name: 'median', options: {} };
+  // Pruning needs one objective (as in Optuna), so multi-objective studies default to no pruner.
+  const prunerSpec = specs.pruner ?? { name: dirs.length > 1 ? 'nop' : 'median', options: {} };
   // Build both now so a bad option is reported here, not by every worker later.
   await createSampler(samplerSpec);
   await createPruner(prunerSpec);
