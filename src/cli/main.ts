@@ -288,7 +288,16 @@ async function cmdWorker(o: WorkerOpts, operands: string[], dashDash: boolean) {
       if (opened.peerId) logger.info(`Peer ${opened.peerId} started; others can join with:`);
       for (const a of joinAddresses(opened)) logger.info(`  --join ${a}`);
       if (!opened.storage.getStudy(studyName) && joining) logger.info(`Waiting for study "${studyName}" from peers...`);
-      const info = await findStudy(opened, studyName, 60, joining);
+      let info = await findStudy(opened, studyName, 60, joining);
+      if (joining && !storedSpec(info, 'sampler')) {
+        // The study's attrs may land a moment after the study itself; give them a few seconds
+        // before falling back to the library defaults (a study made with the API has none).
+        const deadline = Date.now() + 3000;
+        while (!storedSpec(info, 'sampler') && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 100));
+          info = opened.storage.getStudy(studyName) ?? info;
+        }
+      }
       study = await openStudy(opened, info, specs);
       const s = storedSpec(info, 'sampler');
       const p = storedSpec(info, 'pruner');
