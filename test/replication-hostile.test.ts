@@ -68,15 +68,15 @@ test('forged changes are rejected on the gossip and sync paths and do not spread
   t.suggestFloat('x', 0, 1);
   const tid = t.trialId;
   await until('mallory sees the RUNNING trial', 5000, () => mStudy.trials.some((x) => x.trialId === tid && Object.keys(x.params).length === 1));
-  const runningBytes = mallory.__unsafeInternals(sid).doc.trials![tid]!;
+  const runningBytes = mallory.__unsafeInternals(sid).trialBytes(tid)!;
   await vStudy.tell(t, 0.5);
   await mStudy.optimize((tr) => tr.suggestFloat('x', 0, 1), { nTrials: 1 });
   await until('everyone has 2 finished trials', 5000, () => [vStudy, mStudy, tStudy].every((s) => s.getTrials({ states: ['COMPLETE'] }).length === 2));
   const mine = mStudy.trials.find((x) => x.owner === mallory.peerId)!;
 
   const key = mallory.__unsafeInternals(sid).key;
-  const victimRec = decodeTrial(mallory.__unsafeInternals(sid).doc.trials![tid]!, false);
-  const mineRec = decodeTrial(mallory.__unsafeInternals(sid).doc.trials![mine.trialId]!, false);
+  const victimRec = decodeTrial(mallory.__unsafeInternals(sid).trialBytes(tid)!, false);
+  const mineRec = decodeTrial(mallory.__unsafeInternals(sid).trialBytes(mine.trialId)!, false);
   const forgeries: [string, (d: StudyDoc) => void][] = [
     ['another owner\'s trial, signed by the forger', (d) => (d.trials![tid] = seal(key, { ...victimRec, v: victimRec.v + 1, vals: [-1e9] }))],
     ['a finished trial moved back to RUNNING (replayed genuine record)', (d) => (d.trials![tid] = runningBytes)],

@@ -38,7 +38,9 @@ import {
   RejectedChange,
   decodeChanges,
   decodeMeta,
+  docParts,
   genesisDoc,
+  handleOf,
   inspectChanges,
   readAttrs,
   readTrial,
@@ -295,8 +297,7 @@ export class PeerStorage implements Storage {
       const sealed = new Map<string, Uint8Array>();
       for (const id of r.dirty) sealed.set(id, seal(this.key, r.records.get(id)!));
       r.dirty.clear();
-      r.doc = writeRecords(r.doc, sealed);
-      change = A.getLastLocalChange(r.doc) ?? null;
+      change = writeRecords(handleOf(r.doc), sealed);
       r.digest = headsDigest(A.getHeads(r.doc));
     }
     const done = this.persist(r, sync);
@@ -307,7 +308,7 @@ export class PeerStorage implements Storage {
   /** Queues the document's unsaved part (and new numbers) for level, in order. */
   private persist(r: Replica, sync: boolean): Promise<void> {
     const heads = A.getHeads(r.doc);
-    const chunk = sameHeads(heads, r.savedHeads) ? null : A.saveSince(r.doc, r.savedHeads);
+    const chunk = sameHeads(heads, r.savedHeads) ? null : handleOf(r.doc).saveSince(r.savedHeads);
     r.savedHeads = heads;
     const numbers = r.newNumbers;
     r.newNumbers = [];
@@ -341,7 +342,7 @@ export class PeerStorage implements Storage {
   /** Saves the whole document in place of the snapshot and chunks so far (loads stay fast). */
   private compact(r: Replica): void {
     {
-      const snapshot = A.save(r.doc);
+      const snapshot = handleOf(r.doc).save();
       r.savedHeads = A.getHeads(r.doc);
       const numbers = r.newNumbers;
       r.newNumbers = [];
@@ -417,8 +418,7 @@ export class PeerStorage implements Storage {
     if (!r.meta) throw new StorageError(`study ${r.studyId} has not arrived from peers yet`);
     const k = `${kind}:${key}`;
     const sealed = seal(this.key, { k: 'attr', st: r.studyId, key: k, val: value ?? null, by: this.peerId, ts: Date.now() });
-    r.doc = writeRecords(r.doc, new Map(), new Map([[k, sealed]]));
-    const change = A.getLastLocalChange(r.doc);
+    const change = writeRecords(handleOf(r.doc), new Map(), new Map([[k, sealed]]));
     r.digest = headsDigest(A.getHeads(r.doc));
     this.refreshInfo(r);
     void this.persist(r, false);
@@ -694,11 +694,21 @@ export class PeerStorage implements Storage {
   // ================================================================ test hooks (hostile-peer simulation)
 
   /**
-   * @internal For tests and fuzzers that play a hostile or buggy peer: this replica's document and
-   * signing key, so a test can build changes the normal API would never make.
+   * @internal For tests and fuzzers that play a hostile or buggy peer: a fresh copy of this
+   * replica's document (the live one is written through its backend, so its JS view is not kept
+   * current), the signing key, and the stored bytes of a trial record.
    */
-  __unsafeInternals(studyId: string): { doc: A.Doc<StudyDoc>; key: PrivateKey } {
-    return { doc: this.replica(studyId).doc, key: this.key };
+  __unsafeInternals(studyId: string): { doc: A.Doc<StudyDoc>; key: PrivateKey; trialBytes(trialId: string): Uint8Array | undefined } {
+    const r = this.replica(studyId);
+    return {
+      doc: A.load<StudyDoc>(handleOf(r.doc).save()),
+      key: this.key,
+      trialBytes: (trialId) => {
+        const h = handleOf(r.doc);
+        const v = h.get(docParts(h).trials!, trialId);
+        return v instanceof Uint8Array ? v : undefined;
+      },
+    };
   }
 
   /**
@@ -707,7 +717,7 @@ export class PeerStorage implements Storage {
    */
   async __unsafeInject(studyId: string, change: Uint8Array, opts: { publish: boolean }): Promise<void> {
     const r = this.replica(studyId);
-    [r.doc] = A.applyChanges(r.doc, [change]);
+    handleOf(r.doc).applyChanges([change]);
     r.digest = headsDigest(A.getHeads(r.doc));
     if (opts.publish && this.node) await this.node.publish(topicOf(studyId), pack({ c: [change] }));
   }
@@ -760,8 +770,13 @@ export class PeerStorage implements Storage {
   }
 
   private applyInspected(r: Replica, raws: Uint8Array[], decoded = decodeChanges(raws)): void {
-    const result = inspectChanges({ studyId: r.studyId, doc: r.doc, current: (id) => r.records.get(id) }, decoded);
-    [r.doc] = A.applyChanges(r.doc, raws);
+    const result = inspectChanges({ studyId: r.studyId, doc: handleOf(r.doc), current: (id) => r.records.get(id) }, decoded);
+    try {
+      handleOf(r.doc).applyChanges(raws);
+    } catch (e) {
+      // Automerge refused what passed inspection (e.g. a reused actor+seq): still a rejected change.
+      throw new RejectedChange('apply-failed', `a change could not be applied: ${(e as Error).message}`);
+    }
     this.afterMerge(r, result.trials, result.genesis !== null, result.attrs);
   }
 
@@ -789,15 +804,17 @@ export class PeerStorage implements Storage {
 
   /** Rebuilds the view for the trials a merge touched, numbers newcomers and persists. */
   private afterMerge(r: Replica, touched: Set<string>, genesis: boolean, attrs: boolean): void {
-    if (genesis || (!r.meta && r.doc.meta)) {
+    if (genesis || (!r.meta && docParts(handleOf(r.doc)).meta)) {
       this.loadView(r);
       this.notify();
       this.persistSoon(r);
       return;
     }
     const fresh: TrialRecord[] = [];
+    const h = handleOf(r.doc);
+    const trialsObj = docParts(h).trials!;
     for (const id of touched) {
-      const { rec, conflicted } = readTrial(r.doc, id);
+      const { rec, conflicted } = readTrial(h, trialsObj, id);
       if (conflicted && !r.conflicted.has(id)) {
         r.conflicted.add(id);
         r.newConflicts.push(id);
@@ -821,10 +838,11 @@ export class PeerStorage implements Storage {
 
   /** Full view from the document (load, genesis arrival). */
   private loadView(r: Replica, fromDisk = false): void {
-    const doc = r.doc;
-    if (doc.meta === undefined) return;
+    const h = handleOf(r.doc);
+    const parts = docParts(h);
+    if (parts.meta === undefined || !parts.trials) return;
     try {
-      r.meta = decodeMeta(doc.meta, false);
+      r.meta = decodeMeta(parts.meta, false);
     } catch (e) {
       logger.error(`Study ${r.studyId} has an unreadable meta record: ${(e as Error).message}`);
       return;
@@ -832,9 +850,9 @@ export class PeerStorage implements Storage {
     r.name = r.meta.name;
     const fresh: TrialRecord[] = [];
     const now = Date.now();
-    for (const id of Object.keys(doc.trials ?? {})) {
+    for (const id of h.keys(parts.trials)) {
       // Concurrent values under one key are rare (replays); keys known to have them are checked fully.
-      const rec = readTrial(doc, id, !fromDisk || r.conflicted.has(id)).rec;
+      const rec = readTrial(h, parts.trials, id, !fromDisk || r.conflicted.has(id)).rec;
       if (!rec) continue;
       const mine = r.records.get(id);
       if (mine && mine.o === this.peerId && mine.v >= rec.v) continue;
@@ -848,7 +866,7 @@ export class PeerStorage implements Storage {
     for (const rec of r.records.values()) if (rec.claim && r.numbers.has(rec.id) && !r.claimedBy.has(rec.claim)) r.claimedBy.set(rec.claim, rec.id);
     this.assignNumbers(r, fresh);
     this.refreshInfo(r);
-    r.digest = headsDigest(A.getHeads(doc));
+    r.digest = headsDigest(A.getHeads(r.doc));
     r.version++;
     r.frozen.clear();
     r.all = null;
@@ -856,7 +874,7 @@ export class PeerStorage implements Storage {
 
   private refreshInfo(r: Replica): void {
     if (!r.meta) return;
-    const { user, system } = readAttrs(r.doc);
+    const { user, system } = readAttrs(handleOf(r.doc));
     r.info = Object.freeze({
       studyId: r.studyId,
       studyName: r.meta.name,
@@ -1030,7 +1048,7 @@ export class PeerStorage implements Storage {
     const added = A.getChangesSince(fork, A.getHeads(r.doc));
     let result;
     try {
-      result = inspectChanges({ studyId: r.studyId, doc: r.doc, current: (tid) => r.records.get(tid) }, decodeChanges(added));
+      result = inspectChanges({ studyId: r.studyId, doc: handleOf(r.doc), current: (tid) => r.records.get(tid) }, decodeChanges(added));
     } catch (e) {
       if (e instanceof RejectedChange) {
         this.count(`sync:${e.reason}`);

@@ -283,15 +283,30 @@ export function pickRecord(values: Iterable<unknown>): TrialRecord | undefined {
   return best;
 }
 
-/** The current record under a trial key of a document, honouring the highest-version rule. */
-export function readTrial(doc: A.Doc<StudyDoc>, trialId: string, checkConflicts = true): { rec: TrialRecord | undefined; conflicted: boolean } {
-  const trials = doc.trials;
-  if (!trials) return { rec: undefined, conflicted: false };
+/** The Automerge backend of a document: reads and writes through it skip the JS materialization. */
+export type DocHandle = ReturnType<typeof A.getBackend>;
+export const handleOf = (doc: A.Doc<StudyDoc>): DocHandle => A.getBackend(doc);
+
+/** Object ids of the two maps and the meta bytes (null/undefined before the genesis arrived). */
+export function docParts(h: DocHandle): { trials: string | null; attrs: string | null; meta: Uint8Array | undefined } {
+  const t = h.get('_root', 'trials');
+  const a = h.get('_root', 'attrs');
+  const m = h.get('_root', 'meta');
+  return { trials: typeof t === 'string' ? t : null, attrs: typeof a === 'string' ? a : null, meta: m instanceof Uint8Array ? m : undefined };
+}
+
+/**
+ * The current record under a trial key, honouring the highest-version rule when concurrent values
+ * exist (`checkConflicts`; reading only the winning value is faster and enough for keys never seen
+ * conflicted).
+ */
+export function readTrial(h: DocHandle, trialsObj: string, trialId: string, checkConflicts = true): { rec: TrialRecord | undefined; conflicted: boolean } {
   if (checkConflicts) {
-    const conflicts = A.getConflicts(trials, trialId);
-    if (conflicts && Object.keys(conflicts).length > 1) return { rec: pickRecord(Object.values(conflicts)), conflicted: true };
+    const all = h.getAll(trialsObj, trialId);
+    if (all.length > 1) return { rec: pickRecord(all.map((x) => x[1])), conflicted: true };
+    return { rec: all.length ? pickRecord([all[0]![1]]) : undefined, conflicted: false };
   }
-  const v = trials[trialId];
+  const v = h.get(trialsObj, trialId);
   return { rec: v === undefined ? undefined : pickRecord([v]), conflicted: false };
 }
 
@@ -299,7 +314,7 @@ export function readTrial(doc: A.Doc<StudyDoc>, trialId: string, checkConflicts 
 
 export interface InspectContext {
   studyId: string;
-  doc: A.Doc<StudyDoc>;
+  doc: DocHandle;
   /** The current record of a trial in `doc` (the view's cache). */
   current(trialId: string): TrialRecord | undefined;
 }
@@ -372,12 +387,13 @@ export function decodeChanges(raw: readonly Uint8Array[]): DecodedChange[] {
  */
 export function inspectChanges(ctx: InspectContext, batch: DecodedChange[]): Inspected {
   const result: Inspected = { trials: new Set(), attrs: false, genesis: null };
-  const fresh = batch.filter((c) => !A.hasHeads(ctx.doc, [c.hash!]));
+  const fresh = batch.filter((c) => !ctx.doc.getChangeByHash(c.hash!));
   if (fresh.length === 0) return result;
   const working = new Map<string, TrialRecord>();
-  let trialsObj = ctx.doc.trials ? A.getObjectId(ctx.doc.trials) : null;
-  let attrsObj = ctx.doc.attrs ? A.getObjectId(ctx.doc.attrs) : null;
-  let hasMeta = ctx.doc.meta !== undefined;
+  const parts = docParts(ctx.doc);
+  let trialsObj = parts.trials;
+  let attrsObj = parts.attrs;
+  let hasMeta = parts.meta !== undefined;
   for (const c of topoSort(fresh)) {
     if (c.ops.length > LIMITS.opsPerChange) throw new RejectedChange('too-many-ops', `a change has ${c.ops.length} operations`);
     const rootOps = c.ops.filter((op) => op.obj === '_root');
@@ -451,25 +467,29 @@ export function genesisDoc(key: PrivateKey, meta: StudyMeta): A.Doc<StudyDoc> {
   });
 }
 
-/** Writes several of this peer's records (already signed) in one change. */
-export function writeRecords(doc: A.Doc<StudyDoc>, trials: Map<string, Uint8Array>, attrs?: Map<string, Uint8Array>): A.Doc<StudyDoc> {
-  return A.change(doc, (d) => {
-    for (const [id, b] of trials) d.trials![id] = b;
-    if (attrs) for (const [k, b] of attrs) d.attrs![k] = b;
-  });
+/**
+ * Writes several of this peer's records (already signed) in one change, straight through the
+ * backend (an `A.change` would rebuild the JS view of a map with every trial in it: O(trials) per
+ * write). Returns the change, or null if nothing was written.
+ */
+export function writeRecords(h: DocHandle, trials: Map<string, Uint8Array>, attrs?: Map<string, Uint8Array>): Uint8Array | null {
+  const parts = docParts(h);
+  if (!parts.trials || !parts.attrs) throw new RecordError('no-genesis', 'the study document has not arrived yet');
+  for (const [id, b] of trials) h.put(parts.trials, id, b, 'bytes');
+  if (attrs) for (const [k, b] of attrs) h.put(parts.attrs, k, b, 'bytes');
+  if (h.commit() === null) return null;
+  return h.getLastLocalChange() ?? null;
 }
 
 /** Study attrs as seen now: last writer (by time, then writer id) wins per key. */
-export function readAttrs(doc: A.Doc<StudyDoc>): { user: Record<string, unknown>; system: Record<string, unknown> } {
+export function readAttrs(h: DocHandle): { user: Record<string, unknown>; system: Record<string, unknown> } {
   const user: Record<string, unknown> = {};
   const system: Record<string, unknown> = {};
-  const attrs = doc.attrs;
-  if (!attrs) return { user, system };
-  for (const key of Object.keys(attrs)) {
-    const conflicts = A.getConflicts(attrs, key);
-    const values = conflicts ? Object.values(conflicts) : [attrs[key]];
+  const attrsObj = docParts(h).attrs;
+  if (!attrsObj) return { user, system };
+  for (const key of h.keys(attrsObj)) {
     let best: AttrRecord | undefined;
-    for (const v of values) {
+    for (const [, v] of h.getAll(attrsObj, key)) {
       try {
         const r = decodeAttr(v, false);
         if (!best || r.ts > best.ts || (r.ts === best.ts && r.by > best.by)) best = r;
