@@ -2,8 +2,8 @@
  * Liveness: every peer gossips a small heartbeat on one swarm-wide topic (never into a study's
  * document, so history only grows with real events). A heartbeat carries the sender's listen
  * addresses (so peers can dial each other directly and the swarm survives the loss of the peer
- * everyone joined through) and, per study it replicates, the study name and a digest of its document
- * heads (so two replicas that differ notice it and run a catch-up sync).
+ * everyone joined through) and, per study it replicates, the study name and its document heads (or a
+ * digest of them when there are many), so a replica that lacks something notices and runs a sync.
  */
 import { createHash } from 'node:crypto';
 import { asObject, pack, unpackUntrusted, WireError } from './wire.js';
@@ -31,7 +31,7 @@ export function decodeHeartbeat(bytes: Uint8Array): Heartbeat {
   if (!Array.isArray(a) || a.length > 16 || !a.every((x) => typeof x === 'string' && x.length < 300)) throw new WireError('schema', 'heartbeat addresses are malformed');
   if (!Array.isArray(s) || s.length > 256) throw new WireError('schema', 'heartbeat studies are malformed');
   for (const e of s) {
-    if (!Array.isArray(e) || e.length !== 3 || !e.every((x) => typeof x === 'string' && x.length <= 256)) throw new WireError('schema', 'a heartbeat study entry is malformed');
+    if (!Array.isArray(e) || e.length !== 3 || !e.every((x) => typeof x === 'string' && x.length <= 600)) throw new WireError('schema', 'a heartbeat study entry is malformed');
   }
   return { ts, addrs: a as string[], studies: s as [string, string, string][] };
 }
@@ -58,6 +58,10 @@ export class LivenessTable {
   isSilent(peerId: string, graceMs: number, since: number, now = Date.now()): boolean {
     const last = Math.max(this.lastSeen.get(peerId) ?? 0, since);
     return now - last > graceMs;
+  }
+
+  forget(peerId: string): void {
+    this.lastSeen.delete(peerId);
   }
 
   entries(): [string, number][] {

@@ -35,6 +35,7 @@ import {
 } from '../storage.js';
 import { ReplicaDb, loadOrCreateKey } from './persist.js';
 import {
+  LIMITS,
   RejectedChange,
   decodeChanges,
   decodeMeta,
@@ -42,6 +43,7 @@ import {
   genesisDoc,
   handleOf,
   inspectChanges,
+  currentAttr,
   readAttrs,
   readTrial,
   seal,
@@ -114,6 +116,10 @@ interface Replica {
   digest: string;
   /** Gossiped changes waiting for their dependencies, by hash. */
   pending: Map<string, Uint8Array>;
+  pendingBytes: number;
+  pendingSince: number | null;
+  createdAt: number;
+  offeredBy: string | null;
   caughtUp: boolean;
   seq: number;
   remoteDigest: Map<string, { digest: string; since: number }>;
@@ -122,6 +128,15 @@ interface Replica {
 const topicOf = (studyId: string): string => `peertune/study/${studyId}`;
 const STUDY_ID = /^s[0-9a-f]{24}$/;
 const MAX_PENDING = 5000;
+/** Gossiped changes waiting for dependencies, per study; sync catches up whatever is dropped. */
+const MAX_PENDING_BYTES = 16 * 1024 * 1024;
+const PENDING_MAX_AGE_MS = 60_000;
+/** Replicas offered by peers that have not received their genesis yet (and how long they may wait). */
+const MAX_EMPTY_REPLICAS = 64;
+const MAX_EMPTY_PER_PEER = 16;
+const EMPTY_REPLICA_MAX_AGE_MS = 60_000;
+/** Peers whose heartbeats we remember (addresses, studies, last seen). */
+const MAX_KNOWN_PEERS = 1024;
 const MAX_ATTR_BYTES = 64 * 1024;
 
 export async function openPeerStorage(opts: PeerStorageOptions): Promise<PeerStorage> {
@@ -292,16 +307,29 @@ export class PeerStorage implements Storage {
     if (r.flushTimer) clearTimeout(r.flushTimer);
     r.flushImmediate = r.flushTimer = null;
     if (this.closed && !closing) return;
-    let change: Uint8Array | null = null;
+    const changes: Uint8Array[] = [];
     if (r.dirty.size > 0) {
-      const sealed = new Map<string, Uint8Array>();
-      for (const id of r.dirty) sealed.set(id, seal(this.key, r.records.get(id)!));
+      // One change for everything written this tick, split so no change exceeds what peers accept.
+      let batch = new Map<string, Uint8Array>();
+      let bytes = 0;
+      const commit = () => {
+        const c = writeRecords(handleOf(r.doc), batch);
+        if (c) changes.push(c);
+        batch = new Map();
+        bytes = 0;
+      };
+      for (const id of r.dirty) {
+        const sealed = seal(this.key, r.records.get(id)!);
+        if (bytes + sealed.byteLength > LIMITS.recordBytes && batch.size > 0) commit();
+        batch.set(id, sealed);
+        bytes += sealed.byteLength;
+      }
+      commit();
       r.dirty.clear();
-      change = writeRecords(handleOf(r.doc), sealed);
       r.digest = headsDigest(A.getHeads(r.doc));
     }
     const done = this.persist(r, sync);
-    if (change && this.node) void this.node.publish(topicOf(r.studyId), pack({ c: [change] }));
+    if (changes.length && this.node) for (const c of changes) void this.node.publish(topicOf(r.studyId), pack({ c: [c] }));
     await done;
   }
 
@@ -333,7 +361,33 @@ export class PeerStorage implements Storage {
     }, 50);
   }
 
+  /** Drops what strangers can make us hold: empty replicas that never got a genesis, stale pending changes, forgotten peers. */
+  private housekeeping(): void {
+    const now = Date.now();
+    for (const r of [...this.replicas.values()]) {
+      if (!r.meta && now - r.createdAt > EMPTY_REPLICA_MAX_AGE_MS) {
+        this.replicas.delete(r.studyId);
+        this.node?.unsubscribe(topicOf(r.studyId));
+        this.count('offer:expired-empty');
+      } else if (r.pendingSince !== null && now - r.pendingSince > PENDING_MAX_AGE_MS) {
+        this.count('gossip:pending-expired');
+        r.pending.clear();
+        r.pendingBytes = 0;
+        r.pendingSince = null;
+      }
+    }
+    if (this.peerAddrs.size > MAX_KNOWN_PEERS) {
+      const byAge = [...this.peerAddrs.keys()].sort((a, b) => (this.liveness.get(a) ?? 0) - (this.liveness.get(b) ?? 0));
+      for (const id of byAge.slice(0, this.peerAddrs.size - MAX_KNOWN_PEERS)) {
+        this.peerAddrs.delete(id);
+        this.peerStudies.delete(id);
+        this.liveness.forget(id);
+      }
+    }
+  }
+
   private maybeCompact(): void {
+    this.housekeeping();
     for (const r of this.replicas.values()) {
       if (r.meta && this.db.wantsCompaction(r.studyId, this.compactEvery)) this.compact(r);
     }
@@ -417,7 +471,11 @@ export class PeerStorage implements Storage {
     checkAttrValue(key, value);
     if (!r.meta) throw new StorageError(`study ${r.studyId} has not arrived from peers yet`);
     const k = `${kind}:${key}`;
-    const sealed = seal(this.key, { k: 'attr', st: r.studyId, key: k, val: value ?? null, by: this.peerId, ts: Date.now() });
+    const h = handleOf(r.doc);
+    const prev = currentAttr(h, docParts(h).attrs!, k);
+    // Newer than what it replaces, even within one millisecond: peers reject older attr records.
+    const ts = Math.max(Date.now(), (prev?.ts ?? 0) + (prev && prev.by >= this.peerId ? 1 : 0));
+    const sealed = seal(this.key, { k: 'attr', st: r.studyId, key: k, val: value ?? null, by: this.peerId, ts });
     const change = writeRecords(handleOf(r.doc), new Map(), new Map([[k, sealed]]));
     r.digest = headsDigest(A.getHeads(r.doc));
     this.refreshInfo(r);
@@ -564,6 +622,10 @@ export class PeerStorage implements Storage {
     if (cur.o !== this.peerId) throw new StorageError(`trial ${r.numbers.get(trialId)} belongs to peer ${cur.o}; only its owner can change it`);
     const next: TrialRecord = { ...cur };
     fn(next);
+    const size = pack(next).byteLength;
+    if (size > LIMITS.recordBytes - 256) {
+      throw new StorageError(`trial ${r.numbers.get(trialId)} would take ${size} bytes with this write; a trial record is limited to ${LIMITS.recordBytes - 256} bytes (keep attrs and intermediate values small)`);
+    }
     if (!r.dirty.has(trialId)) next.v = cur.v + 1;
     r.records.set(trialId, next);
     r.dirty.add(trialId);
@@ -749,13 +811,22 @@ export class PeerStorage implements Storage {
       const ready = decoded.every((d) => d.deps.every((h) => known.has(h)) || A.hasHeads(r.doc, d.deps.filter((h) => !known.has(h))));
       if (!ready) {
         // Out of order: keep until the dependencies arrive (by gossip or sync), then inspect.
-        if (r.pending.size < MAX_PENDING) for (let i = 0; i < raws.length; i++) r.pending.set(decoded[i]!.hash!, raws[i]!);
+        const bytes = raws.reduce((n, x) => n + x.byteLength, 0);
+        if (r.pending.size + raws.length <= MAX_PENDING && r.pendingBytes + bytes <= MAX_PENDING_BYTES) {
+          for (let i = 0; i < raws.length; i++) r.pending.set(decoded[i]!.hash!, raws[i]!);
+          r.pendingBytes += bytes;
+          r.pendingSince ??= Date.now();
+        } else this.count('gossip:pending-full');
         this.count('gossip:buffered');
         // We missed something the forwarding peer has: catch up with it directly.
         void this.syncWith(via);
         return 'ignore';
       }
-      this.applyInspected(r, raws, decoded);
+      if (!this.applyInspected(r, raws, decoded)) {
+        // Everything already known: a replay. Not forwarded, so it cannot be amplified.
+        this.count('gossip:duplicate');
+        return 'ignore';
+      }
       this.count('gossip:accepted');
       this.drainPending(r);
       return 'accept';
@@ -769,7 +840,8 @@ export class PeerStorage implements Storage {
     }
   }
 
-  private applyInspected(r: Replica, raws: Uint8Array[], decoded = decodeChanges(raws)): void {
+  /** Inspects and applies; false if nothing in it was new. */
+  private applyInspected(r: Replica, raws: Uint8Array[], decoded = decodeChanges(raws)): boolean {
     const result = inspectChanges({ studyId: r.studyId, doc: handleOf(r.doc), current: (id) => r.records.get(id) }, decoded);
     try {
       handleOf(r.doc).applyChanges(raws);
@@ -777,21 +849,29 @@ export class PeerStorage implements Storage {
       // Automerge refused what passed inspection (e.g. a reused actor+seq): still a rejected change.
       throw new RejectedChange('apply-failed', `a change could not be applied: ${(e as Error).message}`);
     }
+    if (result.fresh === 0) return false;
     this.afterMerge(r, result.trials, result.genesis !== null, result.attrs);
+    return true;
   }
 
   private drainPending(r: Replica): void {
+    if (r.pending.size === 0) {
+      r.pendingBytes = 0;
+      r.pendingSince = null;
+    }
     let progress = true;
     while (progress && r.pending.size > 0) {
       progress = false;
       for (const [hash, raw] of r.pending) {
         if (A.hasHeads(r.doc, [hash])) {
           r.pending.delete(hash);
+          r.pendingBytes -= raw.byteLength;
           continue;
         }
         const [d] = decodeChanges([raw]);
         if (!A.hasHeads(r.doc, d!.deps)) continue;
         r.pending.delete(hash);
+        r.pendingBytes -= raw.byteLength;
         progress = true;
         try {
           this.applyInspected(r, [raw], [d!]);
@@ -933,7 +1013,12 @@ export class PeerStorage implements Storage {
   private async sendHeartbeat(): Promise<void> {
     if (!this.node || this.closed) return;
     const studies: [string, string, string][] = [];
-    for (const r of this.replicas.values()) if (r.meta) studies.push([r.studyId, r.name, r.digest]);
+    for (const r of this.replicas.values()) {
+      if (!r.meta) continue;
+      // Our heads themselves when few (peers can tell whether they lack anything), else a digest.
+      const heads = A.getHeads(r.doc);
+      studies.push([r.studyId, r.name, heads.length <= 8 ? heads.join(',') : r.digest]);
+    }
     await this.node.publish(HEARTBEAT_TOPIC, encodeHeartbeat({ ts: Date.now(), addrs: this.node.multiaddrs().slice(0, 16), studies: studies.slice(0, 256) }));
   }
 
@@ -945,6 +1030,10 @@ export class PeerStorage implements Storage {
     } catch (e) {
       this.count(`heartbeat:${(e as WireError).reason ?? 'schema'}`);
       return 'reject';
+    }
+    if (!this.peerAddrs.has(from) && this.peerAddrs.size >= MAX_KNOWN_PEERS) {
+      this.count('heartbeat:too-many-peers');
+      return 'ignore';
     }
     this.liveness.seen(from);
     this.peerAddrs.set(from, hb.addrs);
@@ -964,6 +1053,21 @@ export class PeerStorage implements Storage {
         continue;
       }
       const seen = r.remoteDigest.get(from);
+      const heads = digest.split(',');
+      if (heads.every((x) => /^[0-9a-f]{64}$/.test(x))) {
+        // The peer's heads: if we have them all we are level or ahead (they catch up from us);
+        // if something stays missing for longer than gossip needs, fetch it by sync.
+        if (A.hasHeads(r.doc, heads)) {
+          r.remoteDigest.delete(from);
+          continue;
+        }
+        if (!seen) r.remoteDigest.set(from, { digest, since: now });
+        else if (now - seen.since > Math.max(1500, 2 * this.heartbeatMs)) {
+          needSync = true;
+          r.remoteDigest.delete(from);
+        }
+        continue;
+      }
       if (!seen || seen.digest !== digest) r.remoteDigest.set(from, { digest, since: now });
       // Replicas differ for longer than gossip needs to deliver: catch up directly.
       else if (now - seen.since > Math.max(1500, 2 * this.heartbeatMs)) {
@@ -980,8 +1084,21 @@ export class PeerStorage implements Storage {
   private offer(entry: CatalogEntry, from: string): boolean {
     const [id, name] = entry;
     if (this.replicas.has(id)) return true;
-    if (this.deleted.has(id) || !STUDY_ID.test(id) || this.replicas.size >= 256 || this.closed) return false;
+    if (this.deleted.has(id) || !STUDY_ID.test(id) || this.closed) return false;
+    let empty = 0;
+    let fromThisPeer = 0;
+    for (const x of this.replicas.values()) {
+      if (x.meta) continue;
+      empty++;
+      if (x.offeredBy === from) fromThisPeer++;
+    }
+    // Empty replicas are capped per offering peer too, so one peer's made-up catalog cannot crowd out real studies.
+    if (empty >= MAX_EMPTY_REPLICAS || fromThisPeer >= MAX_EMPTY_PER_PEER || this.replicas.size - empty >= 256) {
+      this.count('offer:refused-full');
+      return false;
+    }
     const r = this.newReplica(id, name, A.init<StudyDoc>());
+    r.offeredBy = from;
     this.replicas.set(id, r);
     this.node?.subscribe(topicOf(id), (f, data, via) => this.onGossip(r, f, data, via));
     logger.debug(`Learned of study ${name} (${id}) from ${from}`);
@@ -1128,6 +1245,10 @@ export class PeerStorage implements Storage {
       savedHeads: A.getHeads(doc),
       digest: headsDigest(A.getHeads(doc)),
       pending: new Map(),
+      pendingBytes: 0,
+      pendingSince: null,
+      createdAt: Date.now(),
+      offeredBy: null,
       caughtUp: false,
       seq: 0,
       remoteDigest: new Map(),

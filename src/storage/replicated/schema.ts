@@ -106,8 +106,9 @@ export interface AttrRecord {
 
 /** Limits for decoded values: a record is small, a whole network message somewhat larger. */
 export const LIMITS = {
-  recordBytes: 256 * 1024,
-  changeBytes: 1024 * 1024,
+  recordBytes: 128 * 1024,
+  /** Checked before decoding: decoding costs ~5 µs per operation, so size bounds the work a peer can force. */
+  changeBytes: 160 * 1024,
   opsPerChange: 10_000,
   nameLength: 256,
   paramsPerTrial: 1_000,
@@ -319,7 +320,23 @@ export interface InspectContext {
   current(trialId: string): TrialRecord | undefined;
 }
 
+/** The newest attr record under a key (by time, then writer id), as `readAttrs` orders them. */
+export function currentAttr(h: DocHandle, attrsObj: string, key: string): AttrRecord | undefined {
+  let best: AttrRecord | undefined;
+  for (const [, v] of h.getAll(attrsObj, key)) {
+    try {
+      const r = decodeAttr(v, false);
+      if (!best || r.ts > best.ts || (r.ts === best.ts && r.by > best.by)) best = r;
+    } catch {
+      /* skipped */
+    }
+  }
+  return best;
+}
+
 export interface Inspected {
+  /** Changes not already in the document. */
+  fresh: number;
   /** Trial ids whose keys the changes write. */
   trials: Set<string>;
   attrs: boolean;
@@ -371,7 +388,7 @@ function opBytes(v: unknown): Uint8Array | null {
 export function decodeChanges(raw: readonly Uint8Array[]): DecodedChange[] {
   return raw.map((c) => {
     if (!(c instanceof Uint8Array)) throw new RejectedChange('schema', 'a change is not bytes');
-    if (c.byteLength > LIMITS.changeBytes * 64) throw new RejectedChange('too-large', `a change of ${c.byteLength} bytes is too large`);
+    if (c.byteLength > LIMITS.changeBytes) throw new RejectedChange('too-large', `a change of ${c.byteLength} bytes exceeds ${LIMITS.changeBytes}`);
     try {
       return A.decodeChange(c);
     } catch (e) {
@@ -386,10 +403,11 @@ export function decodeChanges(raw: readonly Uint8Array[]): DecodedChange[] {
  * rule; the caller drops the whole batch.
  */
 export function inspectChanges(ctx: InspectContext, batch: DecodedChange[]): Inspected {
-  const result: Inspected = { trials: new Set(), attrs: false, genesis: null };
   const fresh = batch.filter((c) => !ctx.doc.getChangeByHash(c.hash!));
+  const result: Inspected = { fresh: fresh.length, trials: new Set(), attrs: false, genesis: null };
   if (fresh.length === 0) return result;
   const working = new Map<string, TrialRecord>();
+  const workingAttrs = new Map<string, AttrRecord>();
   const parts = docParts(ctx.doc);
   let trialsObj = parts.trials;
   let attrsObj = parts.attrs;
@@ -416,6 +434,8 @@ export function inspectChanges(ctx: InspectContext, batch: DecodedChange[]): Ins
       });
       const m = meta as StudyMeta | null;
       if (!m || !trialsObj || !attrsObj) throw new RejectedChange('root-write', 'the genesis change is incomplete');
+      const metaBytes = opBytes(c.ops.find((op) => op.key === 'meta')!.value)!;
+      if (c.hash !== expectedGenesisHash(metaBytes)) throw new RejectedChange('forged-genesis', 'the genesis change is not the one its signed meta determines');
       if (m.id !== ctx.studyId) throw new RejectedChange('wrong-study', `the genesis is for study ${m.id}, not ${ctx.studyId}`);
       hasMeta = true;
       result.genesis = m;
@@ -448,6 +468,11 @@ export function inspectChanges(ctx: InspectContext, batch: DecodedChange[]): Ins
           throw new RejectedChange((e as WireError).reason ?? 'bad-record', `study attr: ${(e as Error).message}`);
         }
         if (rec.key !== op.key || rec.st !== ctx.studyId) throw new RejectedChange('wrong-key', 'a study attr record is stored under another key or study');
+        const prev = workingAttrs.get(rec.key) ?? (parts.attrs ? currentAttr(ctx.doc, parts.attrs, rec.key) : undefined);
+        if (prev && (rec.ts < prev.ts || (rec.ts === prev.ts && rec.by <= prev.by))) {
+          throw new RejectedChange('stale-attr', `study attr ${rec.key.slice(0, 60)} would be replaced by an older record`);
+        }
+        workingAttrs.set(rec.key, rec);
         result.attrs = true;
       } else {
         throw new RejectedChange('unknown-object', 'a change writes an object outside the schema');
@@ -459,12 +484,35 @@ export function inspectChanges(ctx: InspectContext, batch: DecodedChange[]): Ins
 
 // ---------------------------------------------------------------- writing
 
-export function genesisDoc(key: PrivateKey, meta: StudyMeta): A.Doc<StudyDoc> {
-  return A.change(A.init<StudyDoc>(), (d) => {
-    d.meta = seal(key, meta);
+/**
+ * The genesis change is a pure function of the signed meta bytes (actor derived from them, time 0;
+ * Ed25519 signatures are deterministic), so every replica can rebuild it and accept only a genesis
+ * whose hash matches: nobody can hand a joiner a genesis with maps of their own making.
+ */
+function buildGenesis(metaBytes: Uint8Array): A.Doc<StudyDoc> {
+  const actor = createHash('sha256').update('peertune-genesis').update(metaBytes).digest('hex').slice(0, 32);
+  return A.change(A.init<StudyDoc>({ actor } as never), { time: 0 }, (d) => {
+    d.meta = metaBytes;
     d.trials = {};
     d.attrs = {};
   });
+}
+
+const genesisHashes = new Map<string, string>();
+function expectedGenesisHash(metaBytes: Uint8Array): string {
+  const k = Buffer.from(metaBytes).toString('base64');
+  let h = genesisHashes.get(k);
+  if (!h) {
+    h = A.getHeads(buildGenesis(metaBytes))[0]!;
+    if (genesisHashes.size > 1000) genesisHashes.clear();
+    genesisHashes.set(k, h);
+  }
+  return h;
+}
+
+/** A new study's document; further local writes go through a fresh actor (see the facts on actors). */
+export function genesisDoc(key: PrivateKey, meta: StudyMeta): A.Doc<StudyDoc> {
+  return A.clone(buildGenesis(seal(key, meta)));
 }
 
 /**
