@@ -72,15 +72,16 @@ export function diffCounters(before: Record<string, number>, after: Record<strin
   return out;
 }
 
-/** The replica's Automerge document (the attacker is a swarm member: it has the same document). */
-export function replicaDoc(s: PeerStorage, studyId: string): A.Doc<StudyDoc> {
+/** The replica's document as saved now (the storage writes through Automerge's backend handle). */
+export function savedBytes(s: PeerStorage, studyId: string): Uint8Array {
   const r = (s as unknown as { replicas: Map<string, { doc: A.Doc<StudyDoc> }> }).replicas.get(studyId);
   if (!r) throw new Error(`no replica of ${studyId}`);
-  return r.doc;
+  return A.getBackend(r.doc).save();
 }
 
-export function savedBytes(s: PeerStorage, studyId: string): Uint8Array {
-  return A.save(replicaDoc(s, studyId));
+/** A copy of the replica's Automerge document (the attacker is a swarm member: it has the same document). */
+export function replicaDoc(s: PeerStorage, studyId: string): A.Doc<StudyDoc> {
+  return A.load<StudyDoc>(savedBytes(s, studyId));
 }
 
 /** A study with a few finished trials, so there are signed records to replay and forge. */
