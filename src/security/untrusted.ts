@@ -131,8 +131,9 @@ export function scanMsgpack(b: Uint8Array, limits: UntrustedLimits): void {
         case 0xc6: binLen = uint(4); break;
         case 0xc7: case 0xc8: case 0xc9:
         case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: {
-          const type = pos < end ? b[pos] : undefined;
-          fail('extension', `msgpack extension${type === undefined ? '' : ` type 0x${(t >= 0xd4 ? type : b[pos + (t === 0xc7 ? 1 : t === 0xc8 ? 2 : 4)] ?? 0).toString(16)}`} is not accepted`);
+          // The type byte follows the length for ext8/16/32, comes first for fixext.
+          const type = b[t >= 0xd4 ? pos : pos + (t === 0xc7 ? 1 : t === 0xc8 ? 2 : 4)];
+          fail('extension', `msgpack extension${type === undefined ? '' : ` type 0x${type.toString(16)}`} is not accepted (records, structured clone, dates and typed values are refused)`);
           break;
         }
         case 0xca: case 0xcb: {
