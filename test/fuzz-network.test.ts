@@ -40,7 +40,7 @@ const MAX_FRAME = 2 * 1024 * 1024;
 const randomActor = (): string => Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('hex');
 const raw = new Packr({ useRecords: false, variableMapSize: true });
 
-async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+async function until(cond: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
