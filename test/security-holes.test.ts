@@ -339,4 +339,29 @@ describe('holes in the replicated storage (todo until fixed)', () => {
     }
     assert.ok(maxLag < 500, `a ${heavy.length}-byte gossip message blocked V for ${Math.round(maxLag)} ms (${JSON.stringify(counters(V))})`);
   });
+
+  // Fix (src/storage/replicated/index.ts, offer): the per-peer cap on empty replicas is keyed by the
+  // heartbeat's author, which costs an attacker nothing to vary (HOLE-12's Sybil ids). Count offers
+  // against the propagation source (the connected peer that relayed them), or drop an empty replica at
+  // once when no sync with its offerer can be opened (a made-up id cannot be dialled), or let a study
+  // offered by a directly connected peer evict the oldest empty replica.
+  it('HOLE-15 made-up studies announced by made-up identities fill the empty-replica cap and a real study is refused', { todo: 'HOLE-15: the empty-replica cap is per author, and authors are free' }, async () => {
+    const Y = await peer('h15-y');
+    const V = await peer('h15-v', { join: Y.multiaddrs() });
+    await waitFor(() => V.stats().connectedPeers.includes(Y.peerId), 'V to connect to Y');
+    const atk = await attacker();
+    await atk.connect(V.multiaddrs());
+    await atk.joinTopic(HEARTBEAT_TOPIC, V.peerId);
+    for (let id = 0; id < 8; id++) {
+      const studies = Array.from({ length: 16 }, (_, i) => [`s${(id * 16 + i).toString(16).padStart(24, 'f')}`, `fake-${id}-${i}`, 'x'] as [string, string, string]);
+      await atk.publishAs(HEARTBEAT_TOPIC, encodeHeartbeat({ ts: Date.now(), addrs: ['/ip4/127.0.0.1/tcp/9'], studies }));
+    }
+    await sleep(500);
+    const real = await studyWithTrials(Y, 'h15-real', 1);
+    const ok = await waitFor(() => V.getStudy('h15-real') !== null, 'V to learn the real study', 6000).then(
+      () => true,
+      () => false,
+    );
+    assert.ok(ok, `V never learns study ${real.studyId}: ${JSON.stringify(counters(V))}`);
+  });
 });
