@@ -90,7 +90,12 @@ interface Replica {
   name: string;
   meta: StudyMeta | null;
   info: StudyInfo | null;
-  doc: A.Doc<StudyDoc>;
+  /**
+   * The study's Automerge document. Written and read through its backend (`handleOf`), so its JS
+   * view is not kept current; `doc` (a getter) gives outside readers a fresh copy.
+   */
+  am: A.Doc<StudyDoc>;
+  readonly doc: A.Doc<StudyDoc>;
   records: Map<string, TrialRecord>;
   numbers: Map<string, number>;
   nextNumber: number;
@@ -313,7 +318,7 @@ export class PeerStorage implements Storage {
       let batch = new Map<string, Uint8Array>();
       let bytes = 0;
       const commit = () => {
-        const c = writeRecords(handleOf(r.doc), batch);
+        const c = writeRecords(handleOf(r.am), batch);
         if (c) changes.push(c);
         batch = new Map();
         bytes = 0;
@@ -326,7 +331,7 @@ export class PeerStorage implements Storage {
       }
       commit();
       r.dirty.clear();
-      r.digest = headsDigest(A.getHeads(r.doc));
+      r.digest = headsDigest(A.getHeads(r.am));
     }
     const done = this.persist(r, sync);
     if (changes.length && this.node) for (const c of changes) void this.node.publish(topicOf(r.studyId), pack({ c: [c] }));
@@ -335,8 +340,8 @@ export class PeerStorage implements Storage {
 
   /** Queues the document's unsaved part (and new numbers) for level, in order. */
   private persist(r: Replica, sync: boolean): Promise<void> {
-    const heads = A.getHeads(r.doc);
-    const chunk = sameHeads(heads, r.savedHeads) ? null : handleOf(r.doc).saveSince(r.savedHeads);
+    const heads = A.getHeads(r.am);
+    const chunk = sameHeads(heads, r.savedHeads) ? null : handleOf(r.am).saveSince(r.savedHeads);
     r.savedHeads = heads;
     const numbers = r.newNumbers;
     r.newNumbers = [];
@@ -396,8 +401,8 @@ export class PeerStorage implements Storage {
   /** Saves the whole document in place of the snapshot and chunks so far (loads stay fast). */
   private compact(r: Replica): void {
     {
-      const snapshot = handleOf(r.doc).save();
-      r.savedHeads = A.getHeads(r.doc);
+      const snapshot = handleOf(r.am).save();
+      r.savedHeads = A.getHeads(r.am);
       const numbers = r.newNumbers;
       r.newNumbers = [];
       this.writeChain = this.writeChain
@@ -471,13 +476,13 @@ export class PeerStorage implements Storage {
     checkAttrValue(key, value);
     if (!r.meta) throw new StorageError(`study ${r.studyId} has not arrived from peers yet`);
     const k = `${kind}:${key}`;
-    const h = handleOf(r.doc);
+    const h = handleOf(r.am);
     const prev = currentAttr(h, docParts(h).attrs!, k);
     // Newer than what it replaces, even within one millisecond: peers reject older attr records.
     const ts = Math.max(Date.now(), (prev?.ts ?? 0) + (prev && prev.by >= this.peerId ? 1 : 0));
     const sealed = seal(this.key, { k: 'attr', st: r.studyId, key: k, val: value ?? null, by: this.peerId, ts });
-    const change = writeRecords(handleOf(r.doc), new Map(), new Map([[k, sealed]]));
-    r.digest = headsDigest(A.getHeads(r.doc));
+    const change = writeRecords(handleOf(r.am), new Map(), new Map([[k, sealed]]));
+    r.digest = headsDigest(A.getHeads(r.am));
     this.refreshInfo(r);
     void this.persist(r, false);
     if (change && this.node) void this.node.publish(topicOf(r.studyId), pack({ c: [change] }));
@@ -763,10 +768,10 @@ export class PeerStorage implements Storage {
   __unsafeInternals(studyId: string): { doc: A.Doc<StudyDoc>; key: PrivateKey; trialBytes(trialId: string): Uint8Array | undefined } {
     const r = this.replica(studyId);
     return {
-      doc: A.load<StudyDoc>(handleOf(r.doc).save()),
+      doc: A.load<StudyDoc>(handleOf(r.am).save()),
       key: this.key,
       trialBytes: (trialId) => {
-        const h = handleOf(r.doc);
+        const h = handleOf(r.am);
         const v = h.get(docParts(h).trials!, trialId);
         return v instanceof Uint8Array ? v : undefined;
       },
@@ -779,8 +784,8 @@ export class PeerStorage implements Storage {
    */
   async __unsafeInject(studyId: string, change: Uint8Array, opts: { publish: boolean }): Promise<void> {
     const r = this.replica(studyId);
-    handleOf(r.doc).applyChanges([change]);
-    r.digest = headsDigest(A.getHeads(r.doc));
+    handleOf(r.am).applyChanges([change]);
+    r.digest = headsDigest(A.getHeads(r.am));
     if (opts.publish && this.node) await this.node.publish(topicOf(studyId), pack({ c: [change] }));
   }
 
@@ -808,7 +813,7 @@ export class PeerStorage implements Storage {
     try {
       const decoded = decodeChanges(raws);
       const known = new Set(decoded.map((d) => d.hash!));
-      const ready = decoded.every((d) => d.deps.every((h) => known.has(h)) || A.hasHeads(r.doc, d.deps.filter((h) => !known.has(h))));
+      const ready = decoded.every((d) => d.deps.every((h) => known.has(h)) || A.hasHeads(r.am, d.deps.filter((h) => !known.has(h))));
       if (!ready) {
         // Out of order: keep until the dependencies arrive (by gossip or sync), then inspect.
         const bytes = raws.reduce((n, x) => n + x.byteLength, 0);
@@ -842,9 +847,9 @@ export class PeerStorage implements Storage {
 
   /** Inspects and applies; false if nothing in it was new. */
   private applyInspected(r: Replica, raws: Uint8Array[], decoded = decodeChanges(raws)): boolean {
-    const result = inspectChanges({ studyId: r.studyId, doc: handleOf(r.doc), current: (id) => r.records.get(id) }, decoded);
+    const result = inspectChanges({ studyId: r.studyId, doc: handleOf(r.am), current: (id) => r.records.get(id) }, decoded);
     try {
-      handleOf(r.doc).applyChanges(raws);
+      handleOf(r.am).applyChanges(raws);
     } catch (e) {
       // Automerge refused what passed inspection (e.g. a reused actor+seq): still a rejected change.
       throw new RejectedChange('apply-failed', `a change could not be applied: ${(e as Error).message}`);
@@ -863,13 +868,13 @@ export class PeerStorage implements Storage {
     while (progress && r.pending.size > 0) {
       progress = false;
       for (const [hash, raw] of r.pending) {
-        if (A.hasHeads(r.doc, [hash])) {
+        if (A.hasHeads(r.am, [hash])) {
           r.pending.delete(hash);
           r.pendingBytes -= raw.byteLength;
           continue;
         }
         const [d] = decodeChanges([raw]);
-        if (!A.hasHeads(r.doc, d!.deps)) continue;
+        if (!A.hasHeads(r.am, d!.deps)) continue;
         r.pending.delete(hash);
         r.pendingBytes -= raw.byteLength;
         progress = true;
@@ -884,14 +889,14 @@ export class PeerStorage implements Storage {
 
   /** Rebuilds the view for the trials a merge touched, numbers newcomers and persists. */
   private afterMerge(r: Replica, touched: Set<string>, genesis: boolean, attrs: boolean): void {
-    if (genesis || (!r.meta && docParts(handleOf(r.doc)).meta)) {
+    if (genesis || (!r.meta && docParts(handleOf(r.am)).meta)) {
       this.loadView(r);
       this.notify();
       this.persistSoon(r);
       return;
     }
     const fresh: TrialRecord[] = [];
-    const h = handleOf(r.doc);
+    const h = handleOf(r.am);
     const trialsObj = docParts(h).trials!;
     for (const id of touched) {
       const { rec, conflicted } = readTrial(h, trialsObj, id);
@@ -910,7 +915,7 @@ export class PeerStorage implements Storage {
     }
     this.assignNumbers(r, fresh);
     if (attrs) this.refreshInfo(r);
-    r.digest = headsDigest(A.getHeads(r.doc));
+    r.digest = headsDigest(A.getHeads(r.am));
     this.touch(r, touched);
     this.persistSoon(r);
     this.notify();
@@ -918,7 +923,7 @@ export class PeerStorage implements Storage {
 
   /** Full view from the document (load, genesis arrival). */
   private loadView(r: Replica, fromDisk = false): void {
-    const h = handleOf(r.doc);
+    const h = handleOf(r.am);
     const parts = docParts(h);
     if (parts.meta === undefined || !parts.trials) return;
     try {
@@ -946,7 +951,7 @@ export class PeerStorage implements Storage {
     for (const rec of r.records.values()) if (rec.claim && r.numbers.has(rec.id) && !r.claimedBy.has(rec.claim)) r.claimedBy.set(rec.claim, rec.id);
     this.assignNumbers(r, fresh);
     this.refreshInfo(r);
-    r.digest = headsDigest(A.getHeads(r.doc));
+    r.digest = headsDigest(A.getHeads(r.am));
     r.version++;
     r.frozen.clear();
     r.all = null;
@@ -954,7 +959,7 @@ export class PeerStorage implements Storage {
 
   private refreshInfo(r: Replica): void {
     if (!r.meta) return;
-    const { user, system } = readAttrs(handleOf(r.doc));
+    const { user, system } = readAttrs(handleOf(r.am));
     r.info = Object.freeze({
       studyId: r.studyId,
       studyName: r.meta.name,
@@ -1016,7 +1021,7 @@ export class PeerStorage implements Storage {
     for (const r of this.replicas.values()) {
       if (!r.meta) continue;
       // Our heads themselves when few (peers can tell whether they lack anything), else a digest.
-      const heads = A.getHeads(r.doc);
+      const heads = A.getHeads(r.am);
       studies.push([r.studyId, r.name, heads.length <= 8 ? heads.join(',') : r.digest]);
     }
     await this.node.publish(HEARTBEAT_TOPIC, encodeHeartbeat({ ts: Date.now(), addrs: this.node.multiaddrs().slice(0, 16), studies: studies.slice(0, 256) }));
@@ -1057,7 +1062,7 @@ export class PeerStorage implements Storage {
       if (heads.every((x) => /^[0-9a-f]{64}$/.test(x))) {
         // The peer's heads: if we have them all we are level or ahead (they catch up from us);
         // if something stays missing for longer than gossip needs, fetch it by sync.
-        if (A.hasHeads(r.doc, heads)) {
+        if (A.hasHeads(r.am, heads)) {
           r.remoteDigest.delete(from);
           continue;
         }
@@ -1114,7 +1119,7 @@ export class PeerStorage implements Storage {
       generate: (id, box) => {
         const r = this.replicas.get(id);
         if (!r) return null;
-        const [s, msg] = A.generateSyncMessage(r.doc, box.s);
+        const [s, msg] = A.generateSyncMessage(r.am, box.s);
         box.s = s;
         return msg;
       },
@@ -1142,7 +1147,7 @@ export class PeerStorage implements Storage {
     }
     if (decoded.changes.length === 0) {
       try {
-        [r.doc, box.s] = A.receiveSyncMessage(r.doc, box.s, message);
+        [r.am, box.s] = A.receiveSyncMessage(r.am, box.s, message);
       } catch (e) {
         throw new RejectedChange('undecodable', `a sync message could not be applied: ${(e as Error).message}`);
       }
@@ -1153,7 +1158,7 @@ export class PeerStorage implements Storage {
     let fork: A.Doc<StudyDoc>;
     let nextState: A.SyncState;
     try {
-      [fork, nextState] = A.receiveSyncMessage(A.clone(r.doc), box.s, message);
+      [fork, nextState] = A.receiveSyncMessage(A.clone(r.am), box.s, message);
     } catch (e) {
       throw new RejectedChange('undecodable', `a sync message could not be applied: ${(e as Error).message}`);
     }
@@ -1162,10 +1167,10 @@ export class PeerStorage implements Storage {
       this.count('sync:missing-deps');
       throw new RejectedChange('missing-deps', 'a sync message carries changes whose dependencies are missing');
     }
-    const added = A.getChangesSince(fork, A.getHeads(r.doc));
+    const added = A.getChangesSince(fork, A.getHeads(r.am));
     let result;
     try {
-      result = inspectChanges({ studyId: r.studyId, doc: handleOf(r.doc), current: (tid) => r.records.get(tid) }, decodeChanges(added));
+      result = inspectChanges({ studyId: r.studyId, doc: handleOf(r.am), current: (tid) => r.records.get(tid) }, decodeChanges(added));
     } catch (e) {
       if (e instanceof RejectedChange) {
         this.count(`sync:${e.reason}`);
@@ -1174,7 +1179,7 @@ export class PeerStorage implements Storage {
       }
       throw e;
     }
-    r.doc = fork;
+    r.am = fork;
     box.s = nextState;
     if (added.length > 0) {
       this.count('sync:accepted-changes');
@@ -1219,12 +1224,12 @@ export class PeerStorage implements Storage {
   // ================================================================ helpers
 
   private newReplica(studyId: string, name: string, doc: A.Doc<StudyDoc>): Replica {
-    return {
+    const r: Omit<Replica, 'doc'> = {
       studyId,
       name,
       meta: null,
       info: null,
-      doc,
+      am: doc,
       records: new Map(),
       numbers: new Map(),
       nextNumber: 0,
@@ -1253,6 +1258,9 @@ export class PeerStorage implements Storage {
       seq: 0,
       remoteDigest: new Map(),
     };
+    // For tests and tools that read the document: a fresh, fully materialized copy.
+    Object.defineProperty(r, 'doc', { get: () => A.load<StudyDoc>(handleOf(r.am).save()), enumerable: false });
+    return r as Replica;
   }
 
   private touch(r: Replica, ids: Iterable<string>): void {
