@@ -1,6 +1,6 @@
 /**
  * The replicated study document: its schema and its merge rules, in one place. Everything here is a
- * pure function of (document, records, bytes); I/O lives in persist.ts (level) and src/net (libp2p).
+ * function of (document, records, bytes) with no I/O; that lives in persist.ts (level) and src/net (libp2p).
  *
  * ## Shape (one Automerge document per study)
  * ```
@@ -17,13 +17,17 @@
  * check does not trust the Automerge actor (which is random per process start) at all.
  *
  * ## Merge rules (enforced on every incoming change, gossip and sync paths alike, by `inspectChanges`)
- * - Root keys are written only by the genesis change (meta + the two maps), once, and the meta must be
- *   signed by its creator and hash to the study id. No other change may touch the root.
+ * - Root keys are written only by the genesis change (meta + the two maps), once; the meta must be
+ *   signed by its creator and hash to the study id, and the genesis must be exactly the change that
+ *   meta determines (actor derived from it, time 0), so nobody can give a joiner maps of their own.
+ *   No other change may touch the root.
  * - A trial key holds a record signed by the owner named in the key, for this study and this key.
  * - Each record carries a per-trial version `v`; a new record must have a higher `v` than the one
  *   it replaces, its state may only move forward (WAITING -> RUNNING -> COMPLETE | PRUNED | FAIL),
  *   and once finished the state and values never change (attrs may still be added by the owner).
- * - Nothing is ever deleted; no other object, op type or nesting is allowed.
+ * - A study attr record must be newer, by (time, writer id), than the one it replaces.
+ * - Nothing is ever deleted; no other object, op type or nesting is allowed. A change is at most
+ *   `LIMITS.changeBytes`, checked before it is decoded; a record at most `LIMITS.recordBytes`.
  * - A change breaking any rule is rejected whole (the message with it too) and counted by reason.
  * - Reading: if concurrent writes left several values under a key (only possible through replays
  *   of the owner's own older records), the view takes the valid record with the highest `v`, so the
@@ -40,11 +44,18 @@
  * ## Enqueued trials (WAITING)
  * `enqueueTrial` writes a WAITING record owned by the enqueuing peer. Claiming it never writes the
  * enqueuer's record (only owners write): the claimer creates its own RUNNING trial with
- * `claimOf: <waiting id>`; a WAITING trial with a known claim is hidden from reads and its claim
+ * `claim: <waiting id>`; a WAITING trial with a known claim is hidden from reads and its claim
  * takes over its display number. Peers only claim what no known trial has claimed, so within a
  * connected swarm a trial runs once (two peers claiming in the same ~10 ms gossip window can both
  * run it); on both sides of a partition each side may claim it, and it then runs once per side:
  * both results are kept (nothing lost), the second claim shows as a separate trial.
+ *
+ * ## Stale trials (derived, never written)
+ * Liveness is gossiped, not stored. A RUNNING trial whose owner has been silent longer than the grace
+ * period (counted from when this replica first saw the trial, or from its own start) reads as FAIL
+ * with `systemAttrs.failReason` and `stale: true`; the verdict is kept until the owner writes a
+ * finished state, which then stands (COMPLETE included). An owner that restarts fails its own
+ * interrupted trials for real.
  *
  * ## Global budget (`maxTrials`) during a partition
  * The budget counts COMPLETE + PRUNED + RUNNING trials in the local replica, and a RUNNING trial

@@ -1,0 +1,55 @@
+/**
+ * Enqueued trials across peers: a trial enqueued on one peer runs once in a connected swarm, takes
+ * over the enqueued trial's display number, and every replica agrees.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createStudy, loadStudy, RandomSampler, setVerbosity } from '../src/index.js';
+import { openPeerStorage, type PeerStorage } from '../src/storage/replicated/index.js';
+
+setVerbosity('error');
+const dirs: string[] = [];
+const open: PeerStorage[] = [];
+after(async () => {
+  for (const s of open) await s.close().catch(() => {});
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function peer(join?: string[], dir?: string): Promise<PeerStorage> {
+  const d = dir ?? (await mkdtemp(path.join(os.tmpdir(), 'peertune-queue-')));
+  if (!dir) dirs.push(d);
+  const s = await openPeerStorage({ dataDir: d, join, heartbeatIntervalMs: 150 });
+  open.push(s);
+  return s;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('an enqueued trial runs once across peers and keeps its number', async () => {
+  const a = await peer();
+  const sa = await createStudy({ studyName: 'queue', storage: a, sampler: new RandomSampler({ seed: 1 }) });
+  const b = await peer(a.multiaddrs());
+  const sb = await loadStudy({ studyName: 'queue', storage: b, sampler: new RandomSampler({ seed: 2 }) });
+  await sleep(600);
+  await sa.enqueueTrial({ x: 0.25 });
+  const waiting = sa.trials.find((t) => t.state === 'WAITING')!;
+  for (let i = 0; i < 50 && !sb.trials.some((t) => t.state === 'WAITING'); i++) await sleep(50);
+  assert.ok(sb.trials.some((t) => t.state === 'WAITING'), 'b sees the enqueued trial');
+  // b claims it (it runs first), then both run more.
+  await sb.optimize((t) => t.suggestFloat('x', 0, 1), { nTrials: 1 });
+  for (let i = 0; i < 50 && sa.trials.some((t) => t.state === 'WAITING'); i++) await sleep(50);
+  await Promise.all([sa.optimize((t) => t.suggestFloat('x', 0, 1), { nTrials: 3 }), sb.optimize((t) => t.suggestFloat('x', 0, 1), { nTrials: 3 })]);
+  for (let i = 0; i < 100 && !(sa.trials.length === 7 && sb.trials.length === 7); i++) await sleep(50);
+  for (const s of [sa, sb]) {
+    const runs = s.trials.filter((t) => t.params['x'] === 0.25);
+    assert.equal(runs.length, 1, 'the enqueued params ran exactly once');
+    assert.equal(runs[0]!.owner, b.peerId);
+    assert.equal(s.trials.filter((t) => t.state === 'WAITING').length, 0, 'the claimed WAITING trial is not shown');
+    assert.equal(s.trials.length, 7);
+    assert.equal(new Set(s.trials.map((t) => t.number)).size, 7, 'numbers unique');
+  }
+  assert.equal(sa.trials.find((t) => t.params['x'] === 0.25)!.number, waiting.number, 'the claim took over the enqueued number on the enqueuing peer');
+});
