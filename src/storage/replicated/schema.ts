@@ -350,6 +350,8 @@ export interface Inspected {
   fresh: number;
   /** Trial ids whose keys the changes write. */
   trials: Set<string>;
+  /** The newest inspected record per trial (saves decoding it again when the view is rebuilt). */
+  records: Map<string, TrialRecord>;
   attrs: boolean;
   genesis: StudyMeta | null;
 }
@@ -415,7 +417,7 @@ export function decodeChanges(raw: readonly Uint8Array[]): DecodedChange[] {
  */
 export function inspectChanges(ctx: InspectContext, batch: DecodedChange[]): Inspected {
   const fresh = batch.filter((c) => !ctx.doc.getChangeByHash(c.hash!));
-  const result: Inspected = { fresh: fresh.length, trials: new Set(), attrs: false, genesis: null };
+  const result: Inspected = { fresh: fresh.length, trials: new Set(), records: new Map(), attrs: false, genesis: null };
   if (fresh.length === 0) return result;
   const working = new Map<string, TrialRecord>();
   const workingAttrs = new Map<string, AttrRecord>();
@@ -471,6 +473,7 @@ export function inspectChanges(ctx: InspectContext, batch: DecodedChange[]): Ins
         if (why) throw new RejectedChange(why, `trial ${rec.id.slice(0, 100)} v${rec.v} ${rec.s} cannot replace v${prev!.v} ${prev!.s}`);
         working.set(rec.id, rec);
         result.trials.add(rec.id);
+        result.records.set(rec.id, rec);
       } else if (attrsObj !== null && op.obj === attrsObj) {
         let rec: AttrRecord;
         try {
