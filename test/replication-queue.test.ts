@@ -53,3 +53,20 @@ test('an enqueued trial runs once across peers and keeps its number', async () =
   }
   assert.equal(sa.trials.find((t) => t.params['x'] === 0.25)!.number, waiting.number, 'the claim took over the enqueued number on the enqueuing peer');
 });
+
+test('the creator of a study keeps it, its trials and its queue across a restart', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'peertune-queue-'));
+  dirs.push(dir);
+  const a = await openPeerStorage({ dataDir: dir, listen: [] });
+  const sa = await createStudy({ studyName: 'kept', storage: a, sampler: new RandomSampler({ seed: 1 }) });
+  await sa.optimize((t) => t.suggestFloat('x', 0, 1), { nTrials: 3 });
+  await sa.enqueueTrial({ x: 0.5 });
+  const before = sa.trials.map((t) => [t.trialId, t.number, t.state]);
+  await a.close();
+  const again = await openPeerStorage({ dataDir: dir, listen: [] });
+  open.push(again);
+  const s2 = await loadStudy({ studyName: 'kept', storage: again });
+  assert.deepEqual(s2.trials.map((t) => [t.trialId, t.number, t.state]), before);
+  await s2.optimize((t) => t.suggestFloat('x', 0, 1), { nTrials: 1 });
+  assert.equal(s2.trials.filter((t) => t.params['x'] === 0.5).length, 1, 'the queue survived the restart');
+});

@@ -223,6 +223,11 @@ export class PeerStorage implements Storage {
         this.count(`load:${what}`);
         logger.error(`A saved ${what === 'corrupt-snapshot' ? 'snapshot' : 'chunk'} of study ${s.name || s.studyId} is corrupted (${e.message}); recovering what can be read (peers can resend the rest).`);
       });
+      const missing = A.getMissingDeps(doc, []);
+      if (missing.length > 0) {
+        this.count('load:missing-deps');
+        logger.error(`Study ${s.name || s.studyId} is missing part of its saved history (${missing.length} change(s) absent); what depends on it waits until a peer resends it.`);
+      }
       const r = this.newReplica(s.studyId, s.name, doc);
       r.numbers = s.numbers;
       r.conflicted = s.conflicted;
@@ -454,6 +459,7 @@ export class PeerStorage implements Storage {
     const meta: StudyMeta = { k: 'meta', id: studyIdFor(this.peerId, opts.studyName, createdAt), name: opts.studyName, directions: [...opts.directions], creator: this.peerId, createdAt };
     const r = this.newReplica(meta.id, meta.name, genesisDoc(this.key, meta));
     r.caughtUp = true;
+    r.savedHeads = []; // the genesis itself must reach level
     this.replicas.set(r.studyId, r);
     this.loadView(r);
     for (const [k, v] of Object.entries(opts.userAttrs ?? {})) this.writeAttr(r, 'u', k, v);
@@ -1371,8 +1377,11 @@ function loadDocument(snapshot: Uint8Array | null, chunks: Uint8Array[], onCorru
     }
   }
   for (const c of chunks) {
+    const before = A.getHeads(doc).join();
     try {
       doc = A.loadIncremental(doc, c);
+      // A damaged chunk can load as nothing without throwing.
+      if (c.byteLength > 0 && A.getHeads(doc).join() === before) onCorrupt('corrupt-chunk', new Error('the chunk added nothing'));
     } catch (e) {
       onCorrupt('corrupt-chunk', e as Error);
     }
