@@ -238,7 +238,8 @@ export class PeerStorage implements Storage {
     // This peer's RUNNING trials from before a crash or stop did not finish: fail them for real.
     for (const r of this.replicas.values()) {
       for (const rec of r.records.values()) {
-        if (rec.o === this.peerId && rec.s === 'RUNNING') {
+        // A trial handed out by `peertune ask` stays RUNNING for a later `tell` (systemAttrs.askedByCli).
+        if (rec.o === this.peerId && rec.s === 'RUNNING' && rec.sa['askedByCli'] !== true) {
           this.mutate(r, rec.id, (x) => {
             x.s = 'FAIL';
             x.t1 = Date.now();

@@ -55,7 +55,8 @@
  * period (counted from when this replica first saw the trial, or from its own start) reads as FAIL
  * with `systemAttrs.failReason` and `stale: true`; the verdict is kept until the owner writes a
  * finished state, which then stands (COMPLETE included). An owner that restarts fails its own
- * interrupted trials for real.
+ * interrupted trials for real, except those marked `systemAttrs.askedByCli` (handed out by
+ * `peertune ask` to be told by a later process).
  *
  * ## Global budget (`maxTrials`) during a partition
  * The budget counts COMPLETE + PRUNED + RUNNING trials in the local replica, and a RUNNING trial
