@@ -156,7 +156,7 @@ export class PeerNode {
       denyInboundEncryptedConnection: (p) => deny(p, 'inbound'),
       denyOutboundEncryptedConnection: (p) => deny(p, 'outbound'),
     };
-    const libp2p = await createLibp2p({
+    const create = () => createLibp2p({
       privateKey: opts.privateKey,
       addresses: { listen: opts.listen },
       transports: [tcp()],
@@ -180,6 +180,12 @@ export class PeerNode {
         }),
       },
     });
+    let libp2p: Awaited<ReturnType<typeof create>>;
+    try {
+      libp2p = await create();
+    } catch (e) {
+      throw new NetError(`cannot start the peer on listen addresses ${opts.listen.join(', ')}: ${(e as Error).message}`);
+    }
     const node = new PeerNode(libp2p as unknown as Libp2p<{ pubsub: GossipSub; identify: unknown }>, opts);
     self = node;
     libp2p.addEventListener('connection:open', (ev) => {

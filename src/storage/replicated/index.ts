@@ -16,7 +16,10 @@ import type { PrivateKey } from '@libp2p/interface';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import type { Distribution, ParamValue } from '../../distributions.js';
 import { logger } from '../../logging.js';
-import { PeerNode, type Channel } from '../../net/node.js';
+import { multiaddr } from '@multiformats/multiaddr';
+import { PeerNode, parseJoinAddress, type Channel } from '../../net/node.js';
+import { parsePeerIds } from '../../security/allowlist.js';
+import { parseSwarmKey } from '../../security/swarm-key.js';
 import { HEARTBEAT_TOPIC, LivenessTable, decodeHeartbeat, encodeHeartbeat, headsDigest } from '../../net/liveness.js';
 import { runSyncSession, type CatalogEntry, type SyncTarget } from '../../net/sync.js';
 import { asObject, pack, unpackUntrusted, WireError } from '../../net/wire.js';
@@ -159,7 +162,18 @@ export async function openPeerStorage(opts: PeerStorageOptions): Promise<PeerSto
     const v = opts[k];
     if (v !== undefined && (!Array.isArray(v) || !v.every((x) => typeof x === 'string'))) throw new StorageError(`${k} must be an array of strings, got ${JSON.stringify(v)}`);
   }
-  if (opts.swarmKey !== undefined && !(opts.swarmKey instanceof Uint8Array)) throw new StorageError('swarmKey must be the bytes of a swarm key file');
+  // Checked here so a mistake names the option and what is valid, before anything is opened.
+  const swarmKey = opts.swarmKey !== undefined ? parseSwarmKey(opts.swarmKey, 'swarmKey') : undefined;
+  const allowPeers = opts.allowPeers !== undefined ? parsePeerIds(opts.allowPeers, 'allowPeers') : undefined;
+  (opts.listen ?? []).forEach((a, i) => {
+    try {
+      multiaddr(a);
+    } catch (e) {
+      throw new StorageError(`listen[${i}]: "${a}" is not a valid multiaddr (${(e as Error).message}); expected something like /ip4/0.0.0.0/tcp/4001`);
+    }
+  });
+  (opts.join ?? []).forEach((a) => parseJoinAddress(a));
+  opts = { ...opts, swarmKey, allowPeers };
   const key = await loadOrCreateKey(opts.dataDir);
   const db = await ReplicaDb.open(opts.dataDir);
   const storage = new PeerStorage(opts, key, db);
