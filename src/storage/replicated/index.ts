@@ -288,7 +288,7 @@ export class PeerStorage implements Storage {
     );
     this.node = node;
     await node.handleSync((ch) => void this.serveSync(ch));
-    node.subscribe(HEARTBEAT_TOPIC, (from, data) => this.onHeartbeat(from, data));
+    node.subscribe(HEARTBEAT_TOPIC, (from, data, via) => this.onHeartbeat(from, data, via));
     for (const r of this.replicas.values()) node.subscribe(topicOf(r.studyId), (from, data, via) => this.onGossip(r, from, data, via));
     const hb = setInterval(() => void this.sendHeartbeat(), this.heartbeatMs);
     hb.unref();
@@ -1078,7 +1078,7 @@ export class PeerStorage implements Storage {
     await this.node.publish(HEARTBEAT_TOPIC, encodeHeartbeat({ ts: Date.now(), addrs: this.node.multiaddrs().slice(0, 16), studies: studies.slice(0, 256) }));
   }
 
-  private onHeartbeat(from: string, data: Uint8Array): 'accept' | 'reject' | 'ignore' {
+  private onHeartbeat(from: string, data: Uint8Array, via: string): 'accept' | 'reject' | 'ignore' {
     if (this.closed) return 'ignore';
     let hb;
     try {
@@ -1101,7 +1101,8 @@ export class PeerStorage implements Storage {
       studies.add(id);
       const r = this.replicas.get(id);
       if (!r) {
-        if (this.offer([id, name], from)) needSync = true;
+        // Charged to the connection it came through: identities are free, connections are not.
+        if (this.offer([id, name], via)) needSync = true;
         continue;
       }
       if (digest === r.digest) {
