@@ -5,15 +5,17 @@
  * Peers talk TCP over 127.0.0.1; in-process peers share one event loop, so their figures include
  * that contention (on a 2-core machine that also runs other work).
  */
-import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { createStudy, loadStudy, RandomSampler, setVerbosity } from '../src/index.js';
 import { openPeerStorage, type PeerStorage } from '../src/storage/replicated/index.js';
 import type { BenchContext } from './lib.js';
-import { fmt, quantile, table } from './lib.js';
+import { OPTUNA_SCRIPTS, PYTHON, fmt, optunaAvailable, quantile, table } from './lib.js';
 
 const FIXTURE = path.resolve(import.meta.dirname, '..', 'test', 'fixtures', 'replication-peer.ts');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -118,7 +120,7 @@ function child(cfg: object): Child {
   };
 }
 
-async function throughput(n: number, seconds: number): Promise<{ trialsPerSec: number; total: number; agreed: boolean }> {
+export async function throughput(n: number, seconds: number): Promise<{ trialsPerSec: number; total: number; agreed: boolean }> {
   const name = `tp-${n}`;
   const first = child({ dataDir: await tempDir(), create: true, studyName: name, sampler: 'random', seed: 1, heartbeatIntervalMs: 500, staleAfterMs: 30_000 });
   const r = await first.ready;
@@ -143,6 +145,140 @@ async function throughput(n: number, seconds: number): Promise<{ trialsPerSec: n
   await Promise.all(peers.map((p) => p.send({ cmd: 'quit' })));
   await Promise.all(peers.map((p) => p.exited));
   return { trialsPerSec: total / wall, total, agreed };
+}
+
+// ---------------------------------------------------------------- Optuna side by side
+
+type OptunaStorage = { kind: 'rdb'; url: string } | { kind: 'journal'; path: string };
+
+interface OptunaRun {
+  trialsPerSec: number;
+  total: number;
+  failed: number;
+  errors: number;
+  lastError: string | null;
+}
+
+/** Runs a bench/optuna/throughput.py mode to completion and returns its last JSON line. */
+function optunaOnce(mode: string, job: object): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(PYTHON, [path.join(OPTUNA_SCRIPTS, 'throughput.py'), mode], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+    p.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+    p.on('error', reject);
+    p.on('close', (code) => {
+      if (code !== 0) return reject(new Error(`throughput.py ${mode} exited ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`));
+      resolve(JSON.parse(out.trim().split('\n').pop()!) as Record<string, unknown>);
+    });
+    p.stdin!.end(JSON.stringify(job) + '\n');
+  });
+}
+
+/**
+ * n Optuna worker processes on one study: all import Optuna and load the study first, then start
+ * their window together on "go"; trials/s = COMPLETE trials in the storage / wall time of the window.
+ */
+export async function optunaThroughput(n: number, seconds: number, storage: OptunaStorage, study: string): Promise<OptunaRun> {
+  await optunaOnce('create', { storage, study });
+  const procs = Array.from({ length: n }, (_, i) => {
+    const p = spawn(PYTHON, [path.join(OPTUNA_SCRIPTS, 'throughput.py'), 'worker'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let err = '';
+    p.stderr!.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-4000)));
+    const lines = readline.createInterface({ input: p.stdout! });
+    const msgs: Record<string, unknown>[] = [];
+    let wake: (() => void) | null = null;
+    lines.on('line', (l) => {
+      try {
+        msgs.push(JSON.parse(l) as Record<string, unknown>);
+      } catch {
+        /* not ours */
+      }
+      wake?.();
+    });
+    const exited = new Promise<number | null>((r) => p.on('close', (c) => (r(c), wake?.())));
+    let code: number | null | undefined;
+    void exited.then((c) => (code = c));
+    const next = async (ev: string): Promise<Record<string, unknown>> => {
+      for (;;) {
+        const i = msgs.findIndex((m) => m['ev'] === ev);
+        if (i >= 0) return msgs.splice(i, 1)[0]!;
+        if (code !== undefined) throw new Error(`Optuna worker exited ${code} before "${ev}": ${err.trim().split('\n').slice(-3).join(' | ')}`);
+        await new Promise<void>((r) => (wake = r));
+      }
+    };
+    p.stdin!.write(JSON.stringify({ storage, study, seed: i + 1, seconds }) + '\n');
+    return { p, next, exited };
+  });
+  try {
+    await Promise.all(procs.map((x) => x.next('ready')));
+    const t0 = performance.now();
+    for (const x of procs) x.p.stdin!.write('go\n');
+    const ran = await Promise.all(procs.map((x) => x.next('ran')));
+    const wall = (performance.now() - t0) / 1000;
+    await Promise.all(procs.map((x) => x.exited));
+    const counts = (await optunaOnce('count', { storage, study })) as Record<string, number>;
+    const total = counts['COMPLETE'] ?? 0;
+    const errors = ran.reduce((s, m) => s + (m['errors'] as number), 0);
+    const lastError = (ran.map((m) => m['error'] as string | null).find((e) => e) ?? null);
+    // A trial left RUNNING by a worker whose storage call raised counts as failed too.
+    return { trialsPerSec: total / wall, total, failed: (counts['FAIL'] ?? 0) + (counts['RUNNING'] ?? 0), errors, lastError };
+  } finally {
+    for (const x of procs) if (x.p.exitCode === null) x.p.kill('SIGKILL');
+  }
+}
+
+/** A throwaway PostgreSQL cluster on 127.0.0.1 in a temp dir, run as the postgres user when we are root. */
+export async function startPostgres(): Promise<{ url: string; stop(): Promise<void> } | { skip: string }> {
+  let bin: string | undefined;
+  try {
+    const versions = (await readdir('/usr/lib/postgresql')).sort((a, b) => Number(b) - Number(a));
+    bin = versions.map((v) => `/usr/lib/postgresql/${v}/bin`).find((b) => existsSync(`${b}/initdb`));
+  } catch {
+    /* none */
+  }
+  if (!bin) return { skip: 'PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb; apt-get install postgresql); Optuna-on-PostgreSQL rows skipped' };
+  try {
+    execFileSync(PYTHON, ['-c', 'import psycopg2'], { stdio: 'ignore' });
+  } catch {
+    return { skip: 'psycopg2 is not importable by /usr/bin/python3 (apt-get install python3-psycopg2); Optuna-on-PostgreSQL rows skipped' };
+  }
+  const root = process.getuid?.() === 0;
+  const dir = await tempDir();
+  const data = path.join(dir, 'pg');
+  if (root) execFileSync('chown', ['postgres:postgres', dir]);
+  const as = (cmd: string, args: string[]) => (root ? execFileSync('runuser', ['-u', 'postgres', '--', cmd, ...args], { stdio: 'pipe', cwd: '/' }) : execFileSync(cmd, args, { stdio: 'pipe', cwd: '/' }));
+  const port = await freePort();
+  try {
+    as(`${bin}/initdb`, ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync']);
+    // fsync stays on: Optuna's figures should be with the durability users run it with.
+    as(`${bin}/pg_ctl`, ['-D', data, '-l', path.join(dir, 'pg.log'), '-w', '-t', '30', '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=100`, 'start']);
+  } catch (e) {
+    const err = e as { stderr?: Buffer; message: string };
+    return { skip: `could not start PostgreSQL (${(err.stderr?.toString() || err.message).trim().split('\n').slice(-2).join(' ')}); Optuna-on-PostgreSQL rows skipped` };
+  }
+  return {
+    url: `postgresql+psycopg2://postgres@127.0.0.1:${port}/postgres`,
+    stop: async () => {
+      try {
+        as(`${bin}/pg_ctl`, ['-D', data, '-m', 'fast', '-w', 'stop']);
+      } catch (e) {
+        console.error(`stopping the benchmark's PostgreSQL failed: ${(e as Error).message}`);
+      }
+    },
+  };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 // ---------------------------------------------------------------- partition heal
@@ -285,17 +421,67 @@ export default async function (ctx: BenchContext): Promise<void> {
     md.push(table(['peers', 'p50 ms', 'p95 ms', 'p95 until all peers ms', 'samples'], lat.map(([n, r]) => [n, fmt(r.p50), fmt(r.p95), fmt(r.all), r.samples])), '');
     await save();
 
-    // Throughput.
+    // Throughput: peertune peers, and Optuna workers on PostgreSQL and on a journal file, same window.
+    const secs = q ? 3 : 8;
+    const counts = q ? [1, 2] : [1, 2, 4, 8];
     const tp: [number, Awaited<ReturnType<typeof throughput>>][] = [];
-    for (const n of q ? [1, 2] : [1, 2, 4, 8]) {
-      const r = await throughput(n, q ? 3 : 8);
-      ctx.log(`throughput ${n} peer processes: ${fmt(r.trialsPerSec)} trials/s (${r.total} trials, replicas agree: ${r.agreed})`);
-      tp.push([n, r]);
+    const opt = optunaAvailable();
+    const pg = opt.ok ? await startPostgres() : { skip: opt.why! };
+    const skips: string[] = [];
+    if ('skip' in pg) skips.push(pg.skip);
+    if (!opt.ok) skips.push(opt.why!);
+    const optPg: [number, OptunaRun | string][] = [];
+    const optJournal: [number, OptunaRun | string][] = [];
+    const optunaRow = async (label: string, n: number, storage: OptunaStorage, into: [number, OptunaRun | string][]) => {
+      try {
+        const r = await optunaThroughput(n, secs, storage, `tp-${label}-${n}`);
+        ctx.log(`Optuna ${opt.version} ${label}, ${n} workers: ${fmt(r.trialsPerSec)} trials/s (${r.total} complete, ${r.failed} failed, ${r.errors} storage errors${r.lastError ? `, last: ${r.lastError}` : ''})`);
+        into.push([n, r]);
+      } catch (e) {
+        ctx.log(`Optuna ${label}, ${n} workers: failed: ${(e as Error).message}`);
+        into.push([n, `error: ${(e as Error).message.slice(0, 200)}`]);
+      }
+    };
+    try {
+      for (const n of counts) {
+        const r = await throughput(n, secs);
+        ctx.log(`throughput ${n} peer processes: ${fmt(r.trialsPerSec)} trials/s (${r.total} trials, replicas agree: ${r.agreed})`);
+        tp.push([n, r]);
+        if (opt.ok && !('skip' in pg)) await optunaRow('postgresql', n, { kind: 'rdb', url: pg.url }, optPg);
+        if (opt.ok) await optunaRow('journal', n, { kind: 'journal', path: path.join(await tempDir(), 'journal.log') }, optJournal);
+      }
+    } finally {
+      if (!('skip' in pg)) await pg.stop();
     }
+    for (const s of skips) ctx.log(s);
     data['throughput'] = Object.fromEntries(tp);
-    md.push('### Throughput (peer processes, RandomSampler, trivial objective, every trial durable before tell returns)', '');
-    md.push(table(['peers', 'trials/s', 'trials', 'all replicas agree'], tp.map(([n, r]) => [n, fmt(r.trialsPerSec), r.total, r.agreed ? 'yes' : 'NO'])), '');
-    md.push('Optuna side by side (PostgreSQL / JournalStorage) was not run in this bench.', '');
+    data['optunaThroughput'] = { version: opt.version ?? null, seconds: secs, postgresql: Object.fromEntries(optPg), journalFile: Object.fromEntries(optJournal), skipped: skips };
+    const cell = (rows: [number, OptunaRun | string][], n: number): [string, string] => {
+      const r = rows.find((x) => x[0] === n)?.[1];
+      if (r === undefined) return ['skipped', ''];
+      if (typeof r === 'string') return ['error', ''];
+      return [fmt(r.trialsPerSec), String(r.failed + r.errors)];
+    };
+    md.push(`### Throughput (${secs} s window, trivial objective \`(x - 2)^2\`, RandomSampler on both sides)`, '');
+    md.push(
+      table(
+        ['processes', 'peertune trials/s', 'replicas agree', `Optuna ${opt.version ?? ''} PostgreSQL trials/s`, 'failed / errors', `Optuna JournalFileStorage trials/s`, 'failed / errors', 'peertune / PostgreSQL', 'peertune / journal'],
+        tp.map(([n, r]) => {
+          const [pgTps, pgFail] = cell(optPg, n);
+          const [jTps, jFail] = cell(optJournal, n);
+          const ratio = (x: string) => (Number.isFinite(Number(x)) && Number(x) > 0 ? `x${fmt(r.trialsPerSec / Number(x))}` : '');
+          return [n, fmt(r.trialsPerSec), r.agreed ? 'yes' : 'NO', pgTps, pgFail, jTps, jFail, ratio(pgTps), ratio(jTps)];
+        }),
+      ),
+      '',
+    );
+    md.push(
+      'peertune: one peer process each (a PeerStorage on its own data dir, TCP loopback), every trial in level with a sync write before tell returns. ' +
+        'Optuna: one worker process each, all loading the study before the common start; PostgreSQL is a fresh cluster started by the bench on 127.0.0.1 (fsync on, default settings), the journal is one file on local disk. ' +
+        '"failed / errors" = trials left FAIL or RUNNING in the storage + exceptions that escaped `optimize` (lock or serialization errors). All processes share the 2 cores.',
+      '',
+    );
+    for (const s of skips) md.push(`Skipped: ${s}`, '');
     await save();
 
     // Partition heal.
@@ -311,7 +497,7 @@ export default async function (ctx: BenchContext): Promise<void> {
     const built = await buildReplica(dir, nBig);
     const loaded = await loadInChild(dir);
     ctx.log(`replica of ${nBig}: ${fmt(built.msPerTrialAtEnd)} ms/trial at the end, ${fmt(built.sizeBytes / 2 ** 20)} MiB on disk, load ${fmt(loaded.loadMs)} ms, RSS ${fmt(loaded.rssMB)} MB`);
-    data['replica'] = { trials: nBig, ...built, ...loaded };
+    data['replica'] = { built: nBig, ...built, ...loaded };
     md.push(`### A ${nBig}-trial replica (10 params, 20 intermediate values each; 2 changes per trial)`, '');
     md.push(
       table(
