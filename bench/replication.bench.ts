@@ -96,8 +96,11 @@ interface Child {
   exited: Promise<void>;
 }
 
-function child(cfg: object): Child {
-  const proc = spawn(process.execPath, ['--import', 'tsx', FIXTURE, JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'inherit'] });
+/** Extra node flags for the first peer process only, e.g. PEERTUNE_BENCH_PEER_FLAGS=--cpu-prof to profile one peer. */
+const PEER_FLAGS = (process.env['PEERTUNE_BENCH_PEER_FLAGS'] ?? '').split(' ').filter(Boolean);
+
+function child(cfg: object, flags: string[] = []): Child {
+  const proc = spawn(process.execPath, [...flags, '--import', 'tsx', FIXTURE, JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'inherit'] });
   const rl = readline.createInterface({ input: proc.stdout! });
   const waits = new Map<number, (m: Record<string, unknown>) => void>();
   let readyResolve!: (m: Record<string, unknown>) => void;
@@ -122,7 +125,7 @@ function child(cfg: object): Child {
 
 export async function throughput(n: number, seconds: number): Promise<{ trialsPerSec: number; total: number; agreed: boolean }> {
   const name = `tp-${n}`;
-  const first = child({ dataDir: await tempDir(), create: true, studyName: name, sampler: 'random', seed: 1, heartbeatIntervalMs: 500, staleAfterMs: 30_000 });
+  const first = child({ dataDir: await tempDir(), create: true, studyName: name, sampler: 'random', seed: 1, heartbeatIntervalMs: 500, staleAfterMs: 30_000 }, PEER_FLAGS);
   const r = await first.ready;
   const rest = Array.from({ length: n - 1 }, async (_, i) => {
     const c = child({ dataDir: await tempDir(), join: r['addrs'], studyName: name, sampler: 'random', seed: i + 2, heartbeatIntervalMs: 500, staleAfterMs: 30_000 });
