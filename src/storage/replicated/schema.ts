@@ -65,7 +65,7 @@
  * the swarm can overshoot by at most (k - 1) * (maxTrials - trials known to all groups at the split),
  * plus, even when connected, by up to (peers x nJobs - 1) trials started within one gossip latency.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import * as A from '@automerge/automerge';
 import { peerIdFromString } from '@libp2p/peer-id';
 import type { PrivateKey, PublicKey } from '@libp2p/interface';
@@ -138,6 +138,24 @@ export class RecordError extends WireError {
 // ---------------------------------------------------------------- identities and signatures
 
 const pubKeys = new Map<string, PublicKey>();
+/** Node key objects per signer: @libp2p/crypto's verify re-imports the key from JWK on every call. */
+const keyObjects = new Map<string, KeyObject>();
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
+/** Verifies an Ed25519 signature by the key embedded in `peerId`. */
+function verifyBy(peerId: string, body: Uint8Array, sig: Uint8Array): boolean {
+  let ko = keyObjects.get(peerId);
+  if (!ko) {
+    ko = createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, publicKeyOf(peerId).raw]), format: 'der', type: 'spki' });
+    if (keyObjects.size > 10_000) keyObjects.clear();
+    keyObjects.set(peerId, ko);
+  }
+  try {
+    return cryptoVerify(null, body, ko, sig);
+  } catch {
+    return false;
+  }
+}
 
 /** The Ed25519 public key embedded in a peer id (cached); throws for ids that embed none. */
 export function publicKeyOf(peerId: string): PublicKey {
@@ -176,8 +194,7 @@ function open(bytes: unknown, signerOf: (payload: Record<string, unknown>) => st
   const payload = asObject(unpackUntrusted(body, { maxBytes: LIMITS.recordBytes, maxDepth: 12, maxNodes: 200_000 }), 'record');
   if (verify) {
     const signer = signerOf(payload);
-    const ok = publicKeyOf(signer).verify(body, bytes.subarray(1, 1 + SIG));
-    if (ok !== true) throw new RecordError('bad-signature', `a record's signature does not verify for ${signer}`);
+    if (!verifyBy(signer, body, bytes.subarray(1, 1 + SIG))) throw new RecordError('bad-signature', `a record's signature does not verify for ${signer}`);
   }
   return payload;
 }
@@ -301,11 +318,52 @@ export type DocHandle = ReturnType<typeof A.getBackend>;
 export const handleOf = (doc: A.Doc<StudyDoc>): DocHandle => A.getBackend(doc);
 
 /** Object ids of the two maps and the meta bytes (null/undefined before the genesis arrived). */
-export function docParts(h: DocHandle): { trials: string | null; attrs: string | null; meta: Uint8Array | undefined } {
+export function docParts(h: DocHandle): DocParts {
+  const known = partsOf.get(h);
+  if (known) return known;
   const t = h.get('_root', 'trials');
   const a = h.get('_root', 'attrs');
   const m = h.get('_root', 'meta');
-  return { trials: typeof t === 'string' ? t : null, attrs: typeof a === 'string' ? a : null, meta: m instanceof Uint8Array ? m : undefined };
+  const parts = { trials: typeof t === 'string' ? t : null, attrs: typeof a === 'string' ? a : null, meta: m instanceof Uint8Array ? m : undefined };
+  // Once the genesis is in, the root never changes (no other change may write it): remember it,
+  // as each root read costs a call into Automerge on every merge and write.
+  if (parts.trials && parts.attrs && parts.meta) partsOf.set(h, parts);
+  return parts;
+}
+
+type DocParts = { trials: string | null; attrs: string | null; meta: Uint8Array | undefined };
+const partsOf = new WeakMap<DocHandle, DocParts>();
+
+/**
+ * Change hashes known to be in a document. Automerge answers "is this change here" (`hasHeads`,
+ * `getChangeByHash`) by building the whole change, tens of microseconds per hash, and gossip asks
+ * it for every dependency of every incoming change. A change never leaves a document, so a yes can
+ * be remembered; a no is always asked again.
+ */
+const knownChanges = new WeakMap<DocHandle, Set<string>>();
+
+export function hasChanges(h: DocHandle, hashes: readonly string[]): boolean {
+  let known = knownChanges.get(h);
+  for (const x of hashes) {
+    if (known?.has(x)) continue;
+    if (!h.getChangeMetaByHash(x)) return false;
+    if (!known) knownChanges.set(h, (known = new Set()));
+    markKnown(known, x);
+  }
+  return true;
+}
+
+/** Records hashes just applied to or committed in `h` (so the next `hasChanges` need not ask). */
+export function noteChanges(h: DocHandle, hashes: Iterable<string>): void {
+  let known = knownChanges.get(h);
+  if (!known) knownChanges.set(h, (known = new Set()));
+  for (const x of hashes) markKnown(known, x);
+}
+
+function markKnown(known: Set<string>, hash: string): void {
+  // Bounded: past this, start over (asking Automerge again is slower, never wrong).
+  if (known.size >= 200_000) known.clear();
+  known.add(hash);
 }
 
 /**
@@ -417,7 +475,7 @@ export function decodeChanges(raw: readonly Uint8Array[]): DecodedChange[] {
  * rule; the caller drops the whole batch.
  */
 export function inspectChanges(ctx: InspectContext, batch: DecodedChange[]): Inspected {
-  const fresh = batch.filter((c) => !ctx.doc.getChangeByHash(c.hash!));
+  const fresh = batch.filter((c) => !hasChanges(ctx.doc, [c.hash!]));
   const result: Inspected = { fresh: fresh.length, trials: new Set(), records: new Map(), attrs: false, genesis: null };
   if (fresh.length === 0) return result;
   const working = new Map<string, TrialRecord>();
@@ -540,7 +598,9 @@ export function writeRecords(h: DocHandle, trials: Map<string, Uint8Array>, attr
   if (!parts.trials || !parts.attrs) throw new RecordError('no-genesis', 'the study document has not arrived yet');
   for (const [id, b] of trials) h.put(parts.trials, id, b, 'bytes');
   if (attrs) for (const [k, b] of attrs) h.put(parts.attrs, k, b, 'bytes');
-  if (h.commit() === null) return null;
+  const hash = h.commit();
+  if (hash === null) return null;
+  noteChanges(h, [hash]);
   return h.getLastLocalChange() ?? null;
 }
 
