@@ -45,6 +45,8 @@ import {
   docParts,
   genesisDoc,
   handleOf,
+  hasChanges,
+  noteChanges,
   inspectChanges,
   currentAttr,
   readAttrs,
@@ -862,7 +864,7 @@ export class PeerStorage implements Storage {
     try {
       const decoded = decodeChanges(raws);
       const known = new Set(decoded.map((d) => d.hash!));
-      const ready = decoded.every((d) => d.deps.every((h) => known.has(h)) || A.hasHeads(r.am, d.deps.filter((h) => !known.has(h))));
+      const ready = decoded.every((d) => d.deps.every((h) => known.has(h)) || hasChanges(handleOf(r.am), d.deps.filter((h) => !known.has(h))));
       if (!ready) {
         // Out of order: keep until the dependencies arrive (by gossip or sync), then inspect.
         const bytes = raws.reduce((n, x) => n + x.byteLength, 0);
@@ -899,6 +901,7 @@ export class PeerStorage implements Storage {
     const result = inspectChanges({ studyId: r.studyId, doc: handleOf(r.am), current: (id) => r.records.get(id) }, decoded);
     try {
       handleOf(r.am).applyChanges(raws);
+      noteChanges(handleOf(r.am), decoded.map((d) => d.hash!));
     } catch (e) {
       // Automerge refused what passed inspection (e.g. a reused actor+seq): still a rejected change.
       throw new RejectedChange('apply-failed', `a change could not be applied: ${(e as Error).message}`);
@@ -917,13 +920,13 @@ export class PeerStorage implements Storage {
     while (progress && r.pending.size > 0) {
       progress = false;
       for (const [hash, raw] of r.pending) {
-        if (A.hasHeads(r.am, [hash])) {
+        if (hasChanges(handleOf(r.am), [hash])) {
           r.pending.delete(hash);
           r.pendingBytes -= raw.byteLength;
           continue;
         }
         const [d] = decodeChanges([raw]);
-        if (!A.hasHeads(r.am, d!.deps)) continue;
+        if (!hasChanges(handleOf(r.am), d!.deps)) continue;
         r.pending.delete(hash);
         r.pendingBytes -= raw.byteLength;
         progress = true;
