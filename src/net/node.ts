@@ -6,6 +6,7 @@
  * it carries topics and byte streams.
  */
 import './polyfill.js';
+import { createHash } from 'node:crypto';
 import { createLibp2p, type Libp2p } from 'libp2p';
 import { tcp } from '@libp2p/tcp';
 import { noise } from '@chainsafe/libp2p-noise';
@@ -24,6 +25,24 @@ import { readFrames, frame } from './wire.js';
 export const SYNC_PROTOCOL = '/peertune/sync/1.0.0';
 /** Largest gossip message accepted (gossipsub itself refuses to publish above 4 MiB). */
 export const MAX_GOSSIP_BYTES = 1024 * 1024;
+
+/**
+ * Gossipsub checks a message's signature before it looks the message id up in its seen cache, so each
+ * copy of a message (one per mesh peer that forwards it) costs a signature check. With this id it drops
+ * byte-identical copies of a message that already passed validation before any check; it covers every
+ * field, signature included, so only exact copies match.
+ */
+function fastMessageId(msg: { from?: Uint8Array; seqno?: Uint8Array; data?: Uint8Array; signature?: Uint8Array; key?: Uint8Array; topic: string }): string {
+  const h = createHash('sha256');
+  for (const part of [msg.from, msg.seqno, msg.signature, msg.key, msg.data]) {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(part?.byteLength ?? 0);
+    h.update(len);
+    if (part) h.update(part);
+  }
+  h.update(msg.topic);
+  return h.digest('base64');
+}
 
 export class NetError extends Error {
   override name = 'NetError';
@@ -173,6 +192,7 @@ export class PeerNode {
           emitSelf: false,
           globalSignaturePolicy: 'StrictSign',
           floodPublish: true,
+          fastMsgIdFn: fastMessageId,
           heartbeatInterval: 700,
           maxInboundDataLength: MAX_GOSSIP_BYTES + 64 * 1024,
           // Our validators reject bad payloads; gossipsub then does not forward them and scores the sender down.
