@@ -6,7 +6,7 @@
  * that contention (on a 2-core machine that also runs other work).
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -343,24 +343,57 @@ async function buildReplica(dir: string, nTrials: number): Promise<{ msPerTrialA
   return { msPerTrialAtEnd, sizeBytes, buildSec };
 }
 
+/**
+ * The compiled storage module when `npm run bench` has just built it (newer than every source file),
+ * else the TypeScript source through tsx: what a user runs is compiled JS, and tsx's compiler alone
+ * adds tens of MB to a process.
+ */
+function storageModule(): { spec: string; runtime: 'dist' | 'tsx' } {
+  const root = path.resolve(import.meta.dirname, '..');
+  const dist = path.join(root, 'dist', 'storage', 'replicated', 'index.js');
+  const newestSrc = (dir: string): number => {
+    let t = 0;
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      t = Math.max(t, e.isDirectory() ? newestSrc(p) : statSync(p).mtimeMs);
+    }
+    return t;
+  };
+  if (existsSync(dist) && statSync(dist).mtimeMs >= newestSrc(path.join(root, 'src'))) return { spec: dist, runtime: 'dist' };
+  return { spec: path.join(root, 'src', 'storage', 'replicated', 'index.ts'), runtime: 'tsx' };
+}
+
+interface Loaded {
+  loadMs: number;
+  rssMB: number;
+  baseRssMB: number;
+  heapUsedMB: number;
+  externalMB: number;
+  trials: number;
+  runtime: 'dist' | 'tsx';
+}
+
 /** Loads the replica in a fresh process so RSS is the replica's alone. */
-function loadInChild(dir: string): Promise<{ loadMs: number; rssMB: number; baseRssMB: number; trials: number }> {
+function loadInChild(dir: string): Promise<Loaded> {
+  const mod = storageModule();
   const code = `
-    const { openPeerStorage } = await import(${JSON.stringify(path.resolve(import.meta.dirname, '..', 'src', 'storage', 'replicated', 'index.ts'))});
+    const { openPeerStorage } = await import(${JSON.stringify(mod.spec)});
+    const mb = (x) => x / 2 ** 20;
     globalThis.gc?.();
-    const baseRssMB = process.memoryUsage().rss / 2 ** 20;
+    const baseRssMB = mb(process.memoryUsage().rss);
     const t0 = performance.now();
     const s = await openPeerStorage({ dataDir: ${JSON.stringify(dir)}, listen: [] });
     const id = s.getStudy('big').studyId;
     const trials = s.getAllTrials(id).length;
     const loadMs = performance.now() - t0;
     globalThis.gc?.();
-    const rssMB = process.memoryUsage().rss / 2 ** 20;
+    const m = process.memoryUsage();
     await s.close();
-    console.log(JSON.stringify({ loadMs, rssMB, baseRssMB, trials }));
+    console.log(JSON.stringify({ loadMs, rssMB: mb(m.rss), baseRssMB, heapUsedMB: mb(m.heapUsed), externalMB: mb(m.external), trials, runtime: ${JSON.stringify(mod.runtime)} }));
   `;
+  const flags = mod.runtime === 'tsx' ? ['--import', 'tsx'] : [];
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, ['--expose-gc', ...flags, '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     p.stdout!.on('data', (d) => (out += d));
     p.on('exit', (c) => (c === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!)) : reject(new Error(`loader exited ${c}`))));
@@ -504,11 +537,11 @@ export default async function (ctx: BenchContext): Promise<void> {
     md.push(`### A ${nBig}-trial replica (10 params, 20 intermediate values each; 2 changes per trial)`, '');
     md.push(
       table(
-        ['trials', 'write ms/trial (last 200)', 'size on disk MiB', 'load ms', 'RSS after load MB', 'targets'],
-        [[loaded.trials, fmt(built.msPerTrialAtEnd), fmt(built.sizeBytes / 2 ** 20), fmt(loaded.loadMs), fmt(loaded.rssMB), 'RSS < 150 MB, load < 3000 ms']],
+        ['trials', 'write ms/trial (last 200)', 'size on disk MiB', 'load ms', 'RSS after load MB', 'of which before opening MB', 'JS heap MB', 'external (Automerge wasm, buffers) MB', 'targets'],
+        [[loaded.trials, fmt(built.msPerTrialAtEnd), fmt(built.sizeBytes / 2 ** 20), fmt(loaded.loadMs), fmt(loaded.rssMB), fmt(loaded.baseRssMB), fmt(loaded.heapUsedMB), fmt(loaded.externalMB), 'RSS < 150 MB, load < 3000 ms']],
       ),
       '',
-      `RSS includes Node, tsx and libp2p loaded before the replica opens (${fmt(loaded.baseRssMB)} MB in that process).`,
+      `Loaded in a fresh process running ${loaded.runtime === 'dist' ? 'the compiled dist/ (as users run it)' : 'the TypeScript source through tsx (dist/ was missing or older than src/)'}; "before opening" is that process with Node and libp2p loaded, before the replica opens.`,
       '',
     );
     await save();
