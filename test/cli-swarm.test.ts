@@ -132,8 +132,7 @@ test('create-study, a node, two workers joining by address, then trials / export
 // The replicated storage fails this peer's RUNNING trials when it reopens a data dir (crash recovery),
 // which also catches a trial that `ask` left RUNNING on purpose; `ask` marks such trials with the
 // system attr `askedByCli` so the storage can leave them to `tell`.
-const askTellTodo = 'needs the replicated storage to keep trials marked askedByCli RUNNING across a restart';
-test('ask and tell on one data dir', { skip, todo: askTellTodo }, async () => {
+test('ask and tell on one data dir', { skip }, async () => {
   const d = join(dir, 'asktell');
   assert.equal((await runCli(['create-study', '--study-name', 'at', '--data-dir', d, ...LOOP])).code, 0);
   const ask = await runCli(['ask', '--study-name', 'at', '--data-dir', d, '--search-space', '{"x": {"name": "FloatDistribution", "attributes": {"low": 0, "high": 1}}, "n": {"type": "int", "low": 1, "high": 3}}']);

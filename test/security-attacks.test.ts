@@ -4,9 +4,7 @@
 // libp2p node of our own (test/security-attacker.test.ts) that publishes crafted gossip on the study
 // topic and pushes crafted changes over the sync stream protocol. Each attack must be rejected on both
 // paths, counted on V, leave V's document unchanged, and never reach W.
-//
-// Tests marked `todo: 'HOLE-n ...'` demonstrate holes found in src/storage/replicated and src/net
-// (owned by another engineer); they fail today and are reported with the fix. Remove the todo once fixed.
+// Holes found along the way are tested in security-holes.test.ts.
 import { describe, before, after, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';

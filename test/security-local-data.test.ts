@@ -112,11 +112,10 @@ test('a corrupted document snapshot inside the database is reported, the chunks 
   await b.close();
 });
 
-// Fix (src/storage/replicated/index.ts, loadDocument): Automerge's loadIncremental does not always
-// throw on a damaged chunk (on some documents it silently loads nothing, and a truncated chunk never
-// throws). After each chunk, compare the heads: a non-empty chunk that adds nothing is corrupt (count
-// and log it); and after loading, report A.getMissingDeps(doc, []) if it is not empty.
-test('a corrupted chunk inside the database is reported, the rest is kept, and peers resend the loss', { todo: 'HOLE-11: damaged chunks can load silently as nothing' }, async (t) => {
+// HOLE-11, fixed in 5acd018: Automerge's loadIncremental does not always throw on a damaged chunk (it
+// can silently load nothing). loadDocument now counts a non-empty chunk that adds nothing as corrupt,
+// and start reports A.getMissingDeps(doc, []) when it is not empty.
+test('HOLE-11 (fixed) a corrupted chunk inside the database is reported, the rest is kept, and peers resend the loss', async (t) => {
   const dir = await tempDir();
   const { dataDir, studyId, peerA } = await closedReplica(dir.path);
   t.after(async () => {
@@ -159,12 +158,10 @@ test('a truncated level log (a torn last write) keeps every earlier write', asyn
   assert.ok(b.getAllTrials(studyId).length >= 3, `trials kept: ${b.getAllTrials(studyId).length}`);
 });
 
-// Fix (src/storage/replicated/index.ts): a created study's replica starts with savedHeads = the
-// genesis heads, so the genesis change is never written to level and everything after it loads as
-// changes with missing dependencies: the creator's study is gone after a restart, with no error.
-// Start created replicas with savedHeads = [] so the first persist writes the genesis; and at start,
-// if A.getMissingDeps(doc, []) is not empty, log an error naming the study and count 'load:missing-deps'.
-test("HOLE-10 the study's creator keeps its study across a restart (and a replica missing part of its history says so)", { todo: 'HOLE-10: the genesis change of a created study is never persisted' }, async (t) => {
+// Fixed in 5acd018: a created study's replica started with savedHeads = the genesis heads, so the
+// genesis change was never written to level and the creator's study was gone after a restart, with
+// no error. Now the genesis is persisted, and missing history is logged and counted 'load:missing-deps'.
+test("HOLE-10 (fixed) the study's creator keeps its study across a restart (and a replica missing part of its history says so)", async (t) => {
   const dir = await tempDir();
   t.after(() => dir.remove());
   const dataDir = join(dir.path, 'creator');

@@ -86,10 +86,9 @@ test('allowlist: a listed peer replicates, an unlisted one is refused at the han
   assert.ok(denied >= 1, `Y counted the refusals: ${JSON.stringify(counters(Y))}`);
 });
 
-// Fix (src/storage/replicated/index.ts / src/net/node.ts): build the protector with
-// swarmProtector(key) and the allowlist with parsePeerIds/allowlistGater from src/security (they
-// name the option, the entry and what is valid), and name `listen` in a bad listen address error.
-test('malformed swarm keys, allowlists and listen addresses are named in the error', { todo: 'HOLE-9: openPeerStorage passes these to libp2p unchecked' }, async (t) => {
+// Fixed in a0e6c9a: openPeerStorage checks swarmKey, allowPeers, listen and join up front (with
+// parseSwarmKey/parsePeerIds from src/security) and the error names the option and what is valid.
+test('HOLE-9 (fixed) malformed swarm keys, allowlists and listen addresses are named in the error', async (t) => {
   const unmute = muteLogs();
   const dir = await tempDir();
   t.after(async () => {
