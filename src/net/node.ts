@@ -2,8 +2,9 @@
  * The libp2p node of one peer: tcp + noise + yamux + identify + gossipsub (StrictSign), optional
  * mDNS and private-swarm key, a connection gater (allowlist and local blocks). libp2p 2.x does not
  * auto-dial, so this module keeps its own list of wanted peers (join addresses, peers announced in
- * heartbeats, mDNS finds) and redials them with backoff while it runs. It knows nothing of studies:
- * it carries topics and byte streams.
+ * heartbeats, mDNS finds) and redials them with backoff while it runs. A peer that keeps sending what
+ * our validators reject (gossip it relays, sync frames it sends) is quarantined: disconnected and
+ * refused for a while. It knows nothing of studies: it carries topics and byte streams.
  */
 import './polyfill.js';
 import { createHash } from 'node:crypto';
@@ -48,6 +49,24 @@ export class NetError extends Error {
   override name = 'NetError';
 }
 
+/**
+ * When a connected peer counts as a repeat offender. Rejects are charged to the peer that delivered
+ * the message (gossip's propagation source, the sync stream's remote), never to the signed author:
+ * authors are free to make up, connections are not. Honest peers do not forward what they reject, so
+ * they only get here by a bug on their side.
+ */
+export interface QuarantineOptions {
+  /** Rejected messages from one peer within `windowMs` that trigger a quarantine. */
+  maxRejects: number;
+  windowMs: number;
+  /** How long a quarantined peer is disconnected and refused. */
+  blockMs: number;
+}
+
+export const DEFAULT_QUARANTINE: Readonly<QuarantineOptions> = { maxRejects: 32, windowMs: 60_000, blockMs: 10 * 60_000 };
+/** Peers whose recent rejects are remembered (the oldest is forgotten first). */
+const MAX_TRACKED_OFFENDERS = 4096;
+
 export interface NodeOptions {
   privateKey: PrivateKey;
   listen: string[];
@@ -55,6 +74,8 @@ export interface NodeOptions {
   mdns: boolean;
   swarmKey?: Uint8Array;
   allowPeers?: string[];
+  /** Repeat offenders; null = never quarantine (fuzzers that play one attacker for a long time). */
+  quarantine: QuarantineOptions | null;
   /** Counts refused connections etc. */
   count(reason: string): void;
 }
@@ -68,6 +89,8 @@ export interface Channel {
   frames(maxFrame: number): AsyncGenerator<Uint8Array>;
   close(): Promise<void>;
   abort(reason: string): void;
+  /** The remote sent something invalid: counts toward its quarantine. */
+  reportInvalid(reason: string): void;
 }
 
 interface Wanted {
@@ -119,7 +142,7 @@ function pushable(): { push(x: Uint8Array): void; end(): void; source: AsyncGene
   };
 }
 
-function channel(stream: Stream, remotePeer: string): Channel {
+function channel(stream: Stream, remotePeer: string, onInvalid: (peerId: string, reason: string) => void): Channel {
   const out = pushable();
   const sinkDone = stream.sink(out.source).catch(() => {});
   return {
@@ -139,6 +162,7 @@ function channel(stream: Stream, remotePeer: string): Channel {
       out.end();
       stream.abort(new Error(reason));
     },
+    reportInvalid: (reason) => onInvalid(remotePeer, reason),
   };
 }
 
@@ -148,6 +172,10 @@ export class PeerNode {
   private dialTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private readonly dialing = new Set<string>();
+  /** Times of recent rejects per delivering peer (at most maxRejects each). */
+  private readonly offences = new Map<string, number[]>();
+  /** Quarantined peers and the timers that release them. */
+  private readonly quarantined = new Map<string, NodeJS.Timeout>();
 
   private constructor(
     readonly libp2p: Libp2p<{ pubsub: GossipSub; identify: unknown }>,
@@ -166,6 +194,10 @@ export class PeerNode {
       }
       if (self?.blocked.has(id)) {
         opts.count(`denied-blocked:${hook}`);
+        return true;
+      }
+      if (self?.quarantined.has(id)) {
+        opts.count(`denied-quarantined:${hook}`);
         return true;
       }
       return false;
@@ -250,7 +282,7 @@ export class PeerNode {
 
   /** Adds a peer to keep connected to (learned from a heartbeat or mDNS). */
   want(peerId: string, addrs: readonly (Multiaddr | string)[], permanent: boolean): void {
-    if (peerId === this.peerId || this.blocked.has(peerId) || this.stopped) return;
+    if (peerId === this.peerId || this.blocked.has(peerId) || this.quarantined.has(peerId) || this.stopped) return;
     const mas: Multiaddr[] = [];
     for (const a of addrs.slice(0, 8)) {
       try {
@@ -275,7 +307,7 @@ export class PeerNode {
     const now = Date.now();
     for (const [key, w] of this.wanted) {
       if (w.nextAt > now || this.dialing.has(key)) continue;
-      if (w.peerId && (this.isConnected(w.peerId) || this.blocked.has(w.peerId))) continue;
+      if (w.peerId && (this.isConnected(w.peerId) || this.blocked.has(w.peerId) || this.quarantined.has(w.peerId))) continue;
       this.dialing.add(key);
       const target = w.addrs.length === 1 ? w.addrs[0]! : w.addrs;
       this.libp2p
@@ -319,14 +351,50 @@ export class PeerNode {
     }
   }
 
+  /** Peers in quarantine now (for stats and tests). */
+  quarantinedPeers(): string[] {
+    return [...this.quarantined.keys()];
+  }
+
+  /** Charges one rejected message to the peer that delivered it; quarantines a repeat offender. */
+  reportInvalid(peerId: string, reason: string): void {
+    const q = this.opts.quarantine;
+    if (!q || this.stopped || peerId === this.peerId || this.quarantined.has(peerId)) return;
+    const now = Date.now();
+    let times = this.offences.get(peerId);
+    if (!times) {
+      if (this.offences.size >= MAX_TRACKED_OFFENDERS) this.offences.delete(this.offences.keys().next().value!);
+      times = [];
+      this.offences.set(peerId, times);
+    }
+    times.push(now);
+    while (times.length > 0 && (times[0]! <= now - q.windowMs || times.length > q.maxRejects)) times.shift();
+    if (times.length < q.maxRejects) return;
+    this.offences.delete(peerId);
+    this.opts.count('quarantine:peers');
+    logger.warn(`Peer ${peerId} sent ${q.maxRejects} invalid messages within ${Math.round(q.windowMs / 1000)} s (last: ${reason}); disconnecting it and refusing it for ${Math.round(q.blockMs / 1000)} s.`);
+    const release = setTimeout(() => {
+      this.quarantined.delete(peerId);
+      const w = this.wanted.get(peerId);
+      if (w) w.nextAt = 0;
+    }, q.blockMs);
+    release.unref();
+    this.quarantined.set(peerId, release);
+    this.libp2p.hangUp(peerIdFromString(peerId)).catch(() => {});
+  }
+
   // ------------------------------------------------------------ gossip
 
   subscribe(topic: string, validate: (from: string, data: Uint8Array, via: string) => Verdict): void {
     const ps = this.libp2p.services.pubsub;
     ps.topicValidators.set(topic, (peer, msg) => {
-      if (msg.type !== 'signed') return TopicValidatorResult.Reject;
+      if (msg.type !== 'signed') {
+        this.reportInvalid(peer.toString(), `unsigned gossip on ${topic}`);
+        return TopicValidatorResult.Reject;
+      }
       if (msg.data.byteLength > MAX_GOSSIP_BYTES) {
         this.opts.count('gossip:too-large');
+        this.reportInvalid(peer.toString(), `oversized gossip on ${topic}`);
         return TopicValidatorResult.Reject;
       }
       let v: Verdict;
@@ -336,6 +404,7 @@ export class PeerNode {
         logger.debug(`gossip validator failed: ${(e as Error).message}`);
         v = 'reject';
       }
+      if (v === 'reject') this.reportInvalid(peer.toString(), `gossip on ${topic}`);
       return v === 'accept' ? TopicValidatorResult.Accept : v === 'reject' ? TopicValidatorResult.Reject : TopicValidatorResult.Ignore;
     });
     ps.subscribe(topic);
@@ -367,7 +436,7 @@ export class PeerNode {
     await this.libp2p.handle(
       SYNC_PROTOCOL,
       ({ stream, connection }) => {
-        handler(channel(stream, connection.remotePeer.toString()));
+        handler(channel(stream, connection.remotePeer.toString(), (p, r) => this.reportInvalid(p, r)));
       },
       { maxInboundStreams: 8 },
     );
@@ -375,13 +444,16 @@ export class PeerNode {
 
   async openSync(peerId: string): Promise<Channel> {
     const stream = await this.libp2p.dialProtocol(peerIdFromString(peerId), SYNC_PROTOCOL, { signal: AbortSignal.timeout(5000) });
-    return channel(stream, peerId);
+    return channel(stream, peerId, (p, r) => this.reportInvalid(p, r));
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.dialTimer) clearInterval(this.dialTimer);
     this.dialTimer = null;
+    for (const t of this.quarantined.values()) clearTimeout(t);
+    this.quarantined.clear();
+    this.offences.clear();
     await this.libp2p.stop();
   }
 }

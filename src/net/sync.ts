@@ -124,6 +124,9 @@ export async function runSyncSession<S>(ch: Channel, target: SyncTarget<S>, init
   } catch (e) {
     const reason = (e as WireError).reason ?? 'error';
     target.count(`sync:${reason}`);
+    // Only what the remote sent counts against it: a stream torn down (no reason) is not its fault,
+    // nor are missing dependencies, which an honest peer causes when a bloom filter misleads it.
+    if ((e as WireError).reason !== undefined && !/missing-deps/.test(reason)) ch.reportInvalid(reason);
     logger.debug(`sync session with ${ch.remotePeer} ended: ${(e as Error).message}`);
     ch.abort(reason);
     return false;

@@ -17,7 +17,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import type { Distribution, ParamValue } from '../../distributions.js';
 import { logger } from '../../logging.js';
 import { multiaddr } from '@multiformats/multiaddr';
-import { PeerNode, parseJoinAddress, type Channel } from '../../net/node.js';
+import { DEFAULT_QUARANTINE, PeerNode, parseJoinAddress, type Channel, type QuarantineOptions } from '../../net/node.js';
 import { parsePeerIds } from '../../security/allowlist.js';
 import { parseSwarmKey } from '../../security/swarm-key.js';
 import { HEARTBEAT_TOPIC, LivenessTable, decodeHeartbeat, encodeHeartbeat, headsDigest } from '../../net/liveness.js';
@@ -82,6 +82,11 @@ export interface PeerStorageOptions {
   compactEvery?: number;
   /** Largest sync frame accepted, default 64 MiB. */
   maxSyncFrameBytes?: number;
+  /**
+   * A connected peer that delivers this many rejected messages (gossip or sync) within the window is
+   * disconnected and refused for `blockMs`; default 32 in 60 s, blocked 10 min. false = never (fuzzing).
+   */
+  quarantine?: Partial<QuarantineOptions> | false;
 }
 
 const SELF_START = Date.now();
@@ -163,6 +168,13 @@ export async function openPeerStorage(opts: PeerStorageOptions): Promise<PeerSto
   for (const k of ['listen', 'join', 'allowPeers'] as const) {
     const v = opts[k];
     if (v !== undefined && (!Array.isArray(v) || !v.every((x) => typeof x === 'string'))) throw new StorageError(`${k} must be an array of strings, got ${JSON.stringify(v)}`);
+  }
+  const q = opts.quarantine;
+  if (q !== undefined && q !== false) {
+    if (typeof q !== 'object' || q === null) throw new StorageError(`quarantine must be false or { maxRejects, windowMs, blockMs }, got ${JSON.stringify(q)}`);
+    for (const k of ['maxRejects', 'windowMs', 'blockMs'] as const) {
+      if (q[k] !== undefined && !(typeof q[k] === 'number' && Number.isFinite(q[k]) && q[k] > 0)) throw new StorageError(`quarantine.${k} must be a positive number, got ${String(q[k])}`);
+    }
   }
   // Checked here so a mistake names the option and what is valid, before anything is opened.
   const swarmKey = opts.swarmKey !== undefined ? parseSwarmKey(opts.swarmKey, 'swarmKey') : undefined;
@@ -281,6 +293,7 @@ export class PeerStorage implements Storage {
         mdns: this.opts.mdns ?? false,
         swarmKey: this.opts.swarmKey,
         allowPeers: this.opts.allowPeers,
+        quarantine: this.opts.quarantine === false ? null : { ...DEFAULT_QUARANTINE, ...this.opts.quarantine },
         count: (reason) => this.count(reason),
       },
       (peerId, outbound) => {
