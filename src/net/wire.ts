@@ -1,11 +1,11 @@
 /**
- * Wire decoding for everything that arrives from another machine. msgpackr is configured for
- * untrusted input (no records, no structured clone, no extension types beyond plain data), sizes are
- * capped before decoding, and decoded values are walked once to refuse anything that is not plain
- * data: class instances, `__proto__` / `constructor` / `prototype` keys, absurd nesting or breadth.
+ * Wire decoding for everything that arrives from another machine: size caps before decoding, then
+ * src/security/untrusted.ts (an iterative scan of the msgpack bytes that refuses extensions, records,
+ * `__proto__`-style keys and absurd nesting before msgpackr sees them), then a count of all values.
  * Every rejection is a `WireError` whose `reason` is a short stable label used in reject counters.
  */
-import { Packr, Unpackr } from 'msgpackr';
+import { Packr } from 'msgpackr';
+import { decodeUntrusted, UntrustedInputError, type RejectReason } from '../security/untrusted.js';
 
 export class WireError extends Error {
   override name = 'WireError';
@@ -18,7 +18,6 @@ export class WireError extends Error {
 }
 
 const packr = new Packr({ useRecords: false, structuredClone: false, moreTypes: false, encodeUndefinedAsNil: true, variableMapSize: true });
-const unpackr = new Unpackr({ useRecords: false, structuredClone: false, moreTypes: false, mapsAsObjects: true, int64AsType: 'number' } as ConstructorParameters<typeof Unpackr>[0]);
 
 /** Encodes plain data (objects, arrays, numbers, strings, booleans, null, Uint8Array). */
 export function pack(value: unknown): Uint8Array {
@@ -32,53 +31,58 @@ export interface DecodeLimits {
   maxDepth?: number;
   /** Total number of values (array items, map entries) in the decoded tree. */
   maxNodes?: number;
+  /** Longest string or byte string, in bytes (default: maxBytes). */
   maxStringLength?: number;
 }
 
-const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+// The counter labels predate untrusted.ts; operators grep for them (docs/errors.md), so they stay.
+const LABEL: Record<RejectReason, string> = {
+  'too-large': 'string-too-long',
+  decode: 'undecodable',
+  'too-deep': 'too-deep',
+  'too-many-keys': 'too-many-values',
+  'bad-key': 'forbidden-key',
+  extension: 'not-plain',
+  'bad-number': 'undecodable',
+  schema: 'schema',
+  forged: 'schema',
+  replay: 'schema',
+  signature: 'schema',
+};
 
 /** Decodes untrusted bytes into plain data or throws a WireError naming what was wrong. */
 export function unpackUntrusted(bytes: Uint8Array, limits: DecodeLimits): unknown {
   if (!(bytes instanceof Uint8Array)) throw new WireError('not-bytes', 'message is not a byte array');
   if (bytes.byteLength > limits.maxBytes) throw new WireError('too-large', `message of ${bytes.byteLength} bytes exceeds the limit of ${limits.maxBytes}`);
   if (bytes.byteLength === 0) throw new WireError('empty', 'message is empty');
+  const maxNodes = limits.maxNodes ?? 100_000;
   let value: unknown;
   try {
-    value = unpackr.unpack(bytes);
+    value = decodeUntrusted(bytes, {
+      maxBytes: limits.maxBytes,
+      maxDepth: limits.maxDepth ?? 16,
+      maxKeys: Math.max(1, Math.min(maxNodes, limits.maxBytes)),
+      maxStringBytes: limits.maxStringLength ?? limits.maxBytes,
+    });
   } catch (e) {
+    if (e instanceof UntrustedInputError) throw new WireError(LABEL[e.reason] ?? 'undecodable', `message refused: ${e.message}`);
     throw new WireError('undecodable', `message is not valid msgpack: ${(e as Error).message}`);
   }
-  checkPlain(value, limits.maxDepth ?? 16, limits.maxNodes ?? 100_000, limits.maxStringLength ?? 1 << 20);
+  countValues(value, maxNodes);
   return value;
 }
 
-function checkPlain(root: unknown, maxDepth: number, maxNodes: number, maxString: number): void {
+/** Total values in the tree, counted without recursion (the scan already bounded the depth). */
+function countValues(root: unknown, maxNodes: number): void {
   let nodes = 0;
-  const walk = (v: unknown, depth: number): void => {
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const v = stack.pop();
     if (++nodes > maxNodes) throw new WireError('too-many-values', `message has more than ${maxNodes} values`);
-    if (v === null || typeof v === 'number' || typeof v === 'boolean') return;
-    if (typeof v === 'string') {
-      if (v.length > maxString) throw new WireError('string-too-long', `a string of ${v.length} characters exceeds ${maxString}`);
-      return;
-    }
-    if (v instanceof Uint8Array) return;
-    if (depth >= maxDepth) throw new WireError('too-deep', `message nests deeper than ${maxDepth}`);
-    if (Array.isArray(v)) {
-      for (const x of v) walk(x, depth + 1);
-      return;
-    }
-    if (typeof v === 'object') {
-      const proto = Object.getPrototypeOf(v);
-      if (proto !== Object.prototype && proto !== null) throw new WireError('not-plain', 'message contains a non-plain object');
-      for (const k of Object.keys(v)) {
-        if (FORBIDDEN_KEYS.has(k)) throw new WireError('forbidden-key', `message contains the key "${k}"`);
-        walk((v as Record<string, unknown>)[k], depth + 1);
-      }
-      return;
-    }
-    throw new WireError('bad-type', `message contains a value of type ${typeof v}`);
-  };
-  walk(root, 0);
+    if (v === null || typeof v !== 'object' || v instanceof Uint8Array) continue;
+    if (Array.isArray(v)) for (const x of v) stack.push(x);
+    else for (const k of Object.keys(v)) stack.push((v as Record<string, unknown>)[k]);
+  }
 }
 
 /** A plain object (not an array, not bytes), as a record; otherwise a WireError. */
