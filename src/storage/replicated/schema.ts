@@ -236,6 +236,29 @@ function plainMap(v: unknown, what: string): Record<string, unknown> {
   return o;
 }
 
+/**
+ * Every trial of a study repeats the same few distributions: records share one parsed object per
+ * distinct one (memory of a large replica, and parsing on every merge). Treated as immutable.
+ */
+const distributions = new Map<string, Distribution>();
+
+function sharedDistribution(name: string, raw: unknown): Distribution {
+  const key = JSON.stringify(raw);
+  const known = key.length <= 4096 ? distributions.get(key) : undefined;
+  if (known) return known;
+  let d: Distribution;
+  try {
+    d = parseDistribution(raw);
+  } catch {
+    throw new RecordError('schema', `distribution of ${name.slice(0, 50)} is invalid`);
+  }
+  if (key.length <= 4096) {
+    if (distributions.size >= 4096) distributions.clear();
+    distributions.set(key, d);
+  }
+  return d;
+}
+
 /** Decodes and checks a trial record (signature by the owner in its id unless `verify` is false). */
 export function decodeTrial(bytes: unknown, verify = true): TrialRecord {
   const p = open(bytes, (x) => ownerOf(String(x['id'])), verify);
@@ -253,13 +276,7 @@ export function decodeTrial(bytes: unknown, verify = true): TrialRecord {
     if (!isParamValue(v)) throw new RecordError('schema', `param ${k.slice(0, 50)} has a bad value`);
     if (!Object.prototype.hasOwnProperty.call(dists, k)) throw new RecordError('schema', `param ${k.slice(0, 50)} has no distribution`);
   }
-  for (const [k, d] of Object.entries(dists)) {
-    try {
-      dists[k] = parseDistribution(d);
-    } catch {
-      throw new RecordError('schema', `distribution of ${k.slice(0, 50)} is invalid`);
-    }
-  }
+  for (const [k, d] of Object.entries(dists)) dists[k] = sharedDistribution(k, d);
   if (r.vals !== null && (!Array.isArray(r.vals) || r.vals.length > 16 || !r.vals.every((x) => typeof x === 'number' && Number.isFinite(x)))) {
     throw new RecordError('schema', 'trial values are not finite numbers');
   }
