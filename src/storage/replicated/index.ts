@@ -151,6 +151,8 @@ const OUTBOX_DELAY_MS = 5;
 /** Gossiped changes waiting for dependencies, per study; sync catches up whatever is dropped. */
 const MAX_PENDING_BYTES = 16 * 1024 * 1024;
 const PENDING_MAX_AGE_MS = 60_000;
+/** How long gossiped changes may wait for their dependencies by gossip before we sync for them. */
+const PENDING_SYNC_AFTER_MS = 1000;
 /** Replicas offered by peers that have not received their genesis yet (and how long they may wait). */
 const MAX_EMPTY_REPLICAS = 64;
 const MAX_EMPTY_PER_PEER = 16;
@@ -887,8 +889,10 @@ export class PeerStorage implements Storage {
           r.pendingSince ??= Date.now();
         } else this.count('gossip:pending-full');
         this.count('gossip:buffered');
-        // We missed something the forwarding peer has: catch up with it directly.
-        void this.syncWith(via);
+        // Usually the missing change is on its way by gossip from its own author (gossip does not keep
+        // causal order across authors); if something has waited longer than that, catch up directly
+        // with the forwarding peer. (Each sync message with changes costs a clone of the document.)
+        if (Date.now() - r.pendingSince! > PENDING_SYNC_AFTER_MS) void this.syncWith(via);
         return 'ignore';
       }
       if (!this.applyInspected(r, raws, decoded)) {
@@ -949,6 +953,10 @@ export class PeerStorage implements Storage {
           this.count(`gossip:${(e as RejectedChange).reason ?? 'error'}`);
         }
       }
+    }
+    if (r.pending.size === 0) {
+      r.pendingBytes = 0;
+      r.pendingSince = null;
     }
   }
 
