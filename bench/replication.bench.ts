@@ -123,7 +123,7 @@ function child(cfg: object, flags: string[] = []): Child {
   };
 }
 
-export async function throughput(n: number, seconds: number): Promise<{ trialsPerSec: number; total: number; agreed: boolean }> {
+export async function throughput(n: number, seconds: number): Promise<{ trialsPerSec: number; total: number; agreed: boolean; counters: Record<string, number> }> {
   const name = `tp-${n}`;
   const first = child({ dataDir: await tempDir(), create: true, studyName: name, sampler: 'random', seed: 1, heartbeatIntervalMs: 500, staleAfterMs: 30_000 }, PEER_FLAGS);
   const r = await first.ready;
@@ -140,14 +140,18 @@ export async function throughput(n: number, seconds: number): Promise<{ trialsPe
   const total = ran.reduce((s, m) => s + (m['done'] as number), 0);
   // Every replica converges on the same count.
   let agreed = false;
+  let counters: Record<string, number> = {};
   for (let i = 0; i < 50 && !agreed; i++) {
     const dumps = await Promise.all(peers.map((p) => p.send({ cmd: 'dump' })));
     agreed = dumps.every((d) => (d['trials'] as { state: string }[]).filter((t) => t.state === 'COMPLETE').length === total);
+    // Swarm totals of the replication counters (gossip accepted, sync sessions, rejects): where the work went.
+    counters = {};
+    for (const d of dumps) for (const [k, v] of Object.entries(d['stats'] as Record<string, number>)) counters[k] = (counters[k] ?? 0) + v;
     if (!agreed) await sleep(200);
   }
   await Promise.all(peers.map((p) => p.send({ cmd: 'quit' })));
   await Promise.all(peers.map((p) => p.exited));
-  return { trialsPerSec: total / wall, total, agreed };
+  return { trialsPerSec: total / wall, total, agreed, counters };
 }
 
 // ---------------------------------------------------------------- Optuna side by side
@@ -481,7 +485,8 @@ export default async function (ctx: BenchContext): Promise<void> {
     try {
       for (const n of counts) {
         const r = await throughput(n, secs);
-        ctx.log(`throughput ${n} peer processes: ${fmt(r.trialsPerSec)} trials/s (${r.total} trials, replicas agree: ${r.agreed})`);
+        const c = r.counters;
+        ctx.log(`throughput ${n} peer processes: ${fmt(r.trialsPerSec)} trials/s (${r.total} trials, replicas agree: ${r.agreed}; swarm: ${c['gossip:accepted'] ?? 0} gossip messages accepted, ${c['sync:sessions-started'] ?? 0} sync sessions, ${c['sync:accepted-changes'] ?? 0} sync messages with changes)`);
         tp.push([n, r]);
         if (opt.ok && !('skip' in pg)) await optunaRow('postgresql', n, { kind: 'rdb', url: pg.url }, optPg);
         if (opt.ok) await optunaRow('journal', n, { kind: 'journal', path: path.join(await tempDir(), 'journal.log') }, optJournal);
