@@ -36,7 +36,7 @@ async function until(pred: () => boolean, ms: number, what: string): Promise<voi
 }
 
 /** n in-process peers on loopback: the first creates the study, the rest join it (and each other). */
-async function swarm(n: number, name: string, heartbeatIntervalMs = 500): Promise<PeerStorage[]> {
+async function swarm(n: number, name: string, heartbeatIntervalMs = 500, joinWithinMs = 60_000): Promise<PeerStorage[]> {
   const first = await openPeerStorage({ dataDir: await tempDir(), heartbeatIntervalMs, staleAfterMs: 60_000 });
   await createStudy({ studyName: name, storage: first });
   const peers = [first];
@@ -44,7 +44,7 @@ async function swarm(n: number, name: string, heartbeatIntervalMs = 500): Promis
     const join = [first.multiaddrs()[0]!, peers[Math.floor(Math.random() * peers.length)]!.multiaddrs()[0]!];
     peers.push(await openPeerStorage({ dataDir: await tempDir(), join: [...new Set(join)], heartbeatIntervalMs, staleAfterMs: 60_000 }));
   }
-  const got = await Promise.all(peers.slice(1).map((p) => p.waitForStudy(name, 60_000)));
+  const got = await Promise.all(peers.slice(1).map((p) => p.waitForStudy(name, joinWithinMs)));
   if (!got.every(Boolean)) throw new Error(`only ${got.filter(Boolean).length + 1} of ${n} peers got study ${name}`);
   return peers;
 }
@@ -408,7 +408,8 @@ function loadInChild(dir: string): Promise<Loaded> {
 
 async function scale(n: number, trials: number): Promise<{ p50: number; p95: number; msgsPerTrial: number }> {
   // One event loop runs all n peers here: slower heartbeats keep that CPU for the trials.
-  const peers = await swarm(n, `scale-${n}`, 2000);
+  // 32 peers on one event loop of a loaded 2-core machine can take more than a minute to all join.
+  const peers = await swarm(n, `scale-${n}`, 2000, 180_000);
   try {
     const sid = peers[0]!.getStudy(`scale-${n}`)!.studyId;
     await sleep(3000);
