@@ -502,7 +502,7 @@ export default async function (ctx: BenchContext): Promise<void> {
       const r = rows.find((x) => x[0] === n)?.[1];
       if (r === undefined) return ['skipped', ''];
       if (typeof r === 'string') return ['error', ''];
-      return [fmt(r.trialsPerSec), String(r.failed + r.errors)];
+      return [fmt(r.trialsPerSec), `${r.failed} / ${r.errors}`];
     };
     md.push(`### Throughput (${secs} s window, trivial objective \`(x - 2)^2\`, RandomSampler on both sides)`, '');
     md.push(
