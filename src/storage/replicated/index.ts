@@ -315,6 +315,7 @@ export class PeerStorage implements Storage {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    await this.handOver();
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
@@ -342,6 +343,25 @@ export class PeerStorage implements Storage {
     this.node = null;
     await this.writeChain.catch(() => {});
     await this.db.close();
+  }
+
+  /**
+   * Before leaving, hands the last writes to the peers still connected: flush, gossip at once, and one
+   * sync round with each (bounded), so a worker that exits right after its last trial does not leave
+   * that trial only on its own disk until it comes back.
+   */
+  private async handOver(timeoutMs = 2000): Promise<void> {
+    if (!this.node) return;
+    for (const r of this.replicas.values()) {
+      if (r.dirty.size) await this.flush(r, true).catch(() => {});
+      this.publishOutbox(r);
+    }
+    const peers = this.node.connectedPeers();
+    if (peers.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((res) => (timer = setTimeout(res, timeoutMs)));
+    await Promise.race([Promise.allSettled(peers.map((p) => this.syncWith(p))), deadline]);
+    clearTimeout(timer);
   }
 
   async flush(): Promise<void>;
