@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import { formatParams, setVerbosity } from '../logging.js';
 import type { FrozenTrial } from '../storage/storage.js';
+import { loadStudy } from '../study.js';
 import { openStorage, type OpenedStorage } from '../cli/storage.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -211,13 +212,14 @@ async function main(): Promise<number> {
     const obs = observer;
     const info = await waitFor('the study to the demo\'s replica', () => obs.storage.getStudy(STUDY), peers[0]!, 60_000);
     const all = () => obs.storage.getAllTrials(info.studyId);
-    const bestOf = (trials: readonly FrozenTrial[]) =>
-      trials.filter((t) => t.state === 'COMPLETE').reduce<FrozenTrial | null>((b, t) => (b === null || t.value! < b.value! ? t : b), null);
+    // The study decides what "best" means (direction, ties); the demo only asks it.
+    const study = await loadStudy({ studyName: STUDY, storage: obs.storage });
+    const bestOf = (): FrozenTrial | null => (study.getTrials({ states: ['COMPLETE'] }).length ? study.bestTrial : null);
 
     const bar = interactive ? multibar.create(Math.ceil(seconds), 0, { trials: 0, pruned: 0, best: '-' }) : null;
     const tick = setInterval(() => {
       const trials = all();
-      const best = bestOf(trials);
+      const best = bestOf();
       bar?.update(Math.min(Math.ceil(seconds), Math.floor((Date.now() - t0) / 1000)), {
         trials: trials.filter((t) => t.state !== 'RUNNING').length,
         pruned: trials.filter((t) => t.state === 'PRUNED').length,
@@ -240,7 +242,7 @@ async function main(): Promise<number> {
     while (Date.now() < deadline && peers.some((p) => p.ran !== null && mineDone(p) < p.ran)) await new Promise((r) => setTimeout(r, 100));
 
     const trials = all();
-    const best = bestOf(trials);
+    const best = bestOf();
     const count = (ts: readonly FrozenTrial[], s: string) => ts.filter((t) => t.state === s).length;
     const elapsed = ((Date.now() - t0) / 1000).toFixed(1);
     const lines: string[] = [];
