@@ -140,7 +140,12 @@ interface Replica {
   offeredBy: string | null;
   caughtUp: boolean;
   seq: number;
-  remoteDigest: Map<string, { digest: string; since: number }>;
+  /**
+   * Per peer: since when its advertised state has differed from ours and, when it advertised its heads,
+   * which of them we lacked then. A sync is due only if those very heads are still missing after gossip
+   * had time to bring them; heads that arrive restart the clock for whatever the peer lacks next.
+   */
+  remoteDigest: Map<string, { digest: string; since: number; missing?: string[] }>;
 }
 
 const topicOf = (studyId: string): string => `peertune/study/${studyId}`;
@@ -911,7 +916,7 @@ export class PeerStorage implements Storage {
         this.count('gossip:buffered');
         // Usually the missing change is on its way by gossip from its own author (gossip does not keep
         // causal order across authors); if something has waited longer than that, catch up directly
-        // with the forwarding peer. (Each sync message with changes costs a clone of the document.)
+        // with the forwarding peer. (A sync message carrying a document chunk costs a clone of the document.)
         if (Date.now() - r.pendingSince! > PENDING_SYNC_AFTER_MS) void this.syncWith(via);
         return 'ignore';
       }
@@ -1156,17 +1161,21 @@ export class PeerStorage implements Storage {
       const seen = r.remoteDigest.get(from);
       const heads = digest.split(',');
       if (heads.every((x) => /^[0-9a-f]{64}$/.test(x))) {
-        // The peer's heads: if we have them all we are level or ahead (they catch up from us);
-        // if something stays missing for longer than gossip needs, fetch it by sync.
-        if (A.hasHeads(r.am, heads)) {
+        // The peer's heads: if we have them all we are level or ahead (they catch up from us).
+        // Under steady writes the peer's heads change every heartbeat and gossip brings each one within
+        // milliseconds, so what counts is whether the heads we lacked earlier have arrived since.
+        const h = handleOf(r.am);
+        const missing = heads.filter((x) => !hasChanges(h, [x]));
+        if (missing.length === 0) {
           r.remoteDigest.delete(from);
           continue;
         }
-        if (!seen) r.remoteDigest.set(from, { digest, since: now });
-        else if (now - seen.since > Math.max(1500, 2 * this.heartbeatMs)) {
+        const still = seen?.missing?.filter((x) => !hasChanges(h, [x])) ?? [];
+        if (still.length === 0) r.remoteDigest.set(from, { digest, since: now, missing });
+        else if (now - seen!.since > Math.max(1500, 2 * this.heartbeatMs)) {
           needSync = true;
           r.remoteDigest.delete(from);
-        }
+        } else seen!.missing = still;
         continue;
       }
       if (!seen || seen.digest !== digest) r.remoteDigest.set(from, { digest, since: now });
@@ -1252,8 +1261,14 @@ export class PeerStorage implements Storage {
       }
       return;
     }
-    // Changes come as an encoded bundle we cannot inspect in place: apply the message to a fork,
-    // list what it added, inspect that, and adopt the fork only if everything passes.
+    const single = decoded.changes.every((c) => c[8] === 1) ? decodeEach(decoded.changes) : null;
+    if (single) {
+      this.count('sync:in-place');
+      this.receiveSyncChanges(r, box, message, single, from);
+      return;
+    }
+    // A document chunk (or several changes packed in one chunk) cannot be inspected in place: apply the
+    // message to a fork, list what it added, inspect that, and adopt the fork only if everything passes.
     let fork: A.Doc<StudyDoc>;
     let nextState: A.SyncState;
     try {
@@ -1284,6 +1299,45 @@ export class PeerStorage implements Storage {
     if (added.length > 0) {
       this.count('sync:accepted-changes');
       this.afterMerge(r, result.trials, result.genesis !== null, result.attrs);
+      this.drainPending(r);
+    }
+  }
+
+  /**
+   * A sync message made of plain changes is checked like gossip, without forking the document: every
+   * change is decoded and inspected against the current document first, and the message is received
+   * (which applies exactly those changes) only if all pass. Automerge must apply them itself, so the
+   * sync state learns that they are now shared.
+   */
+  private receiveSyncChanges(r: Replica, box: SyncBox, message: Uint8Array, decoded: A.DecodedChange[], from: string): void {
+    const known = new Set(decoded.map((d) => d.hash!));
+    const h = handleOf(r.am);
+    if (!decoded.every((d) => hasChanges(h, d.deps.filter((x) => !known.has(x))))) {
+      // Changes whose dependencies are absent would sit uninspected in Automerge's queue.
+      this.count('sync:missing-deps');
+      throw new RejectedChange('missing-deps', 'a sync message carries changes whose dependencies are missing');
+    }
+    let result;
+    try {
+      result = inspectChanges({ studyId: r.studyId, doc: h, current: (tid) => r.records.get(tid) }, decoded);
+    } catch (e) {
+      if (e instanceof RejectedChange) {
+        this.count(`sync:${e.reason}`);
+        logger.warn(`Rejected a sync message from ${from} on study ${r.name || r.studyId}: ${e.message}`);
+        throw Object.assign(e, { reason: `rejected-${e.reason}` });
+      }
+      throw e;
+    }
+    try {
+      h.updateDiffCursor();
+      [r.am, box.s] = A.receiveSyncMessage(r.am, box.s, message);
+    } catch (e) {
+      throw new RejectedChange('undecodable', `a sync message could not be applied: ${(e as Error).message}`);
+    }
+    noteChanges(handleOf(r.am), known);
+    if (result.fresh > 0) {
+      this.count('sync:accepted-changes');
+      this.afterMerge(r, result.trials, result.genesis !== null, result.attrs, result.records);
       this.drainPending(r);
     }
   }
@@ -1470,6 +1524,15 @@ function checkSyncChunks(chunks: readonly Uint8Array[]): void {
     } else if (type !== 0) {
       throw new RejectedChange('unexpected-chunk', `a sync message carries an Automerge chunk of type ${type}; only uncompressed changes and documents are taken`);
     }
+  }
+}
+
+/** Each chunk decoded as exactly one change, or null if any is not (the caller then takes the forking path). */
+function decodeEach(chunks: readonly Uint8Array[]): A.DecodedChange[] | null {
+  try {
+    return chunks.map((c) => A.decodeChange(c));
+  } catch {
+    return null;
   }
 }
 
