@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join as joinPath, resolve } from 'node:path';
 import { parsePeerIds, readSwarmKeyFile } from '../security/index.js';
 import { InMemoryStorage } from '../storage/memory.js';
+import { openPeerStorage, type PeerStorage } from '../storage/replicated/index.js';
 import type { Storage, StudyInfo } from '../storage/storage.js';
 import { UsageError } from './errors.js';
 
@@ -39,37 +40,6 @@ export interface OpenedStorage {
   /** True when the data dir is a throwaway one made for a query with --join. */
   temporary: boolean;
   close(): Promise<void>;
-}
-
-/** The replicated storage's shape as this command uses it (see src/storage/replicated/). */
-interface PeerStorageLike extends Storage {
-  readonly peerId: string;
-  multiaddrs(): string[];
-}
-
-type OpenPeerStorage = (opts: {
-  dataDir: string;
-  listen?: string[];
-  join?: string[];
-  mdns?: boolean;
-  swarmKey?: Uint8Array;
-  allowPeers?: string[];
-}) => Promise<PeerStorageLike>;
-
-async function loadOpenPeerStorage(): Promise<OpenPeerStorage> {
-  // Kept as a dynamic import so the command builds while replication is being written.
-  const modulePath = '../storage/replicated/index.js';
-  let mod: { openPeerStorage?: OpenPeerStorage };
-  try {
-    mod = (await import(modulePath)) as { openPeerStorage?: OpenPeerStorage };
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && String((err as Error).message).includes('replicated')) {
-      throw new UsageError('replicated storage is not available in this build of peertune; use --in-memory for a single-process study');
-    }
-    throw err;
-  }
-  if (typeof mod.openPeerStorage !== 'function') throw new UsageError('replicated storage is not available in this build of peertune (openPeerStorage is missing)');
-  return mod.openPeerStorage;
 }
 
 /**
@@ -122,8 +92,7 @@ export async function openStorage(flags: NetworkFlags, role: Role): Promise<Open
   }
   const swarmKey = flags.swarmKey ? await readSwarmKeyFile(flags.swarmKey) : undefined;
   const allowPeers = flags.allowPeer?.length ? parsePeerIds(flags.allowPeer) : undefined;
-  const openPeerStorage = await loadOpenPeerStorage();
-  let storage: PeerStorageLike;
+  let storage: PeerStorage;
   try {
     storage = await openPeerStorage({ dataDir, listen, join, mdns: flags.mdns ?? false, swarmKey, allowPeers });
   } catch (err) {

@@ -628,15 +628,7 @@ export function readAttrs(h: DocHandle): { user: Record<string, unknown>; system
   const attrsObj = docParts(h).attrs;
   if (!attrsObj) return { user, system };
   for (const key of h.keys(attrsObj)) {
-    let best: AttrRecord | undefined;
-    for (const [, v] of h.getAll(attrsObj, key)) {
-      try {
-        const r = decodeAttr(v, false);
-        if (!best || r.ts > best.ts || (r.ts === best.ts && r.by > best.by)) best = r;
-      } catch {
-        /* inspected on arrival; unreadable values are skipped */
-      }
-    }
+    const best = currentAttr(h, attrsObj, key);
     if (!best) continue;
     if (key.startsWith('u:')) user[key.slice(2)] = best.val;
     else system[key.slice(2)] = best.val;
