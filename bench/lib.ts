@@ -13,7 +13,8 @@ import type { Sampler } from '../src/index.js';
 
 export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 export const RESULTS_DIR = path.join(BENCH_DIR, 'results');
-export const SUITE_DIR = path.resolve(BENCH_DIR, '..', '..', 'shared', 'bench');
+/** The public benchmark suite, kept in the repository (a copy of the workplace's shared/bench). */
+export const SUITE_DIR = path.join(BENCH_DIR, 'suite-data');
 
 export interface BenchContext {
   /** Smaller budgets for a smoke run (`npm run bench -- --quick`). */

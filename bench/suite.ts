@@ -1,5 +1,5 @@
 /**
- * The public benchmark suite (../shared/bench/suite.json), implemented once in TypeScript. Every
+ * The public benchmark suite (bench/suite-data/suite.json), implemented once in TypeScript. Every
  * benchmark and the Optuna side-by-side evaluate through `evaluate()` (the Python driver sends its
  * points here), so both libraries optimize exactly the same functions. `suiteObjective()` turns a
  * suite function into a peertune objective that suggests the listed parameters in order, honouring
@@ -46,7 +46,7 @@ export class SuiteError extends Error {
 
 let cached: Suite | null = null;
 
-/** Reads suite.json once (from ../shared/bench, or `dir`). */
+/** Reads suite.json once (from bench/suite-data, or `dir`). */
 export function loadSuite(dir: string = SUITE_DIR): Suite {
   if (cached && dir === SUITE_DIR) return cached;
   const file = path.join(dir, 'suite.json');

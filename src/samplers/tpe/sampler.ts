@@ -51,7 +51,7 @@ export interface TPESamplerOptions {
 
 /**
  * Optuna 3.1's TPE, for `new TPESampler({ ...OPTUNA3_TPE_OPTIONS, seed })`: its Parzen log-densities
- * are reproduced to 1e-6 (test/tpe.test.ts). peertune's defaults differ in four places (multivariate,
+ * are reproduced to 1e-6 (test/samplers/tpe.test.ts). peertune's defaults differ in four places (multivariate,
  * constant liar, Scott bandwidth for joint kernels, exact kernel densities) because together they found
  * better points on 4 of the 5 benchmark functions at 100 trials (median over 40 seeds).
  */

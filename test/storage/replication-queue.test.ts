@@ -7,8 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createStudy, loadStudy, RandomSampler, setVerbosity } from '../src/index.js';
-import { openPeerStorage, type PeerStorage } from '../src/storage/replicated/index.js';
+import { createStudy, loadStudy, RandomSampler, setVerbosity } from '../../src/index.js';
+import { openPeerStorage, type PeerStorage } from '../../src/storage/replicated/index.js';
 
 setVerbosity('error');
 const dirs: string[] = [];

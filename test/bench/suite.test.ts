@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { createStudy, RandomSampler, setVerbosity } from '../src/index.js';
-import { SUITE_DIR } from '../bench/lib.js';
-import { evalConstant, evaluate, groupFunctions, loadSuite, suiteObjective, SuiteError, type SuiteValue } from '../bench/suite.js';
+import { createStudy, RandomSampler, setVerbosity } from '../../src/index.js';
+import { SUITE_DIR } from '../../bench/lib.js';
+import { evalConstant, evaluate, groupFunctions, loadSuite, suiteObjective, SuiteError, type SuiteValue } from '../../bench/suite.js';
 
 interface Vectors {
   functions: Record<string, { params: Record<string, SuiteValue>; value: number }[]>;

@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { CliProcess, ensureBuilt, loopbackAddr, replicationBuilt, repo, runCli, runNode } from './fixtures/cli/helpers.js';
+import { CliProcess, ensureBuilt, loopbackAddr, replicationBuilt, repo, runCli, runNode } from '../fixtures/cli/helpers.js';
 
 let dir = '';
 before(async () => {

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ParzenEstimator, paramModel, toModel } from '../src/samplers/tpe/parzen-estimator.js';
+import { ParzenEstimator, paramModel, toModel } from '../../src/samplers/tpe/parzen-estimator.js';
 import {
   GroupDecomposedSearchSpace,
   defaultWeights,
@@ -21,7 +21,7 @@ import {
   type Sampler,
   type Study,
   type Trial,
-} from '../src/index.js';
+} from '../../src/index.js';
 
 setVerbosity('silent');
 

@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import * as A from '@automerge/automerge';
 import { Packr } from 'msgpackr';
-import { HEARTBEAT_TOPIC } from '../src/net/liveness.js';
-import { frame, pack } from '../src/net/wire.js';
-import type { PeerStorage } from '../src/storage/replicated/index.js';
-import { decodeTrial, seal, type StudyDoc, type TrialRecord } from '../src/storage/replicated/schema.js';
-import type { Study } from '../src/index.js';
+import { HEARTBEAT_TOPIC } from '../../src/net/liveness.js';
+import { frame, pack } from '../../src/net/wire.js';
+import type { PeerStorage } from '../../src/storage/replicated/index.js';
+import { decodeTrial, seal, type StudyDoc, type TrialRecord } from '../../src/storage/replicated/schema.js';
+import type { Study } from '../../src/index.js';
 import {
   Attacker,
   FUZZ_RUNS,
@@ -31,7 +31,7 @@ import {
   studyWithTrials,
   syncFrames,
   tempDir,
-} from './security-attacker.test.js';
+} from '../fixtures/attacker.js';
 
 const GOSSIP_RUNS = FUZZ_RUNS || 40;
 const SYNC_RUNS = FUZZ_RUNS ? Math.max(10, Math.round(FUZZ_RUNS / 4)) : 12;

@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { writeFile, mkdir } from 'node:fs/promises';
 import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
-import { loadStudy } from '../src/index.js';
-import { generateSwarmKey, readSwarmKeyFile, writeSwarmKeyFile } from '../src/security/swarm-key.js';
-import type { PeerStorage } from '../src/storage/replicated/index.js';
-import { counters, muteLogs, openPeer, sleep, studyWithTrials, tempDir, waitFor } from './security-attacker.test.js';
+import { loadStudy } from '../../src/index.js';
+import { generateSwarmKey, readSwarmKeyFile, writeSwarmKeyFile } from '../../src/security/swarm-key.js';
+import type { PeerStorage } from '../../src/storage/replicated/index.js';
+import { counters, muteLogs, openPeer, sleep, studyWithTrials, tempDir, waitFor } from '../fixtures/attacker.js';
 
 async function presetIdentity(dir: string): Promise<string> {
   const key = await generateKeyPair('Ed25519');

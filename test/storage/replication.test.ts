@@ -10,7 +10,7 @@ import readline from 'node:readline';
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-const FIXTURE = path.join(import.meta.dirname, 'fixtures', 'replication-peer.ts');
+const FIXTURE = path.join(import.meta.dirname, '..', 'fixtures', 'replication-peer.ts');
 
 interface TrialDump {
   trialId: string;

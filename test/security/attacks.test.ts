@@ -9,10 +9,10 @@ import { describe, before, after, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import * as A from '@automerge/automerge';
-import { createStudy, loadStudy, type Study } from '../src/index.js';
-import type { PeerStorage } from '../src/storage/replicated/index.js';
-import { decodeTrial, seal, type StudyDoc, type TrialRecord } from '../src/storage/replicated/schema.js';
-import { pack } from '../src/net/wire.js';
+import { createStudy, loadStudy, type Study } from '../../src/index.js';
+import type { PeerStorage } from '../../src/storage/replicated/index.js';
+import { decodeTrial, seal, type StudyDoc, type TrialRecord } from '../../src/storage/replicated/schema.js';
+import { pack } from '../../src/net/wire.js';
 import {
   Attacker,
   counters,
@@ -29,7 +29,7 @@ import {
   syncFrames,
   tempDir,
   waitFor,
-} from './security-attacker.test.js';
+} from '../fixtures/attacker.js';
 
 const randomActor = (): string => Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('hex');
 

@@ -7,8 +7,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { parseCsv } from '../src/export.js';
-import { CliProcess, ensureBuilt, fixtures, loopbackAddr, replicationBuilt, runCli } from './fixtures/cli/helpers.js';
+import { parseCsv } from '../../src/export.js';
+import { CliProcess, ensureBuilt, fixtures, loopbackAddr, replicationBuilt, runCli } from '../fixtures/cli/helpers.js';
 
 const LOOP = ['--listen', '/ip4/127.0.0.1/tcp/0'];
 let dir = '';

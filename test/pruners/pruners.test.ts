@@ -22,7 +22,7 @@ import {
   type Study,
   type StudyDirection,
   type Trial,
-} from '../src/index.js';
+} from '../../src/index.js';
 
 // Trials failed on purpose would log warnings.
 setVerbosity('error');

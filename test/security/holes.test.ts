@@ -10,11 +10,11 @@ import { writeFile, mkdir } from 'node:fs/promises';
 import * as A from '@automerge/automerge';
 import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
-import { createStudy, loadStudy } from '../src/index.js';
-import type { PeerStorage } from '../src/storage/replicated/index.js';
-import { type StudyDoc } from '../src/storage/replicated/schema.js';
-import { frame, pack } from '../src/net/wire.js';
-import { HEARTBEAT_TOPIC, encodeHeartbeat } from '../src/net/liveness.js';
+import { createStudy, loadStudy } from '../../src/index.js';
+import type { PeerStorage } from '../../src/storage/replicated/index.js';
+import { type StudyDoc } from '../../src/storage/replicated/schema.js';
+import { frame, pack } from '../../src/net/wire.js';
+import { HEARTBEAT_TOPIC, encodeHeartbeat } from '../../src/net/liveness.js';
 import {
   Attacker,
   counters,
@@ -30,7 +30,7 @@ import {
   syncFrames,
   tempDir,
   waitFor,
-} from './security-attacker.test.js';
+} from '../fixtures/attacker.js';
 
 const randomActor = (): string => Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('hex');
 function forge(doc: A.Doc<StudyDoc>, fn: (d: StudyDoc) => void): Uint8Array {

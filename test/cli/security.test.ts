@@ -6,7 +6,7 @@ import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { CliProcess, ensureBuilt, loopbackAddr, replicationBuilt, runCli } from './fixtures/cli/helpers.js';
+import { CliProcess, ensureBuilt, loopbackAddr, replicationBuilt, runCli } from '../fixtures/cli/helpers.js';
 
 const LOOP = ['--listen', '/ip4/127.0.0.1/tcp/0'];
 let dir = '';

@@ -28,8 +28,8 @@ import {
   allowlistGater,
   AllowlistError,
   ensurePrivateDir,
-} from '../src/security/index.js';
-import { setLogSink } from '../src/logging.js';
+} from '../../src/security/index.js';
+import { setLogSink } from '../../src/logging.js';
 
 async function tmp(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'peertune-sec-'));

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { pack, Packr } from 'msgpackr';
-import { decodeUntrusted, scanMsgpack, RejectCounter, UntrustedInputError, type UntrustedLimits } from '../src/security/untrusted.js';
+import { decodeUntrusted, scanMsgpack, RejectCounter, UntrustedInputError, type UntrustedLimits } from '../../src/security/untrusted.js';
 
 const RUNS = Number(process.env['PEERTUNE_FUZZ_RUNS'] ?? 300);
 const L: UntrustedLimits = { maxBytes: 64 * 1024, maxDepth: 12, maxKeys: 500 };

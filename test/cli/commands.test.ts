@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { join } from 'node:path';
-import { CliProcess, ensureBuilt, fixtures, runCli } from './fixtures/cli/helpers.js';
+import { CliProcess, ensureBuilt, fixtures, runCli } from '../fixtures/cli/helpers.js';
 
 before(() => ensureBuilt());
 

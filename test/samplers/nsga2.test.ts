@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createStudy, RandomSampler, setVerbosity, type Sampler } from '../src/index.js';
-import { NSGAIISampler } from '../src/samplers/nsga2.js';
+import { createStudy, RandomSampler, setVerbosity, type Sampler } from '../../src/index.js';
+import { NSGAIISampler } from '../../src/samplers/nsga2.js';
 
 setVerbosity('warning');
 

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
-import { ensureBuilt, replicationBuilt, repo, runNode } from './fixtures/cli/helpers.js';
+import { ensureBuilt, replicationBuilt, repo, runNode } from '../fixtures/cli/helpers.js';
 
 before(() => ensureBuilt());
 

@@ -6,13 +6,13 @@ import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createStudy, setVerbosity } from '../src/index.js';
-import { CommandObjectiveError, commandObjective } from '../src/objectives/command.js';
-import { ThresholdPruner } from '../src/pruners/threshold.js';
+import { createStudy, setVerbosity } from '../../src/index.js';
+import { CommandObjectiveError, commandObjective } from '../../src/objectives/command.js';
+import { ThresholdPruner } from '../../src/pruners/threshold.js';
 
 setVerbosity('error');
 const here = dirname(fileURLToPath(import.meta.url));
-const fixtures = join(here, 'fixtures', 'cli');
+const fixtures = join(here, '..', 'fixtures', 'cli');
 const fixture = (name: string) => join(fixtures, name);
 
 function hasPython(): boolean {

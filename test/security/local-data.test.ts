@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { chmod, mkdir, readdir, stat, truncate, writeFile } from 'node:fs/promises';
 import { Level } from 'level';
-import { loadStudy, setLogSink } from '../src/index.js';
-import type { PeerStorage } from '../src/storage/replicated/index.js';
-import { counters, openPeer, sleep, studyWithTrials, tempDir, waitFor } from './security-attacker.test.js';
+import { loadStudy, setLogSink } from '../../src/index.js';
+import type { PeerStorage } from '../../src/storage/replicated/index.js';
+import { counters, openPeer, sleep, studyWithTrials, tempDir, waitFor } from '../fixtures/attacker.js';
 
 /** Runs `fn` with log lines captured. */
 async function capture<T>(fn: () => Promise<T>): Promise<{ value: T; lines: string[] }> {

@@ -11,10 +11,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createStudy, loadStudy, RandomSampler, setVerbosity, type Study } from '../src/index.js';
-import { openPeerStorage, type PeerStorage } from '../src/storage/replicated/index.js';
-import { decodeTrial, seal, type StudyDoc } from '../src/storage/replicated/schema.js';
-import { pack } from '../src/net/wire.js';
+import { createStudy, loadStudy, RandomSampler, setVerbosity, type Study } from '../../src/index.js';
+import { openPeerStorage, type PeerStorage } from '../../src/storage/replicated/index.js';
+import { decodeTrial, seal, type StudyDoc } from '../../src/storage/replicated/schema.js';
+import { pack } from '../../src/net/wire.js';
 
 setVerbosity('error');
 const dirs: string[] = [];

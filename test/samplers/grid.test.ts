@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
-import { DistributionError, InMemoryStorage, createStudy, loadStudy, setLogSink, setVerbosity, type Study, type Trial } from '../src/index.js';
-import { GridSampler } from '../src/samplers/grid.js';
+import { DistributionError, InMemoryStorage, createStudy, loadStudy, setLogSink, setVerbosity, type Study, type Trial } from '../../src/index.js';
+import { GridSampler } from '../../src/samplers/grid.js';
 
 setVerbosity('warning');
 
