@@ -1,12 +1,26 @@
 /**
  * In-memory storage: the default for `createStudy()` with no options, like Optuna's. One process,
- * nothing on disk, numbers assigned in creation order.
+ * nothing on disk, numbers assigned in creation order. Every write goes through the storage contract
+ * (contract.ts), the same checks PeerStorage runs, and attr values are stored as copies.
  */
 import type { Distribution, ParamValue } from '../distributions.js';
+import {
+  checkAttr,
+  checkAttrs,
+  checkDirections,
+  checkFinish,
+  checkIntermediate,
+  checkNewTrialState,
+  checkParams,
+  checkStates,
+  checkStudyName,
+  copyAttr,
+} from './contract.js';
 import {
   DuplicatedStudyError,
   StorageError,
   StudyNotFoundError,
+  frozenTrial,
   isFinished,
   type FrozenTrial,
   type Storage,
@@ -41,30 +55,15 @@ interface StudyRecord {
   seq: number;
 }
 
-export function freezeTrial(t: MutableTrial): FrozenTrial {
-  return Object.freeze({
-    trialId: t.trialId,
-    number: t.number,
-    owner: t.owner,
-    state: t.state,
-    values: t.values ? Object.freeze([...t.values]) : null,
-    value: t.values && t.values.length === 1 ? t.values[0]! : null,
-    params: Object.freeze({ ...t.params }),
-    distributions: Object.freeze({ ...t.distributions }),
-    intermediateValues: new Map(t.intermediateValues),
-    userAttrs: Object.freeze({ ...t.userAttrs }),
-    systemAttrs: Object.freeze({ ...t.systemAttrs }),
-    datetimeStart: t.datetimeStart,
-    datetimeComplete: t.datetimeComplete,
-  });
-}
-
 export class InMemoryStorage implements Storage {
   readonly ownerId = 'local';
   private studies = new Map<string, StudyRecord>();
   private nextStudy = 0;
 
   async createStudy(opts: { studyName: string; directions: StudyDirection[]; userAttrs?: Record<string, unknown> }): Promise<StudyInfo> {
+    checkStudyName(opts.studyName);
+    checkDirections(opts.directions);
+    checkAttrs(opts.userAttrs);
     for (const s of this.studies.values()) {
       if (s.info.studyName === opts.studyName) throw new DuplicatedStudyError(`a study named "${opts.studyName}" already exists`);
     }
@@ -72,7 +71,7 @@ export class InMemoryStorage implements Storage {
       studyId: `study-${this.nextStudy++}`,
       studyName: opts.studyName,
       directions: [...opts.directions],
-      userAttrs: { ...(opts.userAttrs ?? {}) },
+      userAttrs: copyAttrs(opts.userAttrs),
       systemAttrs: {},
       createdAt: new Date(),
     };
@@ -96,18 +95,24 @@ export class InMemoryStorage implements Storage {
 
   setStudyUserAttr(studyId: string, key: string, value: unknown): void {
     const s = this.study(studyId);
-    s.info = { ...s.info, userAttrs: { ...s.info.userAttrs, [key]: value } };
+    checkAttr(key, value);
+    s.info = { ...s.info, userAttrs: { ...s.info.userAttrs, [key]: copyAttr(value) } };
   }
 
   setStudySystemAttr(studyId: string, key: string, value: unknown): void {
     const s = this.study(studyId);
-    s.info = { ...s.info, systemAttrs: { ...s.info.systemAttrs, [key]: value } };
+    checkAttr(key, value);
+    s.info = { ...s.info, systemAttrs: { ...s.info.systemAttrs, [key]: copyAttr(value) } };
   }
 
   createTrial(studyId: string, template: TrialTemplate = {}): FrozenTrial {
     const s = this.study(studyId);
-    const seq = s.seq++;
     const state = template.state ?? 'RUNNING';
+    checkNewTrialState(state);
+    checkParams(template.params, template.distributions ?? {});
+    checkAttrs(template.userAttrs);
+    checkAttrs(template.systemAttrs);
+    const seq = s.seq++;
     const t: MutableTrial = {
       trialId: `${this.ownerId}:${seq}`,
       number: s.trials.length,
@@ -117,8 +122,8 @@ export class InMemoryStorage implements Storage {
       params: { ...(template.params ?? {}) },
       distributions: { ...(template.distributions ?? {}) },
       intermediateValues: new Map(),
-      userAttrs: { ...(template.userAttrs ?? {}) },
-      systemAttrs: { ...(template.systemAttrs ?? {}) },
+      userAttrs: copyAttrs(template.userAttrs),
+      systemAttrs: copyAttrs(template.systemAttrs),
       datetimeStart: state === 'RUNNING' ? new Date() : null,
       datetimeComplete: null,
     };
@@ -140,31 +145,37 @@ export class InMemoryStorage implements Storage {
 
   setTrialParams(studyId: string, trialId: string, params: Record<string, ParamValue>, distributions: Record<string, Distribution>): void {
     const { s, t } = this.running(studyId, trialId);
+    checkParams(params, distributions, t.params);
     Object.assign(t.params, params);
     Object.assign(t.distributions, distributions);
     this.touch(s, t);
   }
 
   setTrialIntermediateValue(studyId: string, trialId: string, step: number, value: number): void {
+    checkIntermediate(step, value);
     const { s, t } = this.running(studyId, trialId);
+    if (!t.intermediateValues.has(step)) checkIntermediate(step, value, t.intermediateValues.size);
     t.intermediateValues.set(step, value);
     this.touch(s, t);
   }
 
   setTrialUserAttr(studyId: string, trialId: string, key: string, value: unknown): void {
+    checkAttr(key, value);
     const { s, t } = this.trial(studyId, trialId);
-    t.userAttrs[key] = value;
+    t.userAttrs[key] = copyAttr(value);
     this.touch(s, t);
   }
 
   setTrialSystemAttr(studyId: string, trialId: string, key: string, value: unknown): void {
+    checkAttr(key, value);
     const { s, t } = this.trial(studyId, trialId);
-    t.systemAttrs[key] = value;
+    t.systemAttrs[key] = copyAttr(value);
     this.touch(s, t);
   }
 
   async finishTrial(studyId: string, trialId: string, state: 'COMPLETE' | 'PRUNED' | 'FAIL', values: number[] | null = null): Promise<void> {
     const { s, t } = this.trial(studyId, trialId);
+    checkFinish(state, values, s.info.directions.length);
     if (isFinished(t.state)) throw new StorageError(`trial ${t.number} is already finished (${t.state}); a finished state is final`);
     t.state = state;
     t.values = values ? [...values] : null;
@@ -179,6 +190,7 @@ export class InMemoryStorage implements Storage {
   }
 
   getAllTrials(studyId: string, states?: readonly TrialState[]): readonly FrozenTrial[] {
+    checkStates(states);
     const s = this.study(studyId);
     if (!s.all) s.all = Object.freeze(s.trials.map((t) => this.frozen(s, t)));
     return states ? s.all.filter((t) => states.includes(t.state)) : s.all;
@@ -219,9 +231,15 @@ export class InMemoryStorage implements Storage {
   private frozen(s: StudyRecord, t: MutableTrial): FrozenTrial {
     let f = s.frozen.get(t.trialId);
     if (!f) {
-      f = freezeTrial(t);
+      f = frozenTrial(t);
       s.frozen.set(t.trialId, f);
     }
     return f;
   }
+}
+
+function copyAttrs(attrs: Readonly<Record<string, unknown>> | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(attrs ?? {})) out[k] = copyAttr(v);
+  return out;
 }

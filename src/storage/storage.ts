@@ -12,6 +12,7 @@
  * (assigned by the storage; see each storage for how it keeps numbers stable).
  */
 import type { Distribution, ParamValue } from '../distributions.js';
+import { PeertuneError } from '../errors.js';
 
 export type TrialState = 'WAITING' | 'RUNNING' | 'COMPLETE' | 'PRUNED' | 'FAIL';
 export const TRIAL_STATES: readonly TrialState[] = ['WAITING', 'RUNNING', 'COMPLETE', 'PRUNED', 'FAIL'];
@@ -45,6 +46,32 @@ export interface FrozenTrial {
   readonly datetimeComplete: Date | null;
 }
 
+/** The fields a storage knows of a trial; `frozenTrial` derives the rest. */
+export type TrialFields = Omit<FrozenTrial, 'value'>;
+
+/**
+ * The one way to build a FrozenTrial (every storage and the JSON import use it): copies and freezes the
+ * containers, and derives `value` from `values` (Optuna's rule: set for one objective only).
+ */
+export function frozenTrial(f: TrialFields): FrozenTrial {
+  const values = f.values ? Object.freeze([...f.values]) : null;
+  return Object.freeze({
+    trialId: f.trialId,
+    number: f.number,
+    owner: f.owner,
+    state: f.state,
+    values,
+    value: values && values.length === 1 ? values[0]! : null,
+    params: Object.freeze({ ...f.params }),
+    distributions: Object.freeze({ ...f.distributions }),
+    intermediateValues: new Map(f.intermediateValues),
+    userAttrs: Object.freeze({ ...f.userAttrs }),
+    systemAttrs: Object.freeze({ ...f.systemAttrs }),
+    datetimeStart: f.datetimeStart,
+    datetimeComplete: f.datetimeComplete,
+  });
+}
+
 export interface PeerInfo {
   readonly peerId: string;
   readonly addresses: readonly string[];
@@ -73,7 +100,8 @@ export interface TrialTemplate {
   systemAttrs?: Record<string, unknown>;
 }
 
-export class StorageError extends Error {
+/** A write or read the storage refuses (bad value, unknown trial, finished trial...). */
+export class StorageError extends PeertuneError {
   override name = 'StorageError';
 }
 
