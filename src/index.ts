@@ -15,6 +15,7 @@ export {
 } from './storage/storage.js';
 export type { Storage, FrozenTrial, PeerInfo, StudyInfo, StudyDirection, TrialState, TrialTemplate } from './storage/storage.js';
 export { paretoFront, dominates, nonDominatedRanks } from './multi-objective.js';
+export { hypervolume, hypervolumeContributions, greedyHypervolumeOrder, optunaReferencePoint, HypervolumeError } from './hypervolume.js';
 export { setVerbosity, getVerbosity, setLogSink, logger } from './logging.js';
 export type { LogLevel } from './logging.js';
 export { Rng } from './rng.js';
