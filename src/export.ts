@@ -68,7 +68,9 @@ export function trialsToRows(study: StudyLike): { columns: string[]; rows: Row[]
 
 function csvField(v: Cell): string {
   if (v === null) return '';
-  const s = String(v);
+  // A text cell starting with = + - @ (or tab, CR) is a live formula in a spreadsheet, and params and
+  // attrs come from other peers: prefix a single quote, which spreadsheets show as text.
+  const s = typeof v === 'string' && /^[=+\-@\t\r]/.test(v) ? `'${v}` : String(v);
   return /[",\n\r]/.test(s) || s !== s.trim() ? `"${s.replace(/"/g, '""')}"` : s;
 }
 

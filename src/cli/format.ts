@@ -7,8 +7,29 @@ import { trialsToRows, type Cell } from '../export.js';
 
 export type Format = 'table' | 'json' | 'csv';
 
+// C0 controls but tab and newline, DEL, and the C1 controls (U+009B is a one-character CSI on some
+// terminals); U+2028/2029 end lines in some viewers.
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029]/g;
+const CONTROL_OR_NEWLINE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+
+function escapeChar(c: string): string {
+  // JSON's escape form, so JSON output stays valid JSON and a person can still read it.
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+}
+
+/**
+ * Text safe for a terminal: control characters (escape sequences, carriage returns, C1 controls)
+ * become visible `\uXXXX` escapes. With `oneLine`, newlines and tabs are escaped too, so a string from
+ * the network cannot start a forged log line. Everything the CLI prints goes through this, because
+ * study names, params and attrs come from other peers.
+ */
+export function terminalSafe(text: string, { oneLine = false }: { oneLine?: boolean } = {}): string {
+  return text.replace(oneLine ? CONTROL_OR_NEWLINE : CONTROL, escapeChar);
+}
+
 export function table(columns: string[], rows: Cell[][]): string {
-  const text = (c: Cell) => (c === null ? '' : String(c));
+  const text = (c: Cell) => (c === null ? '' : terminalSafe(String(c), { oneLine: true }));
+  columns = columns.map((c) => terminalSafe(c, { oneLine: true }));
   const widths = columns.map((c, i) => Math.max(c.length, ...rows.map((r) => text(r[i] ?? null).length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   const out = [line(columns), line(widths.map((w) => '-'.repeat(w)))];
@@ -33,7 +54,7 @@ function shorten(column: string, v: Cell): Cell {
   return v;
 }
 
-/** One trial as plain JSON (what best-trial and ask print). */
+/** One trial as plain JSON with snake_case keys (every JSON the CLI prints uses this form). */
 export function trialJson(t: FrozenTrial): Record<string, unknown> {
   return {
     number: t.number,
@@ -43,6 +64,7 @@ export function trialJson(t: FrozenTrial): Record<string, unknown> {
     value: t.value,
     values: t.values,
     params: t.params,
+    distributions: t.distributions,
     user_attrs: t.userAttrs,
     system_attrs: t.systemAttrs,
     intermediate_values: Object.fromEntries(t.intermediateValues),
@@ -50,3 +72,4 @@ export function trialJson(t: FrozenTrial): Record<string, unknown> {
     datetime_complete: t.datetimeComplete?.toISOString() ?? null,
   };
 }
+

@@ -20,6 +20,12 @@ import { UsageError } from './errors.js';
 
 export const DEFAULT_PORT = 7171;
 
+/**
+ * How long a peer's heartbeat keeps it alive: the storage's grace period for its RUNNING trials, and
+ * what `worker --wait-for-peers` counts as online. One number, passed to the storage below.
+ */
+export const LIVE_WITHIN_MS = 10_000;
+
 export interface NetworkFlags {
   dataDir?: string;
   listen?: string[];
@@ -94,7 +100,7 @@ export async function openStorage(flags: NetworkFlags, role: Role): Promise<Open
   const allowPeers = flags.allowPeer?.length ? parsePeerIds(flags.allowPeer) : undefined;
   let storage: PeerStorage;
   try {
-    storage = await openPeerStorage({ dataDir, listen, join, mdns: flags.mdns ?? false, swarmKey, allowPeers });
+    storage = await openPeerStorage({ dataDir, listen, join, mdns: flags.mdns ?? false, swarmKey, allowPeers, staleAfterMs: LIVE_WITHIN_MS });
   } catch (err) {
     if (tempDir) await rm(tempDir, { recursive: true, force: true });
     throw explainOpenError(err, dataDir, listen);

@@ -1,0 +1,212 @@
+/**
+ * `peertune worker`: runs trials of a study, with a module objective (objective.js / .ts) or any
+ * command after `--` (the command objective line protocol, src/objectives/command.ts). It joins the
+ * study (waiting for it from peers), runs `optimize`, stops cleanly on the first Ctrl-C, and ends with
+ * one summary line.
+ */
+import type { Command } from 'commander';
+import { formatParams, logger } from '../../logging.js';
+import { CommandObjectiveError, commandObjective, killAllCommandObjectives } from '../../objectives/command.js';
+import type { StudyDirection } from '../../storage/storage.js';
+import { createStudy, type Objective, type Study } from '../../study.js';
+import {
+  algorithmOptions,
+  collectDirections,
+  joinAddresses,
+  joining,
+  networkOptions,
+  nonNegativeInt,
+  openStudy,
+  positiveInt,
+  positiveSeconds,
+  requireStudyName,
+  specsFrom,
+  subcommand,
+  withStorage,
+  type AlgorithmFlags,
+  type CommonOpts,
+} from '../args.js';
+import { UsageError } from '../errors.js';
+import { loadModuleObjective } from '../objective-module.js';
+import { createPruner, createSampler, storedSpec } from '../registry.js';
+import { LIVE_WITHIN_MS, findStudy } from '../storage.js';
+
+interface WorkerOpts extends CommonOpts, AlgorithmFlags {
+  nTrials?: number;
+  timeout?: number;
+  nJobs: number;
+  maxTrials?: number;
+  trialTimeout?: number;
+  progressBar: boolean;
+  stopOnError?: boolean;
+  direction?: StudyDirection[];
+  showChildStderr: boolean;
+  waitForPeers?: number;
+}
+
+async function workerCommand(o: WorkerOpts, operands: string[], dashDash: boolean): Promise<void> {
+  const studyName = requireStudyName(o);
+  let objective: Objective;
+  let isCommand = false;
+  if (dashDash) {
+    if (operands.length === 0) throw new UsageError('nothing after --: give the command to run per trial, e.g. -- python3 train.py');
+    objective = commandObjective({
+      command: operands,
+      trialTimeout: o.trialTimeout,
+      // Through the logger, so the lines go above the progress bar instead of through it.
+      onStderr: o.showChildStderr ? (line, n) => logger.info(`[trial ${n}] ${line}`) : () => {},
+    });
+    isCommand = true;
+  } else {
+    if (operands.length !== 1) {
+      throw new UsageError('give one objective: a module file (peertune worker [options] objective.js) or a command after -- (peertune worker [options] -- python3 train.py)');
+    }
+    if (o.trialTimeout !== undefined) throw new UsageError('--trial-timeout applies to command objectives (after --) only');
+    objective = await loadModuleObjective(operands[0]!);
+  }
+  if (o.direction && !o.inMemory) throw new UsageError('--direction is for --in-memory studies; a shared study gets its directions at create-study');
+  const specs = specsFrom(o);
+
+  await withStorage(o, 'serve', async (opened) => {
+    let study: Study;
+    if (o.inMemory) {
+      const sampler = await createSampler(specs.sampler ?? { name: 'tpe', options: {} });
+      const pruner = await createPruner(specs.pruner ?? { name: 'median', options: {} });
+      study = await createStudy({ studyName, directions: o.direction ?? ['minimize'], storage: opened.storage, sampler, pruner });
+    } else {
+      const fromPeers = joining(o);
+      if (opened.peerId) logger.info(`Peer ${opened.peerId} started; others can join with:`);
+      for (const a of joinAddresses(opened)) logger.info(`  --join ${a}`);
+      if (!opened.storage.getStudy(studyName) && fromPeers) logger.info(`Waiting for study "${studyName}" from peers...`);
+      let info = await findStudy(opened, studyName, 60, fromPeers);
+      if (fromPeers && !storedSpec(info, 'sampler')) {
+        // The study's attrs may land a moment after the study itself; give them a few seconds
+        // before falling back to the library defaults (a study made with the API has none).
+        const deadline = Date.now() + 3000;
+        while (!storedSpec(info, 'sampler') && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 100));
+          info = opened.storage.getStudy(studyName) ?? info;
+        }
+      }
+      study = await openStudy(opened, info, specs);
+      const s = storedSpec(info, 'sampler');
+      const p = storedSpec(info, 'pruner');
+      logger.info(
+        `Joined study "${studyName}" (${info.directions.join(', ')}) with sampler ${(specs.sampler ?? s)?.name ?? 'default'} and pruner ${(specs.pruner ?? p)?.name ?? 'default'}.`,
+      );
+    }
+
+    if (o.waitForPeers) await waitForPeers(study, o.waitForPeers);
+
+    let signals = 0;
+    const onSignal = (sig: NodeJS.Signals) => {
+      signals++;
+      if (signals === 1) {
+        logger.info(`Received ${sig}: stopping after the trials in flight (their commands are told to stop); again to quit at once.`);
+        study.stop();
+        killAllCommandObjectives('SIGTERM');
+      } else {
+        process.exit(130);
+      }
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+
+    const mine = () => study.trials.filter((t) => t.owner === opened.storage.ownerId);
+    const before = new Set(mine().map((t) => t.trialId));
+    const t0 = Date.now();
+    try {
+      await study.optimize(objective, {
+        nTrials: o.nTrials,
+        timeout: o.timeout,
+        nJobs: o.nJobs,
+        maxTrials: o.maxTrials,
+        showProgressBar: o.progressBar && process.stderr.isTTY === true,
+        catch: o.stopOnError ? (isCommand ? [CommandObjectiveError] : []) : () => true,
+      });
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+    await opened.storage.flush();
+    // The last trial's change is published as it finishes; give it a moment on the wire before the
+    // node stops, so peers that stay up get it now rather than at their next sync with this peer.
+    if (opened.peerId && study.peers.some((p) => !p.self)) await new Promise((r) => setTimeout(r, 1000));
+    const ran = mine().filter((t) => !before.has(t.trialId));
+    const count = (s: string) => ran.filter((t) => t.state === s).length;
+    let bestText = '';
+    if (!study.isMultiObjective) {
+      const complete = study.getTrials({ states: ['COMPLETE'] });
+      if (complete.length) {
+        const b = study.bestTrial;
+        bestText = ` Best is trial ${b.number} with value: ${b.value} and parameters: ${formatParams(b.params)}.`;
+      }
+    }
+    logger.info(
+      `Worker finished: ran ${ran.length} trials on this peer in ${((Date.now() - t0) / 1000).toFixed(1)} s (${count('COMPLETE')} complete, ${count('PRUNED')} pruned, ${count('FAIL')} failed); the study has ${study.trials.length} trials.${bestText}`,
+    );
+  });
+}
+
+/**
+ * Holds the worker back until `n` other peers of the study are alive (heard from within the storage's
+ * liveness window), so a swarm started together also starts sampling together. Gives up after a
+ * minute and starts anyway.
+ */
+async function waitForPeers(study: Study, n: number): Promise<void> {
+  const live = () => study.peers.filter((p) => !p.self && p.lastSeen !== null && Date.now() - p.lastSeen.getTime() < LIVE_WITHIN_MS).length;
+  if (live() >= n) return;
+  logger.info(`Waiting for ${n} other peer(s) to join study "${study.studyName}"...`);
+  const deadline = Date.now() + 60_000;
+  while (live() < n) {
+    if (Date.now() > deadline) {
+      logger.warn(`Only ${live()} other peer(s) after 60 s; starting anyway.`);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  logger.info(`${live()} other peer(s) are here; starting.`);
+}
+
+export function register(program: Command): void {
+  const cmd = subcommand(program, 'worker', 'run trials: a module objective (objective.js / .ts, default export) or a command after --')
+    .usage('[options] <objective.js> | [options] -- <command...>')
+    .argument('[objective...]', 'objective module, or the command after --')
+    .option('--study-name <name>', 'the study to work on')
+    .option('--n-trials <n>', 'trials this worker runs', positiveInt)
+    .option('--timeout <seconds>', 'start no trial after this many seconds', positiveSeconds)
+    .option('--n-jobs <n>', 'trials in flight at once in this worker', positiveInt, 1)
+    .option('--max-trials <n>', 'swarm-wide budget: start no trial once the study has this many (complete, pruned or running)', nonNegativeInt)
+    .option('--trial-timeout <seconds>', 'command objectives: kill a trial\'s command after this many seconds (the trial FAILs)', positiveSeconds)
+    .option('--wait-for-peers <n>', 'start trials only once this many other peers of the study are online (gives up after 60 s)', positiveInt)
+    .option('--no-progress-bar', 'no progress bar (it is shown only on a terminal anyway)')
+    .option('--no-show-child-stderr', 'do not forward the command\'s stderr (its tail is still kept on failed trials)')
+    .option('--stop-on-error', 'stop when a module objective throws (default: the trial FAILs and the worker goes on)')
+    .option('--in-memory', 'a throwaway single-process study, no data dir and no peers (for trying an objective)')
+    .option('--direction <direction>', 'with --in-memory: minimize or maximize (repeatable)', collectDirections);
+  algorithmOptions(cmd, { overriding: true });
+  networkOptions(cmd, 'serve').action((objective: string[], o: WorkerOpts) => {
+    // commander merges operands from before and after `--`; the command objective is exactly what
+    // follows the first `--`, and nothing may come before it.
+    const rawArgs = (program as unknown as { rawArgs: string[] }).rawArgs;
+    const dash = rawArgs.indexOf('--');
+    if (dash < 0) return workerCommand(o, objective, false);
+    const command = rawArgs.slice(dash + 1);
+    if (objective.length > command.length) {
+      throw new UsageError(`give either an objective module or a command after --, not both (got ${objective.slice(0, objective.length - command.length).join(' ')} before --)`);
+    }
+    return workerCommand(o, command, true);
+  });
+  cmd.addHelpText(
+    'after',
+    `
+Examples:
+  peertune worker --study-name mlp --data-dir ./peer-a --n-trials 50 objective.ts
+  peertune worker --study-name mlp --data-dir ./peer-b --join /ip4/192.168.1.10/tcp/7171/p2p/12D3KooW... \\
+      --timeout 3600 --trial-timeout 600 -- python3 train.py --epochs 20
+  peertune worker --in-memory --direction minimize --study-name try --n-trials 5 -- ./objective.sh
+
+A command after -- runs once per trial and speaks JSON lines on its stdout/stdin (see
+python/peertune_client.py); its stderr is shown, and kept on the trial when it fails.`,
+  );
+}

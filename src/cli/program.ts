@@ -1,0 +1,46 @@
+/**
+ * The `peertune` program: global options and the subcommands, one module each under commands/ (its
+ * options next to its handler). Building the program runs nothing; cli/main.ts parses argv with it.
+ * A new command is one module exporting `register(program)` and one line in COMMANDS.
+ */
+import { Command } from 'commander';
+import { setVerbosity, type LogLevel } from '../logging.js';
+import * as askTell from './commands/ask-tell.js';
+import * as createStudy from './commands/create-study.js';
+import * as deleteStudy from './commands/delete-study.js';
+import * as node from './commands/node.js';
+import * as query from './commands/query.js';
+import * as worker from './commands/worker.js';
+import { UsageError } from './errors.js';
+
+/** Each registers its subcommands, in the order `peertune --help` lists them. */
+const COMMANDS: { register(program: Command): void }[] = [
+  createStudy,
+  worker,
+  node,
+  query,
+  askTell,
+  deleteStudy,
+];
+
+export function buildProgram(): Command {
+  const program = new Command('peertune')
+    .description('Decentralized hyperparameter optimization: every worker is a peer with its own replica of the trial history.')
+    .version('0.1.0')
+    .option('--log-level <level>', 'debug, info, warning, error or silent (default: $PEERTUNE_LOG_LEVEL or info)')
+    .showSuggestionAfterError(true)
+    .configureOutput({ outputError: (str, write) => write(str.split('\n')[0] + '\n') })
+    .exitOverride();
+  program.hook('preAction', (cmd) => {
+    const level = cmd.opts()['logLevel'] as string | undefined;
+    if (level) {
+      try {
+        setVerbosity(level as LogLevel);
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
+    }
+  });
+  for (const c of COMMANDS) c.register(program);
+  return program;
+}
