@@ -197,8 +197,8 @@ export class BlobStore {
   }
 
   /** Reads a blob from `offset` (for sending it to a peer). */
-  openRead(hash: string, offset = 0, highWaterMark = 1 << 20): ReadStream {
-    return createReadStream(this.pathOf(hash), { start: offset, highWaterMark });
+  openRead(hash: string, offset = 0, highWaterMark = 1 << 20, endInclusive?: number): ReadStream {
+    return createReadStream(this.pathOf(hash), { start: offset, highWaterMark, ...(endInclusive === undefined ? {} : { end: endInclusive }) });
   }
 
   async readSmall(hash: string, max: number): Promise<Uint8Array> {

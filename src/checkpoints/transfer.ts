@@ -40,6 +40,39 @@ async function* one(x: Uint8Array): AsyncGenerator<Uint8Array> {
   yield x;
 }
 
+/**
+ * Bytes asked for per request. yamux acknowledges data as it arrives rather than as it is read, so
+ * its flow control does not stop a fast sender from filling a slow receiver's memory (measured: +570 MiB
+ * for a 400 MiB blob). The asker therefore grants credit itself: at most two windows outstanding.
+ */
+const WINDOW = 4 << 20;
+
+/** A push-fed source for a stream's sink (the asker sends requests as it consumes windows). */
+function outbox(): { push(x: Uint8Array): void; end(): void; source: AsyncGenerator<Uint8Array> } {
+  const queue: Uint8Array[] = [];
+  let ended = false;
+  let wake: (() => void) | null = null;
+  async function* source(): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      while (queue.length) yield queue.shift()!;
+      if (ended) return;
+      await new Promise<void>((r) => (wake = r));
+      wake = null;
+    }
+  }
+  return {
+    push(x) {
+      if (!ended) queue.push(x);
+      wake?.();
+    },
+    end() {
+      ended = true;
+      wake?.();
+    },
+    source: source(),
+  };
+}
+
 /** Starts answering blob requests from `store`. */
 export async function serveBlobs(host: BlobHost, store: BlobStore, opts: ServeOptions): Promise<void> {
   await host.handle(
@@ -55,35 +88,61 @@ export async function serveBlobs(host: BlobHost, store: BlobStore, opts: ServeOp
   );
 }
 
+interface BlobRequest {
+  hash: string;
+  offset: number;
+  length: number;
+}
+
+function parseRequest(bytes: Uint8Array): BlobRequest | null {
+  const req = asObject(unpackUntrusted(bytes, { maxBytes: HEADER_LIMIT, maxNodes: 8 }), 'blob request');
+  const hash = req['h'];
+  const offset = req['o'];
+  const length = req['n'];
+  if (!isBlobHash(hash) || !Number.isSafeInteger(offset) || (offset as number) < 0) return null;
+  if (!Number.isSafeInteger(length) || (length as number) < 1 || (length as number) > 4 * WINDOW) return null;
+  return { hash, offset: offset as number, length: length as number };
+}
+
 async function answer(stream: Stream, remote: string, store: BlobStore, opts: ServeOptions): Promise<void> {
   const frames = readFrames(stream.source, HEADER_LIMIT);
   const first = await withTimeout(frames.next(), 10_000, 'no request within 10 s');
   if (first.done) throw new WireError('empty', 'blob stream closed before its request');
-  const req = asObject(unpackUntrusted(first.value, { maxBytes: HEADER_LIMIT, maxNodes: 8 }), 'blob request');
-  const hash = req['h'];
-  const offset = req['o'] ?? 0;
+  const req = parseRequest(first.value);
   const refuse = async (e: string): Promise<void> => {
     await stream.sink(one(frame(pack({ ok: false, e }))));
   };
-  if (!isBlobHash(hash) || !Number.isSafeInteger(offset) || (offset as number) < 0) {
+  if (!req) {
     opts.onReject?.(remote, 'blob-request-schema');
     return refuse('bad request');
   }
-  if (!(await opts.mayServe(hash, remote))) {
+  if (!(await opts.mayServe(req.hash, remote))) {
     opts.onReject?.(remote, 'blob-not-referenced');
     return refuse('not referenced');
   }
-  const size = await store.sizeOf(hash);
+  const size = await store.sizeOf(req.hash);
   if (size === null) return refuse('not held');
-  if ((offset as number) > size) {
+  if (req.offset > size) {
     opts.onReject?.(remote, 'blob-request-schema');
     return refuse('offset past the end');
   }
-  const from = offset as number;
+  const hash = req.hash;
   async function* body(): AsyncGenerator<Uint8Array> {
     yield frame(pack({ ok: true, size }));
-    if (from === size) return;
-    for await (const c of store.openRead(hash as string, from, DATA_FRAME)) yield frame(c as Buffer);
+    let cur: BlobRequest = req!;
+    for (;;) {
+      const end = Math.min(size!, cur.offset + cur.length);
+      if (end > cur.offset) {
+        for await (const c of store.openRead(hash, cur.offset, DATA_FRAME, end - 1)) yield frame(c as Buffer);
+      }
+      if (end >= size!) return;
+      // The asker's next window (or the end of the stream when it has what it needs).
+      const next = await withTimeout(frames.next(), 30_000, 'no next window request within 30 s');
+      if (next.done) return;
+      const r = parseRequest(next.value);
+      if (!r || r.hash !== hash || r.offset !== end) throw new WireError('schema', 'blob window request out of order');
+      cur = r;
+    }
   }
   await stream.sink(body());
 }
@@ -103,9 +162,19 @@ export async function fetchBlob(host: BlobHost, peer: string, blob: { hash: stri
   const writer = await store.writer(blob);
   let received = 0;
   let stream: Stream | null = null;
+  const out = outbox();
   try {
     stream = await host.dialProtocol(peerIdFromString(peer), BLOB_PROTOCOL, { signal: opts.signal ?? AbortSignal.timeout(10_000) });
-    void stream.sink(one(frame(pack({ h: blob.hash, o: writer.offset })))).catch(() => {});
+    const sinkDone = stream.sink(out.source).catch(() => {});
+    let pos = writer.offset;
+    // Two windows in flight keep the link busy while one is being written.
+    let requested = pos;
+    const ask = (): void => {
+      if (requested >= blob.size && requested !== pos) return;
+      out.push(frame(pack({ h: blob.hash, o: requested, n: WINDOW })));
+      requested = Math.min(blob.size, requested + WINDOW);
+    };
+    ask();
     const frames = readFrames(stream.source, DATA_FRAME + 16);
     const idle = opts.idleMs ?? 15_000;
     const head = await withTimeout(frames.next(), idle, `no answer from ${peer} within ${idle} ms`);
@@ -113,19 +182,24 @@ export async function fetchBlob(host: BlobHost, peer: string, blob: { hash: stri
     const h = asObject(unpackUntrusted(head.value, { maxBytes: HEADER_LIMIT, maxNodes: 8 }), 'blob answer');
     if (h['ok'] !== true) throw new BlobError('refused', `${peer} refused blob ${blob.hash}: ${typeof h['e'] === 'string' ? h['e'].slice(0, 100) : 'no reason'}`);
     if (h['size'] !== blob.size) throw new BlobError('size-mismatch', `${peer} says blob ${blob.hash} has ${String(h['size'])} bytes; its reference says ${blob.size}`);
-    let left = blob.size - writer.offset;
-    while (left > 0) {
+    if (requested < blob.size) ask();
+    while (pos < blob.size) {
       const next = await withTimeout(frames.next(), idle, `blob ${blob.hash} from ${peer} stalled for ${idle} ms`);
       if (next.done) break;
       await writer.write(next.value);
       received += next.value.byteLength;
-      left -= next.value.byteLength;
+      pos += next.value.byteLength;
+      // Grant the next window once the older of the two outstanding ones is fully written.
+      if (requested < blob.size && requested - pos < WINDOW) ask();
     }
-    if (left > 0) throw new BlobError('interrupted', `blob ${blob.hash} from ${peer} stopped at ${blob.size - left} of ${blob.size} bytes`);
+    out.end();
+    if (pos < blob.size) throw new BlobError('interrupted', `blob ${blob.hash} from ${peer} stopped at ${pos} of ${blob.size} bytes`);
     await writer.commit();
+    await Promise.race([sinkDone, new Promise((r) => setTimeout(r, 1000).unref())]);
     await stream.close().catch(() => {});
     return received;
   } catch (e) {
+    out.end();
     // Bytes that arrived stay as a partial file unless the blob itself proved wrong.
     const bad = e instanceof BlobError && (e.reason === 'hash-mismatch' || e.reason === 'too-large');
     await writer.abort(!bad);
