@@ -1,0 +1,182 @@
+/**
+ * What a plot reads from a study, and the compact wire form the dashboard sends it in.
+ *
+ * Plots take a `PlotStudy`: directions plus trials shaped like `FrozenTrial` (a `Study` is one, so
+ * `plotSlice(study)` works from code). The dashboard cannot ship FrozenTrial objects to a browser at
+ * 10,000+ trials, so the server encodes each trial as one positional array (`TrialRow`, no repeated
+ * field names; params as `[paramIndex, value, ...]` pairs against a shared header) and the page decodes
+ * rows back into `PlotTrial`s, so the very same figure functions run on both sides.
+ *
+ * This module and the figure modules import nothing from Node: the dashboard serves them to the
+ * browser as ES modules.
+ */
+import type { Distribution, ParamValue } from '../distributions.js';
+import type { StudyDirection, TrialState } from '../storage/storage.js';
+import { PeertuneError } from '../errors.js';
+
+/** A plot asked for something the study cannot give (no target for a multi-objective study, an unknown param). */
+export class PlotError extends PeertuneError {
+  override name = 'PlotError';
+}
+
+export const STATES: readonly TrialState[] = ['WAITING', 'RUNNING', 'COMPLETE', 'PRUNED', 'FAIL'];
+
+/** The fields of a FrozenTrial the plots read. */
+export interface PlotTrial {
+  readonly trialId: string;
+  readonly number: number;
+  readonly owner: string;
+  readonly state: TrialState;
+  readonly values: readonly number[] | null;
+  readonly params: Readonly<Record<string, ParamValue>>;
+  readonly distributions: Readonly<Record<string, Distribution>>;
+  readonly intermediateValues: ReadonlyMap<number, number>;
+  readonly userAttrs: Readonly<Record<string, unknown>>;
+  readonly systemAttrs: Readonly<Record<string, unknown>>;
+  readonly datetimeStart: Date | null;
+  readonly datetimeComplete: Date | null;
+}
+
+export interface PlotStudy {
+  readonly directions: readonly StudyDirection[];
+  readonly trials: readonly PlotTrial[];
+}
+
+export interface ParamInfo {
+  readonly name: string;
+  readonly distribution: Distribution;
+}
+
+/**
+ * One trial on the wire: [trialId, number, stateIndex, owner, values, params, start ms, complete ms,
+ * intermediate (step, value pairs), userAttrs, systemAttrs]. params: [paramIndex, value, ...].
+ */
+export type TrialRow = [
+  string,
+  number,
+  number,
+  string,
+  number[] | null,
+  (number | ParamValue)[],
+  number | null,
+  number | null,
+  number[] | null,
+  Record<string, unknown> | null,
+  Record<string, unknown> | null,
+];
+
+/**
+ * The param header a set of rows refers to. Indices only grow (a param seen once keeps its index),
+ * so rows encoded earlier stay valid after a delta adds a param.
+ */
+export class ParamIndex {
+  readonly params: ParamInfo[] = [];
+  private readonly byName = new Map<string, number>();
+
+  indexOf(name: string, d: Distribution): number {
+    let i = this.byName.get(name);
+    if (i === undefined) {
+      i = this.params.length;
+      this.byName.set(name, i);
+      this.params.push({ name, distribution: d });
+    } else if (d.type === 'categorical') {
+      // Conditional spaces may give one name more choices in later trials: keep the union.
+      const known = this.params[i]!.distribution;
+      if (known.type === 'categorical') {
+        const extra = d.choices.filter((c) => !known.choices.includes(c));
+        if (extra.length) this.params[i] = { name, distribution: { type: 'categorical', choices: [...known.choices, ...extra] } };
+      }
+    }
+    return i;
+  }
+}
+
+export function encodeTrial(t: PlotTrial, index: ParamIndex): TrialRow {
+  const params: (number | ParamValue)[] = [];
+  for (const name of Object.keys(t.params)) {
+    const d = t.distributions[name];
+    if (!d) continue;
+    params.push(index.indexOf(name, d), t.params[name]!);
+  }
+  let iv: number[] | null = null;
+  if (t.intermediateValues.size > 0) {
+    iv = [];
+    for (const [s, v] of [...t.intermediateValues].sort((a, b) => a[0] - b[0])) iv.push(s, v);
+  }
+  const ua = Object.keys(t.userAttrs).length ? (t.userAttrs as Record<string, unknown>) : null;
+  const sa = Object.keys(t.systemAttrs).length ? (t.systemAttrs as Record<string, unknown>) : null;
+  return [
+    t.trialId,
+    t.number,
+    STATES.indexOf(t.state),
+    t.owner,
+    t.values ? [...t.values] : null,
+    params,
+    t.datetimeStart ? t.datetimeStart.getTime() : null,
+    t.datetimeComplete ? t.datetimeComplete.getTime() : null,
+    iv,
+    ua,
+    sa,
+  ];
+}
+
+export function decodeTrial(row: TrialRow, params: readonly ParamInfo[]): PlotTrial {
+  const p: Record<string, ParamValue> = {};
+  const d: Record<string, Distribution> = {};
+  const flat = row[5];
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const info = params[flat[i] as number];
+    if (!info) continue;
+    p[info.name] = flat[i + 1] as ParamValue;
+    d[info.name] = info.distribution;
+  }
+  const iv = new Map<number, number>();
+  const ivFlat = row[8];
+  if (ivFlat) for (let i = 0; i + 1 < ivFlat.length; i += 2) iv.set(ivFlat[i]!, ivFlat[i + 1]!);
+  return {
+    trialId: row[0],
+    number: row[1],
+    state: STATES[row[2]] ?? 'FAIL',
+    owner: row[3],
+    values: row[4],
+    params: p,
+    distributions: d,
+    intermediateValues: iv,
+    userAttrs: row[9] ?? {},
+    systemAttrs: row[10] ?? {},
+    datetimeStart: row[6] !== null ? new Date(row[6]) : null,
+    datetimeComplete: row[7] !== null ? new Date(row[7]) : null,
+  };
+}
+
+/** Param names in first-seen order with the distribution of their first trial (categorical: all choices seen). */
+export function paramsOf(trials: readonly PlotTrial[]): ParamInfo[] {
+  const index = new ParamIndex();
+  for (const t of trials) for (const name of Object.keys(t.distributions)) index.indexOf(name, t.distributions[name]!);
+  return index.params;
+}
+
+/** The objective a plot shows: `values[objective]`, or a user function of the trial (Optuna's `target`). */
+export type Target = (t: PlotTrial) => number | null;
+
+export function targetOf(study: PlotStudy, opts: { target?: Target; objective?: number } | undefined, what: string): Target {
+  if (opts?.target) return opts.target;
+  const k = opts?.objective ?? 0;
+  if (study.directions.length > 1 && opts?.objective === undefined) {
+    throw new PlotError(`${what} of a multi-objective study needs a target (a function of the trial) or an objective index`);
+  }
+  return (t) => (t.values && t.values.length > k && Number.isFinite(t.values[k]) ? t.values[k]! : null);
+}
+
+/** A numeric coordinate for a param value: categorical -> choice index; the axis scale decides log. */
+export function paramCoordinate(d: Distribution, v: ParamValue): number | null {
+  if (d.type === 'categorical') {
+    const i = d.choices.indexOf(v);
+    return i < 0 ? null : i;
+  }
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+
+export function isLogParam(d: Distribution): boolean {
+  return d.type !== 'categorical' && d.log;
+}
