@@ -15,3 +15,7 @@ export { IntersectionSearchSpace, GroupDecomposedSearchSpace } from './search-sp
 export function defaultSampler(): Sampler {
   return new TPESampler();
 }
+export { GPSampler } from './gp/sampler.js';
+export type { GPSamplerOptions } from './gp/sampler.js';
+export { CONSTRAINTS_KEY, ConstraintsError, isFeasible, constraintValues } from './constraints.js';
+export type { ConstraintsFunc } from './constraints.js';

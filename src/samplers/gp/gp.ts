@@ -1,0 +1,239 @@
+/**
+ * Gaussian-process regression with a Matern-5/2 ARD kernel, the model half of GPSampler (the policy
+ * lives in sampler.ts). Inputs are normalized to the unit cube; categorical coordinates hold a choice
+ * index and contribute their Hamming distance (0 or 1) instead of a squared difference, as Optuna 4's
+ * GP does. Outputs are standardized by the caller and maximized.
+ *
+ * k(x, x') = scale * m(r^2), r^2 = sum_d lambda_d * dist_d(x, x')^2, m(r^2) = (1 + s + s^2/3) e^-s with
+ * s = sqrt(5 r^2). Hyperparameters (lambda = inverse squared lengthscales, scale, noise) maximize the
+ * log marginal likelihood plus Optuna's priors: -(0.1/lambda + 0.1 lambda) on each lambda, Gamma(2, 1)
+ * on the scale and Gamma(1.1, 30) on the noise, which is kept above 1e-6 (fixed there for a
+ * deterministic objective). Fitted in log space by L-BFGS, warm-started from the previous fit.
+ */
+import { cholesky, inverseFromCholesky, NotPositiveDefiniteError, solveLower, solveUpperT } from './linalg.js';
+import { lbfgs } from './lbfgs.js';
+
+export const MIN_NOISE = 1e-6;
+
+export interface KernelParams {
+  /** One per input dimension. */
+  readonly inverseSquaredLengthscales: Float64Array;
+  readonly scale: number;
+  readonly noise: number;
+}
+
+export function defaultKernelParams(dim: number): KernelParams {
+  return { inverseSquaredLengthscales: new Float64Array(dim).fill(1), scale: 1, noise: 1 };
+}
+
+/** m(r^2) and its derivative with respect to r^2. */
+function matern(r2: number): number {
+  const s = Math.sqrt(5 * r2);
+  return (1 + s + (5 / 3) * r2) * Math.exp(-s);
+}
+
+function maternDeriv(r2: number): number {
+  const s = Math.sqrt(5 * r2);
+  return (-5 / 6) * (1 + s) * Math.exp(-s);
+}
+
+/** Per-dimension distance term: squared difference, or 0/1 for a categorical coordinate. */
+function sqd(a: number, b: number, categorical: boolean): number {
+  if (categorical) return a === b ? 0 : 1;
+  const d = a - b;
+  return d * d;
+}
+
+export class GaussianProcess {
+  readonly n: number;
+  readonly dim: number;
+  /** K + noise I = L L^T over every input (observed, then believed). */
+  private readonly chol: Float64Array;
+  /** (K + noise I)^-1 y */
+  private readonly alpha: Float64Array;
+
+  private constructor(
+    readonly X: readonly Float64Array[],
+    readonly y: Float64Array,
+    readonly isCategorical: readonly boolean[],
+    readonly params: KernelParams,
+  ) {
+    this.n = X.length;
+    this.dim = isCategorical.length;
+    const K = this.gram();
+    this.chol = cholesky(K, this.n);
+    this.alpha = solveUpperT(this.chol, this.n, solveLower(this.chol, this.n, Float64Array.from(y)));
+  }
+
+  static withParams(X: readonly Float64Array[], y: Float64Array, isCategorical: readonly boolean[], params: KernelParams): GaussianProcess {
+    return new GaussianProcess(X, y, isCategorical, params);
+  }
+
+  /**
+   * Fits the hyperparameters to (X, y), starting from `init` (the previous fit) and falling back to
+   * the defaults, then to the unfitted defaults if both optimizations fail.
+   */
+  static fit(X: readonly Float64Array[], y: Float64Array, isCategorical: readonly boolean[], opts: { deterministic: boolean; init?: KernelParams | null }): GaussianProcess {
+    const dim = isCategorical.length;
+    const starts = [opts.init, defaultKernelParams(dim)].filter((p): p is KernelParams => !!p && p.inverseSquaredLengthscales.length === dim);
+    for (const start of starts) {
+      try {
+        const params = fitParams(X, y, isCategorical, start, opts.deterministic);
+        return new GaussianProcess(X, y, isCategorical, params);
+      } catch (e) {
+        if (!(e instanceof NotPositiveDefiniteError)) throw e;
+      }
+    }
+    const fallback = defaultKernelParams(dim);
+    return new GaussianProcess(X, y, isCategorical, opts.deterministic ? { ...fallback, noise: MIN_NOISE } : fallback);
+  }
+
+  /** The same hyperparameters conditioned on extra inputs with given outputs (kriging believer). */
+  withObservations(Xextra: readonly Float64Array[], yextra: ArrayLike<number>): GaussianProcess {
+    if (Xextra.length === 0) return this;
+    const y = new Float64Array(this.n + Xextra.length);
+    y.set(this.y);
+    y.set(Array.from(yextra), this.n);
+    return new GaussianProcess([...this.X, ...Xextra], y, this.isCategorical, this.params);
+  }
+
+  private gram(): Float64Array {
+    const { n, dim, X } = this;
+    const lam = this.params.inverseSquaredLengthscales;
+    const K = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) {
+      K[i * n + i] = this.params.scale + this.params.noise;
+      for (let j = 0; j < i; j++) {
+        let r2 = 0;
+        for (let d = 0; d < dim; d++) r2 += lam[d]! * sqd(X[i]![d]!, X[j]![d]!, this.isCategorical[d]!);
+        const k = this.params.scale * matern(r2);
+        K[i * n + j] = k;
+        K[j * n + i] = k;
+      }
+    }
+    return K;
+  }
+
+  /** Posterior mean and variance at x; with `grad`, also their gradients over the continuous coordinates. */
+  posterior(x: ArrayLike<number>, grad?: { mean: Float64Array; variance: Float64Array }): { mean: number; variance: number } {
+    const { n, dim, X } = this;
+    const lam = this.params.inverseSquaredLengthscales;
+    const scale = this.params.scale;
+    const k = new Float64Array(n);
+    const dk = grad ? new Float64Array(n) : null; // m'(r^2) * scale per input
+    let mean = 0;
+    for (let i = 0; i < n; i++) {
+      let r2 = 0;
+      const xi = X[i]!;
+      for (let d = 0; d < dim; d++) r2 += lam[d]! * sqd(x[d]!, xi[d]!, this.isCategorical[d]!);
+      k[i] = scale * matern(r2);
+      if (dk) dk[i] = scale * maternDeriv(r2);
+      mean += k[i]! * this.alpha[i]!;
+    }
+    const v = solveLower(this.chol, n, Float64Array.from(k));
+    let vv = 0;
+    for (let i = 0; i < n; i++) vv += v[i]! * v[i]!;
+    const variance = Math.max(0, scale - vv);
+    if (grad && dk) {
+      const w = solveUpperT(this.chol, n, v); // (K + noise I)^-1 k
+      grad.mean.fill(0);
+      grad.variance.fill(0);
+      for (let d = 0; d < dim; d++) {
+        if (this.isCategorical[d]) continue;
+        let gm = 0;
+        let gv = 0;
+        for (let i = 0; i < n; i++) {
+          const dki = dk[i]! * lam[d]! * 2 * (x[d]! - X[i]![d]!);
+          gm += dki * this.alpha[i]!;
+          gv += dki * w[i]!;
+        }
+        grad.mean[d] = gm;
+        grad.variance[d] = variance > 0 ? -2 * gv : 0;
+      }
+    }
+    return { mean, variance };
+  }
+}
+
+/** Negative (log marginal likelihood + log prior) and its gradient over the log parameters. */
+function fitParams(X: readonly Float64Array[], y: Float64Array, isCat: readonly boolean[], init: KernelParams, deterministic: boolean): KernelParams {
+  const n = X.length;
+  const dim = isCat.length;
+  // Squared distances per pair and dimension, computed once for the whole fit.
+  const npairs = (n * (n - 1)) / 2;
+  const D = new Float64Array(npairs * dim);
+  for (let i = 0, p = 0; i < n; i++) {
+    for (let j = 0; j < i; j++, p++) for (let d = 0; d < dim; d++) D[p * dim + d] = sqd(X[i]![d]!, X[j]![d]!, isCat[d]!);
+  }
+  const K = new Float64Array(n * n);
+  const Md = new Float64Array(npairs); // scale * m'(r^2) per pair
+  const loss = (theta: Float64Array, grad: Float64Array): number => {
+    const lam = theta.subarray(0, dim).map(Math.exp);
+    const scale = Math.exp(theta[dim]!);
+    const noiseRaw = deterministic ? 0 : Math.exp(theta[dim + 1]!);
+    const noise = MIN_NOISE + noiseRaw;
+    for (let i = 0, p = 0; i < n; i++) {
+      K[i * n + i] = scale + noise;
+      for (let j = 0; j < i; j++, p++) {
+        let r2 = 0;
+        for (let d = 0; d < dim; d++) r2 += lam[d]! * D[p * dim + d]!;
+        const k = scale * matern(r2);
+        Md[p] = scale * maternDeriv(r2);
+        K[i * n + j] = k;
+        K[j * n + i] = k;
+      }
+    }
+    let L: Float64Array;
+    try {
+      L = cholesky(K, n);
+    } catch {
+      grad.fill(0);
+      return Infinity;
+    }
+    const alpha = solveUpperT(L, n, solveLower(L, n, Float64Array.from(y)));
+    let logdet = 0;
+    for (let i = 0; i < n; i++) logdet += Math.log(L[i * n + i]!);
+    let quad = 0;
+    for (let i = 0; i < n; i++) quad += y[i]! * alpha[i]!;
+    const mll = -logdet - 0.5 * quad;
+    let prior = 0;
+    for (let d = 0; d < dim; d++) prior -= 0.1 / lam[d]! + 0.1 * lam[d]!;
+    prior += Math.log(scale) - scale;
+    prior += 0.1 * Math.log(noise) - 30 * noise;
+    // d mll / d theta = 0.5 * sum_ij W_ij dK_ij / d theta, W = alpha alpha^T - K^-1.
+    const Kinv = inverseFromCholesky(L, n);
+    grad.fill(0);
+    let gScale = 0;
+    let gDiag = 0;
+    for (let i = 0, p = 0; i < n; i++) {
+      const wii = alpha[i]! * alpha[i]! - Kinv[i * n + i]!;
+      gScale += 0.5 * wii * scale;
+      gDiag += 0.5 * wii;
+      for (let j = 0; j < i; j++, p++) {
+        const wij = alpha[i]! * alpha[j]! - Kinv[i * n + j]!; // counted twice: W symmetric
+        gScale += wij * K[i * n + j]!;
+        const c = wij * Md[p]!;
+        for (let d = 0; d < dim; d++) grad[d]! += c * lam[d]! * D[p * dim + d]!;
+      }
+    }
+    for (let d = 0; d < dim; d++) grad[d] = -(grad[d]! + 0.1 / lam[d]! - 0.1 * lam[d]!);
+    grad[dim] = -(gScale + 1 - scale);
+    grad[dim + 1] = deterministic ? 0 : -(gDiag * noiseRaw + (0.1 / noise - 30) * noiseRaw);
+    return -(mll + prior);
+  };
+  const theta0 = new Float64Array(dim + 2);
+  for (let d = 0; d < dim; d++) theta0[d] = Math.log(init.inverseSquaredLengthscales[d]!);
+  theta0[dim] = Math.log(init.scale);
+  theta0[dim + 1] = Math.log(Math.max(1e-12, init.noise - 0.99 * MIN_NOISE));
+  // Keep the search in a range where the kernel stays representable.
+  const lower = new Float64Array(dim + 2).fill(-20);
+  const upper = new Float64Array(dim + 2).fill(20);
+  const res = lbfgs(loss, theta0, { maxIter: 200, gtol: 1e-2, lower, upper });
+  if (!Number.isFinite(res.f)) throw new NotPositiveDefiniteError('kernel fit left the positive definite region');
+  const t = res.x;
+  return {
+    inverseSquaredLengthscales: t.subarray(0, dim).map(Math.exp),
+    scale: Math.exp(t[dim]!),
+    noise: deterministic ? MIN_NOISE : MIN_NOISE + Math.exp(t[dim + 1]!),
+  };
+}
