@@ -19,6 +19,8 @@ export interface BlobRef {
   /** The checkpoint's total size in bytes (for a directory: the sum of its files). */
   size: number;
   kind: 'file' | 'dir';
+  /** For a directory: the manifest blob's own size (`size` is the files' total). */
+  manifestSize?: number;
 }
 
 export interface ManifestEntry {
@@ -332,7 +334,7 @@ export class BlobStore {
     };
     await walk(src, '');
     const manifest = await this.putBytes(encodeManifest({ v: 1, files }));
-    return { hash: manifest.hash, size: total, kind: 'dir' };
+    return { hash: manifest.hash, size: total, kind: 'dir', manifestSize: manifest.size };
   }
 
   /** The blobs a reference needs (for a directory: the manifest and each distinct file blob). */
