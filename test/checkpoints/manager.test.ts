@@ -61,7 +61,7 @@ test('a retry reads the latest checkpoint of the trial it retries; a fresh trial
   const s = await setup({});
   const t = s.study.ask();
   await saveEpochs(s, t.trialId, [0.1, 0.2, 0.3]);
-  s.study.tell(t, { state: 'FAIL' } as never);
+  await s.study.tell(t, null, { state: 'FAIL' });
   const retry = s.storage.createTrial(s.study.studyId, { systemAttrs: { retryOf: t.trialId } });
   const ck = await s.mgr.get(s.study.studyId, retry.trialId);
   assert.ok(ck);
@@ -88,7 +88,7 @@ test('directory checkpoints round-trip; bad saves are errors naming the problem 
   await assert.rejects(s.mgr.save(s.study.studyId, t.trialId, ck, { metrics: { acc: [1] as never } }), /metric "acc" must be a number/);
   await assert.rejects(s.mgr.save(s.study.studyId, t.trialId, path.join(s.dir, 'missing')), /does not exist/);
   assert.deepEqual((await s.store.list()).sort(), before);
-  s.study.tell(t, 1);
+  await s.study.tell(t, 1);
   await assert.rejects(s.mgr.save(s.study.studyId, t.trialId, ck, { step: 2 }), /is COMPLETE; checkpoints are saved while it runs/);
   await rm(s.dir, { recursive: true, force: true });
 });
