@@ -10,6 +10,7 @@ import { paretoFront } from './multi-objective.js';
 import type { Pruner } from './pruners/base.js';
 import { defaultPruner } from './pruners/index.js';
 import type { Sampler } from './samplers/base.js';
+import { isFeasible } from './samplers/constraints.js';
 import { defaultSampler } from './samplers/index.js';
 import { InMemoryStorage } from './storage/memory.js';
 import {
@@ -176,11 +177,15 @@ export class Study {
     }
     const maximize = this.direction === 'maximize';
     let best: FrozenTrial | null = null;
+    let complete = 0;
+    // Trials that break a constraint (system attr `constraints` > 0) never count as best, as in Optuna.
     for (const t of this.getTrials({ states: ['COMPLETE'] })) {
+      complete++;
+      if (!isFeasible(t)) continue;
       const v = t.values![0]!;
       if (best === null || (maximize ? v > best.values![0]! : v < best.values![0]!)) best = t;
     }
-    if (!best) throw new StudyUsageError('no trials are completed yet, so there is no best trial');
+    if (!best) throw new StudyUsageError(complete ? `none of the ${complete} completed trials is feasible, so there is no best trial` : 'no trials are completed yet, so there is no best trial');
     return best;
   }
 
@@ -192,9 +197,9 @@ export class Study {
     return this.bestTrial.params;
   }
 
-  /** The Pareto front of COMPLETE trials (for one direction: the best trial(s)). */
+  /** The Pareto front of feasible COMPLETE trials (for one direction: the best trial(s)). */
   get bestTrials(): FrozenTrial[] {
-    return paretoFront(this.getTrials({ states: ['COMPLETE'] }), this.directions);
+    return paretoFront(this.getTrials({ states: ['COMPLETE'] }).filter(isFeasible), this.directions);
   }
 
   /** Optuna's trials_dataframe(): one row per trial, Optuna's column names. */
@@ -382,8 +387,9 @@ export class Study {
       if (this.isMultiObjective) {
         logger.info(`Trial ${t.number} finished with values: [${t.values!.join(', ')}] and parameters: ${params}.`);
       } else {
-        const best = this.bestTrial;
-        logger.info(`Trial ${t.number} finished with value: ${t.values![0]} and parameters: ${params}. Best is trial ${best.number} with value: ${best.values![0]}.`);
+        const best = this.bestTrials[0]; // none while every trial breaks a constraint
+        const tail = best ? ` Best is trial ${best.number} with value: ${best.values![0]}.` : '';
+        logger.info(`Trial ${t.number} finished with value: ${t.values![0]} and parameters: ${params}.${tail}`);
       }
     } else if (t.state === 'PRUNED') {
       logger.info(`Trial ${t.number} pruned.`);

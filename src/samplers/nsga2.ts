@@ -6,13 +6,16 @@
  * Children take a uniform crossover of two tournament-selected parents; a mutated parameter (and any
  * parameter outside the intersection space) is sampled uniformly at random. Every peer derives the same
  * parent population from the same history, so peers breed from one population without coordination.
+ * With `constraintsFunc`, Deb's constrained domination: feasible trials outrank infeasible ones, and
+ * infeasible ones rank among themselves by total violation.
  */
 import { toInternal, toExternal, type Distribution, type ParamValue } from '../distributions.js';
 import { nonDominatedRanks, toMinimize } from '../multi-objective.js';
 import { Rng, randomSeed } from '../rng.js';
-import type { FrozenTrial } from '../storage/storage.js';
+import type { FrozenTrial, TrialState } from '../storage/storage.js';
 import type { Study } from '../study.js';
 import type { Sampler, SearchSpace } from './base.js';
+import { checkConstraintsFunc, recordConstraints, violation, type ConstraintsFunc } from './constraints.js';
 import { sampleUniform } from './random.js';
 import { IntersectionSearchSpace } from './search-space.js';
 
@@ -25,6 +28,8 @@ export interface NSGAIISamplerOptions {
   crossoverProb?: number;
   swappingProb?: number;
   seed?: number;
+  /** Constraint values of a finished trial; feasible when all are <= 0 (see constraints.ts). */
+  constraintsFunc?: ConstraintsFunc;
 }
 
 export class NSGAIISampler implements Sampler {
@@ -33,6 +38,7 @@ export class NSGAIISampler implements Sampler {
   readonly crossoverProb: number;
   readonly swappingProb: number;
   readonly seed: number;
+  private readonly constraintsFunc: ConstraintsFunc | null;
   private parentCache = new Map<number, { version: number; parents: FrozenTrial[] }>();
   private readonly space = new IntersectionSearchSpace(false);
 
@@ -42,6 +48,7 @@ export class NSGAIISampler implements Sampler {
     this.crossoverProb = opts.crossoverProb ?? 0.9;
     this.swappingProb = opts.swappingProb ?? 0.5;
     this.seed = opts.seed ?? randomSeed();
+    this.constraintsFunc = checkConstraintsFunc('NSGAIISampler', opts.constraintsFunc);
     if (!Number.isInteger(this.populationSize) || this.populationSize < 2) {
       throw new Error(`NSGAIISampler: populationSize must be an integer >= 2, got ${opts.populationSize}`);
     }
@@ -103,6 +110,10 @@ export class NSGAIISampler implements Sampler {
     return sampleUniform(Rng.from(this.seed, trial.trialId, paramName), distribution);
   }
 
+  afterTrial(study: Study, trial: FrozenTrial, state: TrialState, values: readonly number[] | null): void {
+    if (this.constraintsFunc) recordConstraints(this.constraintsFunc, study, trial, state, values);
+  }
+
   /** Parents of generation `gen`: elite of (parents of gen-1 ∪ COMPLETE trials of gen-1). */
   private parentPopulation(study: Study, gen: number): FrozenTrial[] {
     if (gen <= 0) return [];
@@ -134,7 +145,7 @@ export class NSGAIISampler implements Sampler {
 
   private rankAndCrowd(pool: FrozenTrial[], study: Study): { rank: number; crowding: number }[] {
     const pts = pool.map((t) => toMinimize(t.values!, study.directions));
-    const ranks = nonDominatedRanks(pts);
+    const ranks = this.constraintsFunc ? constrainedRanks(pool, pts) : nonDominatedRanks(pts);
     const crowding = new Array<number>(pool.length).fill(0);
     const fronts = new Map<number, number[]>();
     ranks.forEach((r, i) => {
@@ -157,4 +168,22 @@ export class NSGAIISampler implements Sampler {
     }
     return ranks.map((rank, i) => ({ rank, crowding: crowding[i]! }));
   }
+}
+
+/** Non-dominated ranks of the feasible trials, then one rank per distinct violation for the others. */
+function constrainedRanks(pool: readonly FrozenTrial[], pts: readonly number[][]): number[] {
+  const viol = pool.map(violation);
+  const feasible = pool.map((_, i) => i).filter((i) => viol[i] === 0);
+  const ranks = new Array<number>(pool.length).fill(0);
+  const nd = nonDominatedRanks(feasible.map((i) => pts[i]!));
+  let next = 0;
+  feasible.forEach((i, j) => {
+    ranks[i] = nd[j]!;
+    next = Math.max(next, nd[j]! + 1);
+  });
+  const levels = [...new Set(viol.filter((v) => v > 0))].sort((a, b) => a - b);
+  pool.forEach((_, i) => {
+    if (viol[i]! > 0) ranks[i] = next + levels.indexOf(viol[i]!);
+  });
+  return ranks;
 }

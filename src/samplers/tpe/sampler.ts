@@ -10,11 +10,13 @@
  * of proposing the same point.
  */
 import { contains, type Distribution, type ParamValue } from '../../distributions.js';
-import { nonDominatedRanks } from '../../multi-objective.js';
+import { greedyHypervolumeOrder, hypervolumeContributions, optunaReferencePoint } from '../../hypervolume.js';
+import { nonDominatedRanks, toMinimize } from '../../multi-objective.js';
 import { Rng, randomSeed } from '../../rng.js';
 import { isFinished, type FrozenTrial, type StudyDirection, type TrialState } from '../../storage/storage.js';
 import type { Study } from '../../study.js';
 import type { Sampler, SearchSpace } from '../base.js';
+import { checkConstraintsFunc, recordConstraints, violation, type ConstraintsFunc } from '../constraints.js';
 import { sampleUniform } from '../random.js';
 import { GroupDecomposedSearchSpace, IntersectionSearchSpace } from '../search-space.js';
 import { ParzenEstimator, fromModel, paramModel, sortPairs, toModel, type BandwidthRule, type ParamModel, type ParzenOptions } from './parzen-estimator.js';
@@ -47,6 +49,15 @@ export interface TPESamplerOptions {
   minBandwidthFactor?: number;
   /** See ParzenOptions.kernelWeighting. Default 'exact' (Optuna 3.1 effectively used 'bandwidth'). */
   kernelWeighting?: 'exact' | 'bandwidth';
+  /**
+   * Several objectives: how the good group is chosen. 'rank': whole non-dominated fronts, the last
+   * one cut by age, with the usual weights. 'hypervolume' (Optuna's MOTPE): the last front cut by
+   * greedy hypervolume subset selection, good observations weighted by their hypervolume contribution.
+   * Default 'rank' (see bench/multi-objective.bench.ts).
+   */
+  multiObjectiveSplit?: 'rank' | 'hypervolume';
+  /** Constraint values of a finished trial, feasible when all are <= 0; infeasible trials rank last. */
+  constraintsFunc?: ConstraintsFunc;
 }
 
 /**
@@ -111,6 +122,8 @@ interface History {
   readonly rank: Int32Array;
   /** RUNNING trials at the last look (refreshed on every call: their params arrive as they are suggested). */
   running: readonly FrozenTrial[];
+  /** Several objectives: each trial's values in minimize form (null when not a feasible COMPLETE trial). */
+  readonly losses: (number[] | null)[] | null;
 }
 
 /** One estimator's worth of observations. */
@@ -139,6 +152,8 @@ export class TPESampler implements Sampler {
   private readonly group: boolean;
   private readonly constantLiar: boolean;
   private readonly parzen: ParzenOptions;
+  private readonly moSplit: 'rank' | 'hypervolume';
+  private readonly constraintsFunc: ConstraintsFunc | null;
   private readonly studies = new Map<string, StudyState>();
   /** Conditional groups sampled jointly on first use, per trial (cleared when the trial finishes). */
   private readonly lazyGroups = new Map<string, Map<string, Record<string, ParamValue>>>();
@@ -148,6 +163,7 @@ export class TPESampler implements Sampler {
     const known = new Set([
       'nStartupTrials', 'nEiCandidates', 'gamma', 'weights', 'priorWeight', 'considerPrior', 'considerMagicClip',
       'considerEndpoints', 'multivariate', 'group', 'constantLiar', 'seed', 'bandwidth', 'minBandwidthFactor', 'kernelWeighting',
+      'multiObjectiveSplit', 'constraintsFunc',
     ]);
     for (const k of Object.keys(opts)) {
       if (!known.has(k)) throw new TPEOptionError(`TPESampler: unknown option "${k}"; valid options are ${[...known].join(', ')}`);
@@ -185,6 +201,16 @@ export class TPESampler implements Sampler {
       throw new TPEOptionError(`TPESampler: seed must be a finite number, got ${String(opts.seed)}`);
     }
     this.seed = opts.seed ?? randomSeed();
+    const moSplit = opts.multiObjectiveSplit ?? 'rank';
+    if (moSplit !== 'rank' && moSplit !== 'hypervolume') {
+      throw new TPEOptionError(`TPESampler: multiObjectiveSplit must be "rank" or "hypervolume", got ${JSON.stringify(moSplit)}`);
+    }
+    this.moSplit = moSplit;
+    try {
+      this.constraintsFunc = checkConstraintsFunc('TPESampler', opts.constraintsFunc);
+    } catch (e) {
+      throw new TPEOptionError((e as Error).message);
+    }
   }
 
   // ---- Sampler interface ----
@@ -226,8 +252,9 @@ export class TPESampler implements Sampler {
     return this.sampleJoint(study, trial, [paramName], [distribution], `independent:${paramName}`)[paramName]!;
   }
 
-  afterTrial(_study: Study, trial: FrozenTrial): void {
+  afterTrial(study: Study, trial: FrozenTrial, state: TrialState, values: readonly number[] | null): void {
     this.lazyGroups.delete(trial.trialId);
+    if (this.constraintsFunc) recordConstraints(this.constraintsFunc, study, trial, state, values);
   }
 
   // ---- policy ----
@@ -278,7 +305,10 @@ export class TPESampler implements Sampler {
     }
     if (!st.history || st.history.finishedCount !== finishedCount) {
       const trials = all.filter((t) => FINISHED_OK.includes(t.state) && (t.state === 'PRUNED' || t.values !== null));
-      st.history = { finishedCount, trials, rank: rankTrials(trials, study.directions), running: inFlight };
+      st.history = { finishedCount, trials, rank: rankTrials(trials, study.directions, {
+          constrained: this.constraintsFunc !== null,
+          hypervolumeDepth: this.moSplit === 'hypervolume' ? Math.max(0, Math.floor(this.gamma(trials.length))) : 0,
+        }), running: inFlight, losses: study.isMultiObjective ? trials.map((t) => (t.state === 'COMPLETE' && t.values && (!this.constraintsFunc || violation(t) === 0) ? toMinimize(t.values, study.directions) : null)) : null };
     } else {
       st.history.running = inFlight;
     }
@@ -334,14 +364,24 @@ export class TPESampler implements Sampler {
     const below = models.map(() => new Float64Array(nBelow));
     const above = models.map(() => new Float64Array(n - nBelow + nLiars));
     let b = 0, a = 0;
+    const belowTrials: number[] = [];
     for (let i = 0; i < n; i++) {
       const good = ranks[i]! <= cutoff;
       for (let j = 0; j < d; j++) (good ? below : above)[j]![good ? b : a] = obs.values[j]![i]!;
-      if (good) b++;
+      if (good) (b++, belowTrials.push(obs.index[i]!));
       else a++;
     }
     for (let i = 0; i < nLiars; i++, a++) for (let j = 0; j < d; j++) above[j]![a] = liars![j]![i]!;
-    return { below, belowWeights: this.weightsFor(nBelow), above, aboveWeights: this.weightsFor(a) };
+    let belowWeights = this.weightsFor(nBelow);
+    if (this.moSplit === 'hypervolume' && hist.losses) {
+      // Infeasible or pruned members of the good group get a negligible weight, as in Optuna 3.1.
+      const withLoss = belowTrials.map((t, k) => ({ k, loss: hist.losses![t] })).filter((e) => e.loss);
+      const w = new Float64Array(nBelow).fill(1e-12);
+      const hv = hypervolumeWeights(withLoss.map((e) => e.loss!));
+      withLoss.forEach((e, m) => (w[e.k] = hv[m]!));
+      belowWeights = w;
+    }
+    return { below, belowWeights, above, aboveWeights: this.weightsFor(a) };
   }
 
   private weightsFor(n: number): ArrayLike<number> {
@@ -358,10 +398,31 @@ export class TPESampler implements Sampler {
 /**
  * Orders finished trials best first. Single objective: COMPLETE by value; PRUNED after them, ranked by
  * the last step they reached (further is better) and then their value there; PRUNED without any
- * report last. Several objectives: non-dominated rank, then age.
+ * report last. Several objectives: non-dominated rank, then age; with `hypervolumeDepth` > 0, the
+ * members of each front that starts within the first `hypervolumeDepth` places are ordered by greedy
+ * hypervolume subset selection instead (Optuna's reference point, per front).
+ * `constrained`: infeasible trials (and trials without constraint values) come after every feasible
+ * one, by total violation, as Optuna ranks them.
  */
-function rankTrials(trials: readonly FrozenTrial[], directions: readonly StudyDirection[]): Int32Array {
+function rankTrials(trials: readonly FrozenTrial[], directions: readonly StudyDirection[], opts: { constrained: boolean; hypervolumeDepth: number }): Int32Array {
+  const base = rankUnconstrained(trials, directions, opts);
+  if (!opts.constrained) return base;
   const n = trials.length;
+  const viol = trials.map(violation);
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => {
+    const va = viol[a]!, vb = viol[b]!;
+    if ((va > 0) !== (vb > 0)) return va > 0 ? 1 : -1;
+    if (va > 0 && va !== vb) return va < vb ? -1 : 1;
+    return base[a]! - base[b]!;
+  });
+  const rank = new Int32Array(n);
+  order.forEach((i, r) => (rank[i] = r));
+  return rank;
+}
+
+function rankUnconstrained(trials: readonly FrozenTrial[], directions: readonly StudyDirection[], opts: { constrained: boolean; hypervolumeDepth: number }): Int32Array {
+  const n = trials.length;
+  const tieKey = Float64Array.from({ length: n }, (_, i) => i);
   const stepKey = new Float64Array(n);
   const valueKey = new Float64Array(n);
   if (directions.length === 1) {
@@ -385,15 +446,17 @@ function rankTrials(trials: readonly FrozenTrial[], directions: readonly StudyDi
   } else {
     const done: number[] = [];
     for (let i = 0; i < n; i++) {
-      if (trials[i]!.state === 'COMPLETE') done.push(i);
+      // Infeasible trials stay out of the fronts: they must not push feasible ones down a rank.
+      if (trials[i]!.state === 'COMPLETE' && !(opts.constrained && violation(trials[i]!) > 0)) done.push(i);
       else stepKey[i] = Infinity;
     }
-    const pts = done.map((i) => trials[i]!.values!.map((v, m) => (directions[m] === 'maximize' ? -v : v)));
+    const pts = done.map((i) => toMinimize(trials[i]!.values!, directions));
     const nd = nonDominatedRanks(pts);
     done.forEach((i, r) => {
       stepKey[i] = -Infinity;
       valueKey[i] = nd[r]!;
     });
+    if (opts.hypervolumeDepth > 0) orderFrontsByHypervolume(done, pts, nd, opts.hypervolumeDepth, tieKey);
   }
   const rank = new Int32Array(n);
   if (directions.length === 1) {
@@ -418,10 +481,48 @@ function rankTrials(trials: readonly FrozenTrial[], directions: readonly StudyDi
   const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => {
     if (stepKey[a] !== stepKey[b]) return stepKey[a]! < stepKey[b]! ? -1 : 1;
     if (valueKey[a] !== valueKey[b]) return valueKey[a]! < valueKey[b]! ? -1 : 1;
+    if (tieKey[a] !== tieKey[b]) return tieKey[a]! - tieKey[b]!;
     return a - b;
   });
   order.forEach((i, r) => (rank[i] = r));
   return rank;
+}
+
+/**
+ * Within each front that starts before `depth` places are filled, the greedy hypervolume order of its
+ * members (up to `depth` picks; the rest after them by age) goes into tieKey.
+ */
+function orderFrontsByHypervolume(done: readonly number[], pts: readonly number[][], nd: readonly number[], depth: number, tieKey: Float64Array): void {
+  const fronts = new Map<number, number[]>();
+  nd.forEach((r, j) => {
+    if (!fronts.has(r)) fronts.set(r, []);
+    fronts.get(r)!.push(j);
+  });
+  let placed = 0;
+  for (let r = 0; placed < depth && fronts.has(r); r++) {
+    const members = fronts.get(r)!;
+    placed += members.length;
+    if (members.length < 2) continue;
+    const vals = members.map((j) => pts[j]!);
+    const order = greedyHypervolumeOrder(vals, optunaReferencePoint(vals), Math.min(depth, members.length));
+    const picked = new Set(order);
+    order.forEach((m, pos) => (tieKey[done[members[m]!]!] = pos - members.length - 1e9));
+    members.forEach((j, m) => {
+      if (!picked.has(m)) tieKey[done[j]!] = done[j]!;
+    });
+  }
+}
+
+/**
+ * Optuna 3.1's below weights for several objectives: each good observation's hypervolume contribution
+ * within the good group (reference point from the group), divided by the largest.
+ */
+function hypervolumeWeights(points: readonly number[][]): Float64Array {
+  const n = points.length;
+  if (n <= 1) return new Float64Array(n).fill(1);
+  const contrib = hypervolumeContributions(points, optunaReferencePoint(points)).map((c) => c + 1e-12);
+  const max = Math.max(...contrib);
+  return Float64Array.from(contrib, (c) => Math.min(1, Math.max(0, c / max)));
 }
 
 interface Observations {
