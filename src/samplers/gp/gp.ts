@@ -51,6 +51,9 @@ export class GaussianProcess {
   private readonly chol: Float64Array;
   /** (K + noise I)^-1 y */
   private readonly alpha: Float64Array;
+  /** The inputs row by row in one array, and 1 for categorical coordinates (the hot loops read these). */
+  private readonly flat: Float64Array;
+  private readonly cat: Uint8Array;
 
   private constructor(
     readonly X: readonly Float64Array[],
@@ -60,6 +63,9 @@ export class GaussianProcess {
   ) {
     this.n = X.length;
     this.dim = isCategorical.length;
+    this.flat = new Float64Array(this.n * this.dim);
+    X.forEach((x, i) => this.flat.set(x.subarray(0, this.dim), i * this.dim));
+    this.cat = Uint8Array.from(isCategorical, (c) => (c ? 1 : 0));
     const K = this.gram();
     this.chol = cholesky(K, this.n);
     this.alpha = solveUpperT(this.chol, this.n, solveLower(this.chol, this.n, Float64Array.from(y)));
@@ -116,18 +122,22 @@ export class GaussianProcess {
 
   /** Posterior mean and variance at x; with `grad`, also their gradients over the continuous coordinates. */
   posterior(x: ArrayLike<number>, grad?: { mean: Float64Array; variance: Float64Array }): { mean: number; variance: number } {
-    const { n, dim, X } = this;
+    const { n, dim, flat, cat } = this;
     const lam = this.params.inverseSquaredLengthscales;
     const scale = this.params.scale;
     const k = new Float64Array(n);
     const dk = grad ? new Float64Array(n) : null; // m'(r^2) * scale per input
     let mean = 0;
-    for (let i = 0; i < n; i++) {
+    for (let i = 0, o = 0; i < n; i++, o += dim) {
       let r2 = 0;
-      const xi = X[i]!;
-      for (let d = 0; d < dim; d++) r2 += lam[d]! * sqd(x[d]!, xi[d]!, this.isCategorical[d]!);
-      k[i] = scale * matern(r2);
-      if (dk) dk[i] = scale * maternDeriv(r2);
+      for (let d = 0; d < dim; d++) {
+        const diff = x[d]! - flat[o + d]!;
+        r2 += lam[d]! * (cat[d] ? (diff === 0 ? 0 : 1) : diff * diff);
+      }
+      const s5 = Math.sqrt(5 * r2);
+      const e = Math.exp(-s5);
+      k[i] = scale * (1 + s5 + (5 / 3) * r2) * e;
+      if (dk) dk[i] = scale * (-5 / 6) * (1 + s5) * e;
       mean += k[i]! * this.alpha[i]!;
     }
     const v = solveLower(this.chol, n, Float64Array.from(k));
@@ -138,18 +148,18 @@ export class GaussianProcess {
       const w = solveUpperT(this.chol, n, v); // (K + noise I)^-1 k
       grad.mean.fill(0);
       grad.variance.fill(0);
-      for (let d = 0; d < dim; d++) {
-        if (this.isCategorical[d]) continue;
-        let gm = 0;
-        let gv = 0;
-        for (let i = 0; i < n; i++) {
-          const dki = dk[i]! * lam[d]! * 2 * (x[d]! - X[i]![d]!);
-          gm += dki * this.alpha[i]!;
-          gv += dki * w[i]!;
+      // d k_i / d x_d = m'(r_i^2) * scale * lambda_d * 2 (x_d - X_id)
+      for (let i = 0, o = 0; i < n; i++, o += dim) {
+        const a = dk[i]! * this.alpha[i]!;
+        const b = dk[i]! * w[i]!;
+        for (let d = 0; d < dim; d++) {
+          if (cat[d]) continue;
+          const t = 2 * lam[d]! * (x[d]! - flat[o + d]!);
+          grad.mean[d]! += a * t;
+          grad.variance[d]! += b * t;
         }
-        grad.mean[d] = gm;
-        grad.variance[d] = variance > 0 ? -2 * gv : 0;
       }
+      for (let d = 0; d < dim; d++) grad.variance[d] = variance > 0 ? -2 * grad.variance[d]! : 0;
     }
     return { mean, variance };
   }
