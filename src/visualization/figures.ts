@@ -196,8 +196,9 @@ export function plotParallelCoordinate(study: PlotStudy, opts: TargetOptions & {
   const target = targetOf(study, opts, 'plotParallelCoordinate');
   const done = complete(study, target);
   const all = paramsOf(done.map((p) => p.t));
-  const params = opts.params ? all.filter((p) => opts.params!.includes(p.name)) : all;
-  // As Optuna: a trial without one of the plotted params is left out (conditional spaces).
+  // Default axes: the params every COMPLETE trial has (a conditional param would drop every trial
+  // without it); asked-for params are shown and, as in Optuna, trials without one are left out.
+  const params = opts.params ? all.filter((p) => opts.params!.includes(p.name)) : all.filter((p) => done.every((r) => p.name in r.t.params));
   const rows = done.filter((p) => params.every((q) => q.name in p.t.params));
   if (rows.length === 0 || params.length === 0) return emptyFigure('Parallel Coordinate Plot', 'No COMPLETE trials with these params');
   const ys = rows.map((r) => r.y);

@@ -1,0 +1,127 @@
+/**
+ * One study's live feed: what the dashboard pushes to every open page. It remembers, per trial, the
+ * FrozenTrial object it last sent (storages hand out the same frozen object until the trial changes),
+ * so after a change it sends only the trials whose object changed, as compact rows. Changes are
+ * coalesced for `coalesceMs` so a burst of merges is one message.
+ */
+import type { FrozenTrial, Storage, StudyInfo } from '../storage/storage.js';
+import { ParamIndex, encodeTrial, type ParamInfo, type TrialRow } from '../visualization/data.js';
+
+export interface Delta {
+  version: number;
+  params: ParamInfo[];
+  rows: TrialRow[];
+  removed: string[];
+}
+
+export interface Snapshot extends Delta {
+  study: { studyId: string; studyName: string; directions: string[]; userAttrs: Record<string, unknown>; createdAt: number };
+}
+
+export class StudyFeed {
+  private readonly index = new ParamIndex();
+  private readonly sent = new Map<string, FrozenTrial>();
+  private readonly encoded = new WeakMap<FrozenTrial, TrialRow>();
+  private readonly subscribers = new Set<(d: Delta) => void>();
+  private timer: NodeJS.Timeout | null = null;
+  private unsubscribe: (() => void) | null = null;
+
+  constructor(
+    private readonly storage: Storage & { onTrialsChanged?(l: (studyId: string) => void): () => void },
+    readonly info: StudyInfo,
+    private readonly coalesceMs = 30,
+  ) {}
+
+  private row(t: FrozenTrial): TrialRow {
+    let r = this.encoded.get(t);
+    if (!r) {
+      r = encodeTrial(t, this.index);
+      this.encoded.set(t, r);
+    }
+    return r;
+  }
+
+  /** Everything, for a page that just connected; also makes the feed current. */
+  snapshot(): Snapshot {
+    // Pages already open get whatever changed first, so no page misses a delta.
+    const d = this.collect();
+    if (d.rows.length || d.removed.length) for (const s of this.subscribers) s(d);
+    const rows: TrialRow[] = [];
+    for (const t of this.sent.values()) rows.push(this.row(t));
+    return {
+      study: {
+        studyId: this.info.studyId,
+        studyName: this.info.studyName,
+        directions: [...this.info.directions],
+        userAttrs: { ...this.info.userAttrs },
+        createdAt: this.info.createdAt.getTime(),
+      },
+      version: this.storage.getVersion(this.info.studyId),
+      params: [...this.index.params],
+      rows,
+      removed: [],
+    };
+  }
+
+  /** Trials changed since the last collect, and those gone (claimed WAITING trials). */
+  private collect(): Delta {
+    const trials = this.storage.getAllTrials(this.info.studyId);
+    const rows: TrialRow[] = [];
+    const seen = new Set<string>();
+    for (const t of trials) {
+      seen.add(t.trialId);
+      if (this.sent.get(t.trialId) !== t) {
+        this.sent.set(t.trialId, t);
+        rows.push(this.row(t));
+      }
+    }
+    const removed: string[] = [];
+    if (seen.size !== this.sent.size) {
+      for (const id of this.sent.keys()) {
+        if (!seen.has(id)) {
+          removed.push(id);
+          this.sent.delete(id);
+        }
+      }
+    }
+    return { version: this.storage.getVersion(this.info.studyId), params: [...this.index.params], rows, removed };
+  }
+
+  subscribe(fn: (d: Delta) => void): () => void {
+    if (this.subscribers.size === 0) this.start();
+    this.subscribers.add(fn);
+    return () => {
+      this.subscribers.delete(fn);
+      if (this.subscribers.size === 0) this.stop();
+    };
+  }
+
+  private start(): void {
+    if (!this.storage.onTrialsChanged) return;
+    this.unsubscribe = this.storage.onTrialsChanged((id) => {
+      if (id === this.info.studyId) this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      const d = this.collect();
+      if (d.rows.length === 0 && d.removed.length === 0) return;
+      for (const s of this.subscribers) s(d);
+    }, this.coalesceMs);
+  }
+
+  /** For storages without onTrialsChanged (in-memory): the server polls this. */
+  poll(): void {
+    if (this.subscribers.size) this.schedule();
+  }
+
+  stop(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}

@@ -1,0 +1,414 @@
+/**
+ * The dashboard's HTTP server: a read-only view of one replica. It serves the page (plain ES
+ * modules, Plotly from node_modules, the figure code of src/visualization compiled for the browser),
+ * a small JSON API, and one Server-Sent Events stream per open study page that starts with a
+ * snapshot of the trials and then carries only the trials that changed (see feed.ts), pushed as the
+ * replica merges them.
+ *
+ * Safety: it binds 127.0.0.1 unless told otherwise, and any other host needs a token (the printed
+ * URL carries it; the page keeps it in a cookie). On loopback it also checks the Host header, so a
+ * web page elsewhere cannot reach it by DNS rebinding. Only GET and HEAD exist: nothing here writes.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { timingSafeEqual, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { PeertuneError } from '../errors.js';
+import { FanovaImportanceEvaluator, getParamImportances, MeanDecreaseImpurityImportanceEvaluator, PedAnovaImportanceEvaluator, type ImportanceEvaluator } from '../importance/index.js';
+import type { PeerInfo, Storage, StudyInfo, TrialState } from '../storage/storage.js';
+import { TRIAL_STATES } from '../storage/storage.js';
+import { StudyFeed } from './feed.js';
+
+export class DashboardError extends PeertuneError {
+  override name = 'DashboardError';
+}
+
+/** What the dashboard reads besides the Storage interface, when the storage has it (PeerStorage does). */
+export interface DashboardStorage extends Storage {
+  onTrialsChanged?(listener: (studyId: string) => void): () => void;
+  stats?(): { counters: Record<string, number>; connectedPeers: string[]; studies: { studyId: string; name: string; trials: number; pendingChanges: number; heads: string }[] };
+  multiaddrs?(): string[];
+}
+
+export interface DashboardOptions {
+  storage: DashboardStorage;
+  /** The study the page opens on (absent: the study list). */
+  studyName?: string;
+  /** Default 8080; 0 = any free port. */
+  port?: number;
+  /** Default 127.0.0.1. Any non-loopback host needs `token`. */
+  host?: string;
+  /** Required for non-loopback hosts; `true` = generate one. */
+  token?: string | true;
+  /** A peer not heard from for this long shows offline (default 5000 ms). */
+  offlineAfterMs?: number;
+}
+
+export interface Dashboard {
+  /** The URL to open (with the token, when one is needed). */
+  readonly url: string;
+  readonly port: number;
+  readonly host: string;
+  readonly token: string | null;
+  close(): Promise<void>;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+const isLoopback = (host: string): boolean => LOOPBACK.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host);
+
+/** Modules of src/ the page imports (only these are served). */
+const BROWSER_MODULES = new Set(['visualization/data', 'visualization/figures', 'visualization/hypervolume', 'multi-objective', 'errors']);
+
+const here = fileURLToPath(import.meta.url);
+const srcRoot = dirname(dirname(here));
+const fromSource = here.endsWith('.ts');
+const webDir = [join(dirname(here), 'web'), resolve(srcRoot, '..', 'src', 'dashboard', 'web')].find((d) => existsSync(join(d, 'index.html')));
+
+interface Asset {
+  body: Buffer;
+  gz: Buffer;
+  type: string;
+}
+
+const assets = new Map<string, Promise<Asset>>();
+
+function asset(key: string, load: () => Promise<{ body: Buffer | string; type: string }>): Promise<Asset> {
+  let a = assets.get(key);
+  if (!a) {
+    a = load().then(({ body, type }) => {
+      const buf = typeof body === 'string' ? Buffer.from(body) : body;
+      return { body: buf, gz: gzipSync(buf, { level: 6 }), type };
+    });
+    a.catch(() => assets.delete(key));
+    assets.set(key, a);
+  }
+  return a;
+}
+
+async function browserModule(rel: string): Promise<Asset> {
+  return asset(`mod:${rel}`, async () => {
+    if (!fromSource) return { body: readFileSync(join(srcRoot, `${rel}.js`)).toString().replace(/\n\/\/# sourceMappingURL=.*$/m, ''), type: 'text/javascript' };
+    // Running from src/ (tsx, tests): strip the types with esbuild, which tsx brings along.
+    const esbuild = (await import('esbuild')) as typeof import('esbuild');
+    const out = await esbuild.transform(readFileSync(join(srcRoot, `${rel}.ts`), 'utf8'), { loader: 'ts', format: 'esm', target: 'es2022' });
+    return { body: out.code, type: 'text/javascript' };
+  });
+}
+
+const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css' };
+
+function webAsset(name: string): Promise<Asset> {
+  return asset(`web:${name}`, async () => {
+    if (!webDir) throw new DashboardError('the dashboard web assets (src/dashboard/web) are missing from this install');
+    const ext = name.slice(name.lastIndexOf('.'));
+    return { body: readFileSync(join(webDir, name)), type: TYPES[ext] ?? 'application/octet-stream' };
+  });
+}
+
+function plotlyAsset(): Promise<Asset> {
+  return asset('plotly', async () => {
+    const path = createRequire(import.meta.url).resolve('plotly.js-dist-min/plotly.min.js');
+    return { body: readFileSync(path), type: 'text/javascript' };
+  });
+}
+
+export function validateDashboardOptions(opts: DashboardOptions): { host: string; port: number; token: string | null } {
+  const host = opts.host ?? '127.0.0.1';
+  const port = opts.port ?? 8080;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new DashboardError(`port must be an integer from 0 to 65535, got ${String(opts.port)}`);
+  if (typeof host !== 'string' || host.length === 0) throw new DashboardError(`host must be a host name or IP address, got ${JSON.stringify(opts.host)}`);
+  let token: string | null = opts.token === true ? randomBytes(18).toString('base64url') : (opts.token ?? null);
+  if (token !== null && (typeof token !== 'string' || token.length < 8)) throw new DashboardError('token must be a string of at least 8 characters (or pass --token without a value to generate one)');
+  if (!isLoopback(host) && token === null) {
+    throw new DashboardError(
+      `refusing to serve the dashboard on ${host} without a token: anyone who can reach that address would see the study; pass --token <secret> (or --token alone to generate one), or keep the default --host 127.0.0.1`,
+    );
+  }
+  if (token === '') token = null;
+  return { host, port, token };
+}
+
+export async function startDashboard(opts: DashboardOptions): Promise<Dashboard> {
+  const { host, port, token } = validateDashboardOptions(opts);
+  const storage = opts.storage;
+  if (opts.studyName !== undefined && !storage.getStudy(opts.studyName)) {
+    const names = storage.listStudies().map((s) => s.studyName);
+    throw new DashboardError(`no study named "${opts.studyName}" in this replica${names.length ? `; studies here: ${names.join(', ')}` : ' (it has no studies yet)'}`);
+  }
+  const offlineAfterMs = opts.offlineAfterMs ?? 5000;
+  const feeds = new Map<string, StudyFeed>();
+  const streams = new Set<ServerResponse>();
+  const timers: NodeJS.Timeout[] = [];
+  const importanceCache = new Map<string, { key: string; body: unknown }>();
+
+  const feedOf = (info: StudyInfo): StudyFeed => {
+    let f = feeds.get(info.studyId);
+    if (!f) {
+      f = new StudyFeed(storage, info);
+      feeds.set(info.studyId, f);
+    }
+    return f;
+  };
+
+  // Storages without change events (in-memory) are polled.
+  if (!storage.onTrialsChanged) {
+    const versions = new Map<string, number>();
+    const t = setInterval(() => {
+      for (const f of feeds.values()) {
+        const v = storage.getVersion(f.info.studyId);
+        if (versions.get(f.info.studyId) !== v) {
+          versions.set(f.info.studyId, v);
+          f.poll();
+        }
+      }
+    }, 200);
+    t.unref();
+    timers.push(t);
+  }
+
+  const authorized = (req: IncomingMessage, url: URL): boolean => {
+    if (token === null) return true;
+    const given = url.searchParams.get('token') ?? cookie(req, 'peertune_token') ?? bearer(req);
+    if (!given) return false;
+    const a = Buffer.from(given);
+    const b = Buffer.from(token);
+    return a.length === b.length && timingSafeEqual(a, b);
+  };
+
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch((e: unknown) => {
+      if (!res.headersSent) send(res, 500, { error: (e as Error).message });
+      else res.end();
+    });
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://dashboard.invalid');
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Referrer-Policy', 'no-referrer');
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD');
+      return send(res, 405, { error: `the dashboard is read-only: ${req.method} is not allowed (no tell, no deletes)` });
+    }
+    if (isLoopback(host)) {
+      const h = (req.headers.host ?? '').replace(/:\d+$/, '');
+      if (!isLoopback(h)) return send(res, 421, { error: `unexpected Host header ${JSON.stringify(req.headers.host)}; open the dashboard at its printed loopback URL` });
+    }
+    if (!authorized(req, url)) return send(res, 401, { error: 'this dashboard needs its token: open the URL it printed (…?token=…)' });
+    if (token !== null && url.searchParams.get('token') === token) {
+      res.setHeader('Set-Cookie', `peertune_token=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/`);
+    }
+    const path = url.pathname;
+    if (path === '/' || path === '/index.html') {
+      res.setHeader('Content-Security-Policy', "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; worker-src blob:; frame-ancestors 'none'");
+      return sendAsset(req, res, await webAsset('index.html'));
+    }
+    if (path === '/static/plotly.min.js') return sendAsset(req, res, await plotlyAsset(), true);
+    const web = /^\/static\/([a-z0-9-]+\.(?:js|css))$/.exec(path);
+    if (web) return sendAsset(req, res, await webAsset(web[1]!));
+    const mod = /^\/mod\/([a-z/-]+)\.js$/.exec(path);
+    if (mod) {
+      if (!BROWSER_MODULES.has(mod[1]!)) return send(res, 404, { error: 'no such module' });
+      return sendAsset(req, res, await browserModule(mod[1]!));
+    }
+    if (path === '/api/config') return send(res, 200, { studyName: opts.studyName ?? null, readOnly: true, peerId: storage.ownerId, offlineAfterMs });
+    if (path === '/api/studies') return send(res, 200, { studies: storage.listStudies().map(summary) });
+    const m = /^\/api\/studies\/([^/]+)(?:\/([a-z-]+))?$/.exec(path);
+    if (m) {
+      const name = decodeURIComponent(m[1]!);
+      const info = storage.getStudy(name);
+      if (!info) return send(res, 404, { error: `no study named "${name}" in this replica` });
+      const what = m[2] ?? 'summary';
+      if (what === 'summary') return send(res, 200, summary(info));
+      if (what === 'trials') return send(res, 200, feedOf(info).snapshot());
+      if (what === 'events') return stream(req, res, info);
+      if (what === 'peers') return send(res, 200, peersOf(info));
+      if (what === 'importances') return send(res, 200, importances(info, url));
+    }
+    return send(res, 404, { error: `nothing at ${path}` });
+  }
+
+  function summary(info: StudyInfo) {
+    const trials = storage.getAllTrials(info.studyId);
+    const counts = Object.fromEntries(TRIAL_STATES.map((s) => [s, 0])) as Record<TrialState, number>;
+    for (const t of trials) counts[t.state]++;
+    let best: { number: number; value: number } | null = null;
+    if (info.directions.length === 1) {
+      const max = info.directions[0] === 'maximize';
+      for (const t of trials) {
+        if (t.state !== 'COMPLETE' || t.value === null) continue;
+        if (!best || (max ? t.value > best.value : t.value < best.value)) best = { number: t.number, value: t.value };
+      }
+    }
+    const peers = peersOf(info).peers;
+    return {
+      studyName: info.studyName,
+      studyId: info.studyId,
+      directions: info.directions,
+      createdAt: info.createdAt.getTime(),
+      trials: trials.length,
+      states: counts,
+      best,
+      peersOnline: peers.filter((p) => p.online).length,
+      peersKnown: peers.length,
+    };
+  }
+
+  function peersOf(info: StudyInfo) {
+    const now = Date.now();
+    const list: PeerInfo[] = storage.peers ? storage.peers(info.studyId) : [{ peerId: storage.ownerId, addresses: [], lastSeen: null, trialsRun: 0, self: true }];
+    const stats = storage.stats?.();
+    const connected = new Set(stats?.connectedPeers ?? []);
+    const byOwner = new Map<string, { states: Record<string, number>; running: { number: number; startedAt: number | null }[] }>();
+    for (const t of storage.getAllTrials(info.studyId)) {
+      let e = byOwner.get(t.owner);
+      if (!e) byOwner.set(t.owner, (e = { states: {}, running: [] }));
+      e.states[t.state] = (e.states[t.state] ?? 0) + 1;
+      if (t.state === 'RUNNING') e.running.push({ number: t.number, startedAt: t.datetimeStart?.getTime() ?? null });
+    }
+    const ids = new Set(list.map((p) => p.peerId));
+    for (const owner of byOwner.keys()) if (!ids.has(owner)) list.push({ peerId: owner, addresses: [], lastSeen: null, trialsRun: 0, self: false });
+    const replica = stats?.studies.find((s) => s.studyId === info.studyId) ?? null;
+    const rejects = Object.fromEntries(Object.entries(stats?.counters ?? {}).filter(([k]) => /^(gossip|sync):/.test(k) && !/accept|merged|ok$/.test(k)));
+    return {
+      now,
+      offlineAfterMs,
+      peers: list.map((p) => {
+        const e = byOwner.get(p.peerId) ?? { states: {}, running: [] };
+        const lastSeen = p.lastSeen?.getTime() ?? null;
+        return {
+          peerId: p.peerId,
+          self: p.self,
+          online: p.self || (lastSeen !== null && now - lastSeen < offlineAfterMs),
+          connected: connected.has(p.peerId),
+          lastSeen,
+          addresses: p.addresses,
+          trialsRun: Object.values(e.states).reduce((a, b) => a + b, 0),
+          states: e.states,
+          running: e.running,
+        };
+      }),
+      replica: replica ? { trials: replica.trials, pendingChanges: replica.pendingChanges, heads: replica.heads } : null,
+      rejects,
+    };
+  }
+
+  function importances(info: StudyInfo, url: URL) {
+    const objective = Number(url.searchParams.get('objective') ?? 0);
+    if (!Number.isInteger(objective) || objective < 0 || objective >= info.directions.length) throw new DashboardError(`objective must be 0..${info.directions.length - 1}`);
+    const trials = storage.getAllTrials(info.studyId);
+    const nComplete = trials.reduce((n, t) => n + (t.state === 'COMPLETE' ? 1 : 0), 0);
+    let kind = url.searchParams.get('evaluator') ?? 'auto';
+    // fANOVA fits 64 deep trees; past a thousand trials PED-ANOVA answers in milliseconds instead.
+    if (kind === 'auto') kind = nComplete <= 1000 ? 'fanova' : 'ped-anova';
+    const evaluators: Record<string, () => ImportanceEvaluator> = {
+      fanova: () => new FanovaImportanceEvaluator({ seed: 0 }),
+      mdi: () => new MeanDecreaseImpurityImportanceEvaluator({ seed: 0 }),
+      'ped-anova': () => new PedAnovaImportanceEvaluator(),
+    };
+    if (!evaluators[kind]) throw new DashboardError(`evaluator must be one of auto, ${Object.keys(evaluators).join(', ')}`);
+    const key = `${storage.getVersion(info.studyId)}:${kind}:${objective}`;
+    const cacheKey = `${info.studyId}:${kind}:${objective}`;
+    const hit = importanceCache.get(cacheKey);
+    if (hit && hit.key === key) return hit.body;
+    const dir = info.directions[objective]!;
+    const t0 = performance.now();
+    const imp = getParamImportances(
+      { directions: info.directions, trials },
+      { evaluator: evaluators[kind]!(), target: (t) => (t.values ? (dir === 'maximize' ? -1 : 1) * t.values[objective]! : null) },
+    );
+    const body = { evaluator: kind, objective, completeTrials: nComplete, importances: imp, ms: Math.round(performance.now() - t0) };
+    importanceCache.set(cacheKey, { key, body });
+    return body;
+  }
+
+  function stream(req: IncomingMessage, res: ServerResponse, info: StudyInfo): void {
+    res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+    res.socket?.setNoDelay(true);
+    streams.add(res);
+    const feed = feedOf(info);
+    const write = (event: string, data: unknown): void => {
+      res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    };
+    res.write('retry: 1000\n\n');
+    write('snapshot', feed.snapshot());
+    write('peers', peersOf(info));
+    const off = feed.subscribe((d) => write('delta', d));
+    const peersTimer = setInterval(() => {
+      try {
+        write('peers', peersOf(info));
+      } catch {
+        /* the study was deleted or the storage closed; the page keeps what it has */
+      }
+    }, 1000);
+    const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    const end = (): void => {
+      off();
+      clearInterval(peersTimer);
+      clearInterval(keepAlive);
+      streams.delete(res);
+    };
+    req.on('close', end);
+    res.on('close', end);
+  }
+
+  await new Promise<void>((resolveListen, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      reject(e.code === 'EADDRINUSE' ? new DashboardError(`port ${port} on ${host} is in use; pass --port <another> (or --port 0 for any free port)`) : e),
+    );
+    server.listen(port, host, () => resolveListen());
+  });
+  const addr = server.address();
+  const boundPort = typeof addr === 'object' && addr ? addr.port : port;
+  const shownHost = host.includes(':') ? `[${host}]` : host;
+  const path = opts.studyName ? `/#/study/${encodeURIComponent(opts.studyName)}/history` : '/';
+  const url = `http://${shownHost}:${boundPort}${token ? `/?token=${encodeURIComponent(token)}${path === '/' ? '' : path.slice(1)}` : path}`;
+  return {
+    url,
+    port: boundPort,
+    host,
+    token,
+    close: async () => {
+      for (const t of timers) clearInterval(t);
+      for (const f of feeds.values()) f.stop();
+      for (const s of streams) s.end();
+      await new Promise<void>((r) => server.close(() => r()));
+      server.closeAllConnections?.();
+    },
+  };
+}
+
+function cookie(req: IncomingMessage, name: string): string | null {
+  const raw = req.headers.cookie;
+  if (!raw) return null;
+  for (const part of raw.split(';')) {
+    const [k, ...v] = part.trim().split('=');
+    if (k === name) return decodeURIComponent(v.join('='));
+  }
+  return null;
+}
+
+function bearer(req: IncomingMessage): string | null {
+  const h = req.headers.authorization;
+  return h && h.startsWith('Bearer ') ? h.slice(7) : null;
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
+  res.end(text);
+}
+
+function sendAsset(req: IncomingMessage, res: ServerResponse, a: Asset, immutable = false): void {
+  const gz = /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
+  res.writeHead(200, {
+    'Content-Type': a.type,
+    'Cache-Control': immutable ? 'public, max-age=86400' : 'no-cache',
+    ...(gz ? { 'Content-Encoding': 'gzip' } : {}),
+    Vary: 'Accept-Encoding',
+  });
+  res.end(req.method === 'HEAD' ? undefined : gz ? a.gz : a.body);
+}
