@@ -4,6 +4,7 @@
  * overshoot by the trials already in flight; `optimize({ maxTrials })` checks before a trial starts
  * and counts in-flight trials, which is the tighter budget.
  */
+import { checkOptions, rules } from './errors.js';
 import type { TrialState } from './storage/storage.js';
 import type { Study } from './study.js';
 
@@ -12,7 +13,7 @@ export class MaxTrialsCallback {
     readonly nTrials: number,
     readonly states: readonly TrialState[] = ['COMPLETE'],
   ) {
-    if (!Number.isInteger(nTrials) || nTrials < 0) throw new Error(`MaxTrialsCallback: nTrials must be a non-negative integer, got ${nTrials}`);
+    checkOptions('MaxTrialsCallback', { nTrials }, { nTrials: rules.required({ valid: 'a non-negative integer', test: rules.integer(0).test }) });
   }
 
   /** Use as `callbacks: [cb.call]` or `callbacks: [(s, t) => cb.call(s)]`. */

@@ -4,6 +4,8 @@
  * as the index of the choice. Distributions are plain JSON-able objects so they replicate unchanged.
  */
 
+import { PeertuneError } from './errors.js';
+
 export type ParamValue = number | string | boolean | null;
 
 export interface FloatDistribution {
@@ -30,7 +32,7 @@ export interface CategoricalDistribution {
 export type Distribution = FloatDistribution | IntDistribution | CategoricalDistribution;
 
 /** A user mistake in a suggest call or a distribution: the message names the parameter and what is valid. */
-export class DistributionError extends Error {
+export class DistributionError extends PeertuneError {
   override name = 'DistributionError';
 }
 

@@ -31,6 +31,11 @@ export class OptionError extends PeertuneError {
   }
 }
 
+/** A call the study cannot honour as made (tell twice, bestTrial before any trial completes...). */
+export class StudyUsageError extends PeertuneError {
+  override name = 'StudyUsageError';
+}
+
 /** One option's rule: what is valid, said in words for the message, and the test itself. */
 export interface OptionRule {
   /** How the message describes a valid value, e.g. "an integer >= 0". */
@@ -63,13 +68,14 @@ export function describeValue(v: unknown): string {
  */
 export function checkOptions(
   owner: string,
-  opts: Readonly<Record<string, unknown>>,
+  options: unknown,
   rules: Readonly<Record<string, OptionRule>>,
   settings: { rejectUnknown?: boolean } = {},
 ): void {
-  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) {
-    throw new OptionError(`${owner}: options must be an object, got ${describeValue(opts)}`, 'options', opts);
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new OptionError(`${owner}: options must be an object, got ${describeValue(options)}`, 'options', options);
   }
+  const opts = options as Readonly<Record<string, unknown>>;
   if (settings.rejectUnknown) {
     const known = Object.keys(rules);
     for (const key of Object.keys(opts)) {

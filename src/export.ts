@@ -5,8 +5,8 @@
  * `parseTrialsJson` reads it back into FrozenTrial objects (the round trip the tests check).
  */
 import { parseDistribution, type Distribution, type ParamValue } from './distributions.js';
-import type { FrozenTrial, StudyDirection, TrialState } from './storage/storage.js';
-import { TRIAL_STATES } from './storage/storage.js';
+import { PeertuneError } from './errors.js';
+import { TRIAL_STATES, frozenTrial, type FrozenTrial, type StudyDirection, type TrialState } from './storage/storage.js';
 
 export type Cell = string | number | boolean | null;
 export type Row = Record<string, Cell>;
@@ -124,7 +124,8 @@ export interface TrialJson {
   values: number[] | null;
   params: Record<string, ParamValue>;
   distributions: Record<string, Distribution>;
-  intermediateValues: Record<string, number>;
+  /** step -> value; NaN and ±Infinity (which JSON cannot hold) are written as null. */
+  intermediateValues: Record<string, number | null>;
   userAttrs: Record<string, unknown>;
   systemAttrs: Record<string, unknown>;
   datetimeStart: string | null;
@@ -140,7 +141,7 @@ export function trialToJson(t: FrozenTrial): TrialJson {
     values: t.values ? [...t.values] : null,
     params: { ...t.params },
     distributions: { ...t.distributions },
-    intermediateValues: Object.fromEntries([...t.intermediateValues].sort((a, b) => a[0] - b[0]).map(([s, v]) => [String(s), v])),
+    intermediateValues: Object.fromEntries([...t.intermediateValues].sort((a, b) => a[0] - b[0]).map(([s, v]) => [String(s), Number.isFinite(v) ? v : null])),
     userAttrs: { ...t.userAttrs },
     systemAttrs: { ...t.systemAttrs },
     datetimeStart: t.datetimeStart?.toISOString() ?? null,
@@ -152,9 +153,13 @@ export function toJson(study: StudyLike & { studyName?: string }): string {
   return JSON.stringify({ studyName: study.studyName ?? null, directions: study.directions, trials: study.trials.map(trialToJson) }, null, 2) + '\n';
 }
 
-export class ExportFormatError extends Error {
+export class ExportFormatError extends PeertuneError {
   override name = 'ExportFormatError';
 }
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isParamValue = (v: unknown): boolean => v === null || ['string', 'boolean'].includes(typeof v) || (typeof v === 'number' && Number.isFinite(v));
+const isTime = (v: unknown): boolean => v === null || v === undefined || (typeof v === 'string' && !Number.isNaN(Date.parse(v)));
 
 /** Reads `toJson` output back; every field is checked, and the error names the trial and field. */
 export function parseTrialsJson(text: string): { studyName: string | null; directions: StudyDirection[]; trials: FrozenTrial[] } {
@@ -175,24 +180,42 @@ export function parseTrialsJson(text: string): { studyName: string | null; direc
       throw new ExportFormatError(`${where}: number, trialId and owner are required`);
     }
     if (!TRIAL_STATES.includes(t.state)) throw new ExportFormatError(`${where}: unknown state ${JSON.stringify(t.state)}`);
+    const values = t.values ?? null;
+    if (values !== null && (!Array.isArray(values) || !values.every((v) => typeof v === 'number'))) {
+      throw new ExportFormatError(`${where}: values must be null or an array of numbers`);
+    }
+    for (const field of ['params', 'distributions', 'intermediateValues', 'userAttrs', 'systemAttrs'] as const) {
+      if (t[field] !== undefined && !isObject(t[field])) throw new ExportFormatError(`${where}: ${field} must be an object`);
+    }
+    for (const [k, v] of Object.entries(t.params ?? {})) {
+      if (!isParamValue(v)) throw new ExportFormatError(`${where}: param "${k}" must be a finite number, a string, a boolean or null`);
+    }
     const distributions: Record<string, Distribution> = {};
     for (const [k, d] of Object.entries(t.distributions ?? {})) distributions[k] = parseDistribution(d);
-    const values = t.values === null ? null : t.values;
-    return Object.freeze({
+    const intermediateValues = new Map<number, number>();
+    for (const [s, v] of Object.entries(t.intermediateValues ?? {})) {
+      const step = Number(s);
+      // JSON has no NaN: toJson writes a NaN or infinite report as null, read back as NaN.
+      if (!Number.isSafeInteger(step) || step < 0 || (typeof v !== 'number' && v !== null)) {
+        throw new ExportFormatError(`${where}: intermediateValues must map non-negative integer steps to numbers`);
+      }
+      intermediateValues.set(step, v ?? NaN);
+    }
+    if (!isTime(t.datetimeStart) || !isTime(t.datetimeComplete)) throw new ExportFormatError(`${where}: datetimeStart and datetimeComplete must be ISO dates or null`);
+    return frozenTrial({
       trialId: t.trialId,
       number: t.number,
       owner: t.owner,
       state: t.state,
       values,
-      value: values && values.length === 1 ? values[0]! : null,
       params: t.params ?? {},
       distributions,
-      intermediateValues: new Map(Object.entries(t.intermediateValues ?? {}).map(([s, v]) => [Number(s), v])),
+      intermediateValues,
       userAttrs: t.userAttrs ?? {},
       systemAttrs: t.systemAttrs ?? {},
       datetimeStart: t.datetimeStart ? new Date(t.datetimeStart) : null,
       datetimeComplete: t.datetimeComplete ? new Date(t.datetimeComplete) : null,
-    }) as FrozenTrial;
+    });
   });
   return { studyName: typeof doc.studyName === 'string' ? doc.studyName : null, directions: doc.directions as StudyDirection[], trials };
 }

@@ -1,5 +1,7 @@
 /** peertune's public API: Optuna's shape, in TypeScript. */
-export { createStudy, loadStudy, Study, StudyUsageError } from './study.js';
+export { createStudy, loadStudy, Study } from './study.js';
+export { PeertuneError, OptionError, StudyUsageError, checkOptions, rules as optionRules } from './errors.js';
+export type { OptionRule } from './errors.js';
 export type { CreateStudyOptions, OptimizeOptions, Objective, ObjectiveResult, Callback } from './study.js';
 export { Trial, TrialPruned } from './trial.js';
 export * from './distributions.js';

@@ -3,6 +3,7 @@
  * `[I 2026-11-22 06:10:00,123] Trial 3 finished with value: 0.12 and parameters: {...}. Best is trial 1 with value: 0.03.`
  * One process-wide verbosity, like optuna.logging.set_verbosity; output goes to stderr by default.
  */
+import { OptionError } from './errors.js';
 
 export type LogLevel = 'debug' | 'info' | 'warning' | 'error' | 'silent';
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warning: 30, error: 40, silent: 100 };
@@ -15,7 +16,7 @@ if (!(level in ORDER)) level = 'info';
 let sink: Sink = (line) => process.stderr.write(line + '\n');
 
 export function setVerbosity(l: LogLevel): void {
-  if (!(l in ORDER)) throw new Error(`unknown log level "${l}"; use one of ${Object.keys(ORDER).join(', ')}`);
+  if (!(l in ORDER)) throw new OptionError(`unknown log level "${l}"; use one of ${Object.keys(ORDER).join(', ')}`, 'level', l);
   level = l;
 }
 

@@ -4,6 +4,7 @@
  */
 import cliProgress from 'cli-progress';
 import type { Distribution, ParamValue } from './distributions.js';
+import { StudyUsageError, checkOptions, rules } from './errors.js';
 import { trialsToRows, type Row } from './export.js';
 import { formatParams, logger, setLogSink } from './logging.js';
 import { paretoFront } from './multi-objective.js';
@@ -60,9 +61,7 @@ export interface OptimizeOptions {
   maxTrials?: number;
 }
 
-export class StudyUsageError extends Error {
-  override name = 'StudyUsageError';
-}
+export { StudyUsageError };
 
 const VALID_DIRECTIONS: readonly string[] = ['minimize', 'maximize'];
 
@@ -79,6 +78,15 @@ function checkDirections(opts: CreateStudyOptions): StudyDirection[] {
   }
   return dirs;
 }
+
+const nonNegative = { valid: 'a non-negative integer', test: rules.integer(0).test };
+const OPTIMIZE_RULES = {
+  nTrials: nonNegative,
+  timeout: { valid: 'a positive number of seconds', test: (v: unknown) => typeof v === 'number' && v > 0 },
+  nJobs: { valid: 'a positive integer', test: rules.integer(1).test },
+  maxTrials: nonNegative,
+  showProgressBar: rules.boolean(),
+};
 
 let anonymousStudies = 0;
 
@@ -149,8 +157,9 @@ export class Study {
     return this.directions.length > 1;
   }
 
+  /** The study's user attrs as stored now (looked up by id: two peers may create the same name apart). */
   get userAttrs(): Readonly<Record<string, unknown>> {
-    return this.storage.getStudy(this.studyName)?.userAttrs ?? this.info.userAttrs;
+    return this.storage.listStudies().find((s) => s.studyId === this.studyId)?.userAttrs ?? this.info.userAttrs;
   }
 
   setUserAttr(key: string, value: unknown): void {
@@ -263,8 +272,12 @@ export class Study {
         }
       }
     } else if (state === 'PRUNED') {
-      const steps = [...snap.intermediateValues.keys()];
-      if (steps.length && !this.isMultiObjective) vals = [snap.intermediateValues.get(Math.max(...steps))!];
+      // Optuna's rule: the last intermediate value becomes the value, unless it is not one (NaN; here
+      // also ±Infinity, since stored values are finite).
+      let last: number | null = null;
+      for (const step of snap.intermediateValues.keys()) if (last === null || step > last) last = step;
+      const v = last === null ? undefined : snap.intermediateValues.get(last);
+      if (v !== undefined && Number.isFinite(v) && !this.isMultiObjective) vals = [v];
     }
     if (reason) this.storage.setTrialSystemAttr(this.studyId, t.trialId, 'failReason', reason);
     this.sampler.afterTrial?.(this, this.storage.getTrial(this.studyId, t.trialId), state, vals);
@@ -302,10 +315,7 @@ export class Study {
   async optimize(objective: Objective, opts: OptimizeOptions = {}): Promise<void> {
     const { nTrials, timeout, nJobs = 1, callbacks = [], maxTrials } = opts;
     if (typeof objective !== 'function') throw new StudyUsageError('optimize() needs an objective function');
-    if (nTrials !== undefined && (!Number.isInteger(nTrials) || nTrials < 0)) throw new StudyUsageError(`nTrials must be a non-negative integer, got ${nTrials}`);
-    if (timeout !== undefined && !(typeof timeout === 'number' && timeout > 0)) throw new StudyUsageError(`timeout must be a positive number of seconds, got ${timeout}`);
-    if (!Number.isInteger(nJobs) || nJobs < 1) throw new StudyUsageError(`nJobs must be a positive integer, got ${nJobs}`);
-    if (maxTrials !== undefined && (!Number.isInteger(maxTrials) || maxTrials < 0)) throw new StudyUsageError(`maxTrials must be a non-negative integer, got ${maxTrials}`);
+    checkOptions('optimize', opts, OPTIMIZE_RULES);
     const isCaught = this.catcher(opts.catch);
     const deadline = timeout !== undefined ? Date.now() + timeout * 1000 : Infinity;
     this.stopRequested = false;

@@ -16,12 +16,13 @@ import {
   type Distribution,
   type ParamValue,
 } from './distributions.js';
+import { PeertuneError, StudyUsageError } from './errors.js';
 import { logger } from './logging.js';
 import type { FrozenTrial } from './storage/storage.js';
 import type { Study } from './study.js';
 
 /** Thrown by an objective (or the command protocol) to end a trial as PRUNED. */
-export class TrialPruned extends Error {
+export class TrialPruned extends PeertuneError {
   override name = 'TrialPruned';
   constructor(message = 'trial was pruned') {
     super(message);
@@ -122,10 +123,11 @@ export class Trial {
   /** Reports an intermediate objective value at a step (an epoch, an iteration), for pruners. */
   report(value: number, step: number): void {
     if (this.study.directions.length > 1) {
-      throw new Error('report() is not supported for multi-objective studies (as in Optuna); pruning needs a single objective');
+      throw new StudyUsageError('report() is not supported for multi-objective studies (as in Optuna); pruning needs a single objective');
     }
-    if (typeof value !== 'number' || Number.isNaN(value)) throw new Error(`report(): value must be a number, got ${String(value)}`);
-    if (!Number.isInteger(step) || step < 0) throw new Error(`report(): step must be a non-negative integer, got ${String(step)}`);
+    // NaN is a value (a diverging loss); Optuna stores it and the pruners prune on it.
+    if (typeof value !== 'number') throw new StudyUsageError(`report(): value must be a number, got ${String(value)}`);
+    if (!Number.isSafeInteger(step) || step < 0) throw new StudyUsageError(`report(): step must be a non-negative integer, got ${String(step)}`);
     const snap = this.snapshot();
     if (snap.intermediateValues.has(step)) {
       logger.warn(`The reported value is ignored because this step ${step} is already reported.`);
@@ -137,7 +139,7 @@ export class Trial {
   /** Asks the study's pruner whether this trial should stop now. */
   shouldPrune(): boolean {
     if (this.study.directions.length > 1) {
-      throw new Error('shouldPrune() is not supported for multi-objective studies (as in Optuna)');
+      throw new StudyUsageError('shouldPrune() is not supported for multi-objective studies (as in Optuna)');
     }
     return this.study.pruner.prune(this.study, this.snapshot());
   }

@@ -2,7 +2,23 @@
 // (issue 5, item 6). The same cases are listed for users in docs/errors.md.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createStudy, loadStudy, InMemoryStorage, setVerbosity, setLogSink, StudyUsageError, DuplicatedStudyError, StudyNotFoundError } from '../src/index.js';
+import {
+  createStudy,
+  loadStudy,
+  InMemoryStorage,
+  setVerbosity,
+  setLogSink,
+  StudyUsageError,
+  DuplicatedStudyError,
+  StudyNotFoundError,
+  DistributionError,
+  MaxTrialsCallback,
+  OptionError,
+  PeertuneError,
+  StorageError,
+  ExportFormatError,
+  parseTrialsJson,
+} from '../src/index.js';
 
 async function quiet<T>(fn: () => Promise<T>): Promise<T> {
   const prev = setLogSink(() => {});
@@ -43,8 +59,12 @@ test('suggest: bad ranges, steps, choices and redefinitions name the parameter',
   for (const [fn, re] of cases) assert.throws(fn, re);
   trial.suggestFloat('y', 0, 1);
   assert.throws(() => trial.suggestInt('y', 0, 1), /parameter "y" was already suggested in this trial with .*; it cannot be redefined as /);
-  assert.throws(() => trial.report(NaN, 0), /report\(\): value must be a number, got NaN/);
+  // NaN is a value (a diverging loss), stored as Optuna stores it; a non-number is a mistake.
+  trial.report(NaN, 0);
+  assert.ok(Number.isNaN(trial.snapshot().intermediateValues.get(0)));
+  assert.throws(() => trial.report('0.5' as never, 1), /report\(\): value must be a number, got 0.5/);
   assert.throws(() => trial.report(1, -1), /report\(\): step must be a non-negative integer, got -1/);
+  assert.throws(() => trial.report(1, 1.5), /report\(\): step must be a non-negative integer, got 1.5/);
   await quiet(() => study.tell(trial, 1));
   await assert.rejects(study.tell(trial, 1), /trial 0 is already finished \(COMPLETE\); tell\(\) can be called once per trial/);
 });
@@ -73,4 +93,36 @@ test('tell, optimize and enqueue misuse', async () => {
   assert.throws(() => mo.bestTrial, /single-objective/);
   const wrong = await quiet(() => mo.tell(mt, [1]));
   assert.equal(wrong.state, 'FAIL', 'a wrong number of values fails the trial');
+});
+
+test('every error peertune throws on purpose is a PeertuneError; option mistakes are OptionErrors naming the option', async () => {
+  const study = await quiet(() => createStudy());
+  const caught = async (fn: () => unknown): Promise<unknown> => {
+    try {
+      await fn();
+    } catch (e) {
+      return e;
+    }
+    assert.fail('expected an error');
+  };
+  const opt = await caught(() => study.optimize(() => 1, { nJobs: 0 }));
+  assert.ok(opt instanceof OptionError && opt instanceof PeertuneError && opt.userFacing);
+  assert.equal(opt.option, 'nJobs');
+  assert.equal(opt.value, 0);
+  assert.match(opt.message, /^optimize: nJobs must be a positive integer, got 0$/);
+  const cb = await caught(() => new MaxTrialsCallback(-1));
+  assert.ok(cb instanceof OptionError);
+  assert.match(cb.message, /MaxTrialsCallback: nTrials must be a non-negative integer, got -1/);
+  assert.ok((await caught(() => setVerbosity('loud' as never))) instanceof OptionError);
+  const trial = study.ask();
+  for (const [fn, cls] of [
+    [() => trial.suggestFloat('lr', 1, 0), DistributionError],
+    [() => study.bestTrial, StudyUsageError],
+    [() => study.storage.getTrial(study.studyId, 'nobody:1'), StorageError],
+    [() => parseTrialsJson('{'), ExportFormatError],
+    [() => createStudy({ studyName: study.studyName, storage: study.storage }), DuplicatedStudyError],
+  ] as const) {
+    const e = await caught(fn);
+    assert.ok(e instanceof cls && e instanceof PeertuneError, `${(e as Error).name} derives from PeertuneError`);
+  }
 });

@@ -12,7 +12,8 @@ import { Rng } from '../rng.js';
 import type { FrozenTrial } from '../storage/storage.js';
 import type { Study } from '../study.js';
 import type { Pruner } from './base.js';
-import { checkIntOption, checkOptions, describe, lastStep } from './percentile.js';
+import { OptionError, checkOptions, describeValue, rules } from '../errors.js';
+import { lastStep } from './percentile.js';
 import { judgeRungs } from './successive-halving.js';
 
 export interface HyperbandPrunerOptions {
@@ -47,17 +48,22 @@ export class HyperbandPruner implements Pruner {
 
   constructor(opts: HyperbandPrunerOptions = {}) {
     const name = 'HyperbandPruner';
-    checkOptions(name, opts, ['minResource', 'maxResource', 'reductionFactor', 'bootstrapCount']);
-    this.minResource = checkIntOption(name, 'minResource', opts.minResource ?? 1, 1);
+    checkOptions(
+      name,
+      opts,
+      { minResource: rules.integer(1), maxResource: { valid: "'auto' or an integer", test: () => true }, reductionFactor: rules.integer(2), bootstrapCount: rules.integer(0) },
+      { rejectUnknown: true },
+    );
+    this.minResource = opts.minResource ?? 1;
     const maxResource = opts.maxResource ?? 'auto';
-    if (maxResource !== 'auto' && (typeof maxResource !== 'number' || !Number.isInteger(maxResource) || maxResource < this.minResource)) {
-      throw new RangeError(`${name}: maxResource must be 'auto' or an integer >= minResource (${this.minResource}), got ${describe(maxResource)}`);
+    if (maxResource !== 'auto' && !(rules.integer(this.minResource).test(maxResource))) {
+      throw new OptionError(`${name}: maxResource must be 'auto' or an integer >= minResource (${this.minResource}), got ${describeValue(maxResource)}`, 'maxResource', maxResource);
     }
     this.maxResource = maxResource;
-    this.reductionFactor = checkIntOption(name, 'reductionFactor', opts.reductionFactor ?? 3, 2);
-    this.bootstrapCount = checkIntOption(name, 'bootstrapCount', opts.bootstrapCount ?? 0, 0);
+    this.reductionFactor = opts.reductionFactor ?? 3;
+    this.bootstrapCount = opts.bootstrapCount ?? 0;
     if (this.bootstrapCount > 0 && maxResource === 'auto') {
-      throw new RangeError(`${name}: bootstrapCount > 0 needs an integer maxResource, not 'auto' (got bootstrapCount ${this.bootstrapCount})`);
+      throw new OptionError(`${name}: bootstrapCount > 0 needs an integer maxResource, not 'auto' (got bootstrapCount ${this.bootstrapCount})`, 'bootstrapCount', this.bootstrapCount);
     }
   }
 

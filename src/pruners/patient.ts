@@ -6,7 +6,8 @@
 import type { FrozenTrial } from '../storage/storage.js';
 import type { Study } from '../study.js';
 import type { Pruner } from './base.js';
-import { bestIgnoringNaN, checkIntOption, checkOptions, describe } from './percentile.js';
+import { OptionError, checkOptions, describeValue, rules } from '../errors.js';
+import { bestIgnoringNaN } from './percentile.js';
 
 export interface PatientPrunerOptions {
   /** Reports without improvement that are tolerated. */
@@ -22,19 +23,15 @@ export class PatientPruner implements Pruner {
 
   constructor(wrappedPruner: Pruner | null, opts: PatientPrunerOptions) {
     if (wrappedPruner !== null && (typeof wrappedPruner !== 'object' || typeof wrappedPruner.prune !== 'function')) {
-      throw new TypeError(`PatientPruner: wrappedPruner must be a pruner (an object with prune()) or null, got ${describe(wrappedPruner)}`);
+      throw new OptionError(`PatientPruner: wrappedPruner must be a pruner (an object with prune()) or null, got ${describeValue(wrappedPruner)}`, 'wrappedPruner', wrappedPruner);
     }
     if (opts === null || typeof opts !== 'object') {
-      throw new TypeError('PatientPruner: pass options with patience, e.g. new PatientPruner(null, { patience: 3 })');
+      throw new OptionError('PatientPruner: pass options with patience, e.g. new PatientPruner(null, { patience: 3 })', 'options', opts);
     }
-    checkOptions('PatientPruner', opts, ['patience', 'minDelta']);
+    checkOptions('PatientPruner', opts, { patience: rules.required(rules.integer(0)), minDelta: rules.finite(0) }, { rejectUnknown: true });
     this.wrappedPruner = wrappedPruner;
-    this.patience = checkIntOption('PatientPruner', 'patience', opts.patience, 0);
-    const minDelta = opts.minDelta ?? 0;
-    if (typeof minDelta !== 'number' || !Number.isFinite(minDelta) || minDelta < 0) {
-      throw new RangeError(`PatientPruner: minDelta must be a finite number >= 0, got ${describe(minDelta)}`);
-    }
-    this.minDelta = minDelta;
+    this.patience = opts.patience;
+    this.minDelta = opts.minDelta ?? 0;
   }
 
   prune(study: Study, trial: FrozenTrial): boolean {

@@ -8,6 +8,7 @@
  * so counting them at early steps would drag the percentile towards bad values and prune less; RUNNING
  * trials are left out because their values at a step may still be missing or move.
  */
+import { checkOptions, rules } from '../errors.js';
 import type { FrozenTrial, StudyDirection } from '../storage/storage.js';
 import type { Study } from '../study.js';
 import type { Pruner } from './base.js';
@@ -42,31 +43,6 @@ export function isFirstInIntervalStep(step: number, steps: Iterable<number>, nWa
   return previous < nearestPruningStep;
 }
 
-/** Validates an integer option; the message names the pruner, the option and the valid range. */
-export function checkIntOption(pruner: string, option: string, value: unknown, min: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-    throw new RangeError(`${pruner}: ${option} must be an integer >= ${min}, got ${describe(value)}`);
-  }
-  return value;
-}
-
-/**
- * Checks that options are an object with only known keys, so a misspelt option (`nStartupTrial`) is
- * an error instead of a silently ignored default.
- */
-export function checkOptions(pruner: string, opts: unknown, known: readonly string[]): void {
-  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) {
-    throw new TypeError(`${pruner}: options must be an object, got ${describe(opts)}`);
-  }
-  for (const key of Object.keys(opts)) {
-    if (!known.includes(key)) throw new TypeError(`${pruner}: unknown option "${key}"; valid options are ${known.join(', ')}`);
-  }
-}
-
-export function describe(value: unknown): string {
-  return typeof value === 'string' ? JSON.stringify(value) : String(value);
-}
-
 /** Best of the reported values ignoring NaN (NaN when every value is NaN), like numpy's nanmin/nanmax. */
 export function bestIgnoringNaN(values: Iterable<number>, direction: StudyDirection): number {
   let best = NaN;
@@ -77,19 +53,39 @@ export function bestIgnoringNaN(values: Iterable<number>, direction: StudyDirect
   return best;
 }
 
-/** numpy's nanpercentile with linear interpolation: NaN values are ignored; NaN if nothing is left. */
-function nanPercentile(values: number[], q: number): number {
-  const xs = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
-  if (xs.length === 0) return NaN;
-  const pos = (q / 100) * (xs.length - 1);
-  const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
-  const a = xs[lo]!;
-  const b = xs[hi]!;
-  // Guards inf - inf = NaN when both neighbours are the same infinity.
-  if (lo === hi || a === b) return a;
-  return a + (b - a) * (pos - lo);
+/**
+ * numpy's `nanpercentile` (default 'linear' method, numpy 1.24 as Debian's Optuna 3.1 uses), operation
+ * for operation so ties and infinities come out bit-identical: NaN values are dropped (NaN if nothing is
+ * left); the virtual index is (n - 1) * (q / 100); at or past the last index both neighbours are the
+ * last value and the weight is index + 1; the lerp is a + (b - a) * g for g < 0.5 and
+ * b - (b - a) * (1 - g) otherwise (so inf - inf gives NaN exactly where numpy does).
+ */
+export function nanPercentile(values: readonly number[], q: number): number {
+  const xs = values.filter((v) => !Number.isNaN(v)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const n = xs.length;
+  if (n === 0) return NaN;
+  const virtual = (n - 1) * (q / 100);
+  let previous = Math.floor(virtual);
+  let a: number;
+  let b: number;
+  if (virtual >= n - 1) {
+    previous = -1; // numpy's index for "the last value", which also enters the weight below
+    a = b = xs[n - 1]!;
+  } else {
+    a = xs[previous]!;
+    b = xs[previous + 1]!;
+  }
+  const g = virtual - previous;
+  const diff = b - a;
+  return g >= 0.5 ? b - diff * (1 - g) : a + diff * g;
 }
+
+const PERCENTILE_RULES = {
+  nStartupTrials: rules.integer(0),
+  nWarmupSteps: rules.integer(0),
+  intervalSteps: rules.integer(1),
+  nMinTrials: rules.integer(1),
+};
 
 export class PercentilePruner implements Pruner {
   readonly percentile: number;
@@ -99,15 +95,13 @@ export class PercentilePruner implements Pruner {
   readonly nMinTrials: number;
 
   constructor(percentile: number, opts: PercentilePrunerOptions = {}, name = 'PercentilePruner') {
-    if (typeof percentile !== 'number' || !(percentile >= 0 && percentile <= 100)) {
-      throw new RangeError(`${name}: percentile must be a number in [0, 100], got ${describe(percentile)}`);
-    }
-    checkOptions(name, opts, ['nStartupTrials', 'nWarmupSteps', 'intervalSteps', 'nMinTrials']);
+    checkOptions(name, { percentile }, { percentile: rules.required(rules.finite(0, 100)) });
+    checkOptions(name, opts, PERCENTILE_RULES, { rejectUnknown: true });
     this.percentile = percentile;
-    this.nStartupTrials = checkIntOption(name, 'nStartupTrials', opts.nStartupTrials ?? 5, 0);
-    this.nWarmupSteps = checkIntOption(name, 'nWarmupSteps', opts.nWarmupSteps ?? 0, 0);
-    this.intervalSteps = checkIntOption(name, 'intervalSteps', opts.intervalSteps ?? 1, 1);
-    this.nMinTrials = checkIntOption(name, 'nMinTrials', opts.nMinTrials ?? 1, 1);
+    this.nStartupTrials = opts.nStartupTrials ?? 5;
+    this.nWarmupSteps = opts.nWarmupSteps ?? 0;
+    this.intervalSteps = opts.intervalSteps ?? 1;
+    this.nMinTrials = opts.nMinTrials ?? 1;
   }
 
   prune(study: Study, trial: FrozenTrial): boolean {

@@ -22,7 +22,8 @@ import { logger } from '../logging.js';
 import type { FrozenTrial, StudyDirection } from '../storage/storage.js';
 import type { Study } from '../study.js';
 import type { Pruner } from './base.js';
-import { checkIntOption, checkOptions, describe, lastStep } from './percentile.js';
+import { OptionError, checkOptions, rules } from '../errors.js';
+import { lastStep } from './percentile.js';
 
 export interface SuccessiveHalvingPrunerOptions {
   /**
@@ -125,17 +126,25 @@ export class SuccessiveHalvingPruner implements Pruner {
 
   constructor(opts: SuccessiveHalvingPrunerOptions = {}) {
     const name = 'SuccessiveHalvingPruner';
-    checkOptions(name, opts, ['minResource', 'reductionFactor', 'minEarlyStoppingRate', 'bootstrapCount']);
+    const int1 = rules.integer(1);
+    checkOptions(
+      name,
+      opts,
+      {
+        minResource: { valid: "'auto' or an integer >= 1", test: (v) => v === 'auto' || int1.test(v) },
+        reductionFactor: rules.integer(2),
+        minEarlyStoppingRate: rules.integer(0),
+        bootstrapCount: rules.integer(0),
+      },
+      { rejectUnknown: true },
+    );
     const minResource = opts.minResource ?? 'auto';
-    if (minResource !== 'auto' && (typeof minResource !== 'number' || !Number.isInteger(minResource) || minResource < 1)) {
-      throw new RangeError(`${name}: minResource must be 'auto' or an integer >= 1, got ${describe(minResource)}`);
-    }
     this.minResource = minResource;
-    this.reductionFactor = checkIntOption(name, 'reductionFactor', opts.reductionFactor ?? 4, 2);
-    this.minEarlyStoppingRate = checkIntOption(name, 'minEarlyStoppingRate', opts.minEarlyStoppingRate ?? 0, 0);
-    this.bootstrapCount = checkIntOption(name, 'bootstrapCount', opts.bootstrapCount ?? 0, 0);
+    this.reductionFactor = opts.reductionFactor ?? 4;
+    this.minEarlyStoppingRate = opts.minEarlyStoppingRate ?? 0;
+    this.bootstrapCount = opts.bootstrapCount ?? 0;
     if (this.bootstrapCount > 0 && minResource === 'auto') {
-      throw new RangeError(`${name}: bootstrapCount > 0 needs an integer minResource, not 'auto' (got bootstrapCount ${this.bootstrapCount})`);
+      throw new OptionError(`${name}: bootstrapCount > 0 needs an integer minResource, not 'auto' (got bootstrapCount ${this.bootstrapCount})`, 'bootstrapCount', this.bootstrapCount);
     }
   }
 

@@ -6,7 +6,8 @@
 import type { FrozenTrial } from '../storage/storage.js';
 import type { Study } from '../study.js';
 import type { Pruner } from './base.js';
-import { checkIntOption, checkOptions, describe, isFirstInIntervalStep, lastStep } from './percentile.js';
+import { OptionError, checkOptions, rules } from '../errors.js';
+import { isFirstInIntervalStep, lastStep } from './percentile.js';
 
 export interface ThresholdPrunerOptions {
   /** Values below this are pruned. */
@@ -19,13 +20,7 @@ export interface ThresholdPrunerOptions {
   intervalSteps?: number;
 }
 
-function checkBound(option: string, value: unknown): number | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number' || Number.isNaN(value)) {
-    throw new TypeError(`ThresholdPruner: ${option} must be a number (Infinity allowed, NaN not), got ${describe(value)}`);
-  }
-  return value;
-}
+const BOUND = { valid: 'a number (Infinity allowed, NaN not)', test: (v: unknown) => v === null || (typeof v === 'number' && !Number.isNaN(v)) };
 
 export class ThresholdPruner implements Pruner {
   readonly lower: number;
@@ -35,21 +30,24 @@ export class ThresholdPruner implements Pruner {
 
   constructor(opts: ThresholdPrunerOptions) {
     if (opts === null || typeof opts !== 'object') {
-      throw new TypeError('ThresholdPruner: pass an options object with at least one of lower or upper, e.g. { upper: 1.0 }');
+      throw new OptionError('ThresholdPruner: pass an options object with at least one of lower or upper, e.g. { upper: 1.0 }', 'options', opts);
     }
-    checkOptions('ThresholdPruner', opts, ['lower', 'upper', 'nWarmupSteps', 'intervalSteps']);
-    const lower = checkBound('lower', opts.lower);
-    const upper = checkBound('upper', opts.upper);
-    if (lower === undefined && upper === undefined) {
-      throw new TypeError('ThresholdPruner: give at least one of lower or upper (both are missing)');
+    checkOptions(
+      'ThresholdPruner',
+      opts,
+      { lower: BOUND, upper: BOUND, nWarmupSteps: rules.integer(0), intervalSteps: rules.integer(1) },
+      { rejectUnknown: true },
+    );
+    if ((opts.lower ?? null) === null && (opts.upper ?? null) === null) {
+      throw new OptionError('ThresholdPruner: give at least one of lower or upper (both are missing)', 'lower', undefined);
     }
-    this.lower = lower ?? -Infinity;
-    this.upper = upper ?? Infinity;
+    this.lower = opts.lower ?? -Infinity;
+    this.upper = opts.upper ?? Infinity;
     if (this.lower > this.upper) {
-      throw new RangeError(`ThresholdPruner: lower (${this.lower}) must be <= upper (${this.upper})`);
+      throw new OptionError(`ThresholdPruner: lower (${this.lower}) must be <= upper (${this.upper})`, 'lower', this.lower);
     }
-    this.nWarmupSteps = checkIntOption('ThresholdPruner', 'nWarmupSteps', opts.nWarmupSteps ?? 0, 0);
-    this.intervalSteps = checkIntOption('ThresholdPruner', 'intervalSteps', opts.intervalSteps ?? 1, 1);
+    this.nWarmupSteps = opts.nWarmupSteps ?? 0;
+    this.intervalSteps = opts.intervalSteps ?? 1;
   }
 
   prune(_study: Study, trial: FrozenTrial): boolean {

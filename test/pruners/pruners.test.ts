@@ -11,7 +11,9 @@ import {
   MedianPruner,
   Rng,
   NopPruner,
+  OptionError,
   PatientPruner,
+  PeertuneError,
   PercentilePruner,
   SuccessiveHalvingPruner,
   ThresholdPruner,
@@ -194,7 +196,7 @@ test('percentile/median: option errors name the option and the valid range', () 
   assert.throws(() => new MedianPruner({ nMinTrials: 0 }), /MedianPruner: nMinTrials must be an integer >= 1, got 0/);
   assert.throws(() => new PercentilePruner(101), /PercentilePruner: percentile must be a number in \[0, 100\], got 101/);
   assert.throws(() => new PercentilePruner(NaN), /percentile must be a number in \[0, 100\], got NaN/);
-  assert.throws(() => new PercentilePruner(-1), RangeError);
+  assert.throws(() => new PercentilePruner(-1), (e: unknown) => e instanceof OptionError && e instanceof PeertuneError && e.option === 'percentile' && e.value === -1);
   assert.throws(
     () => new MedianPruner({ nStartupTrial: 3 } as never),
     /MedianPruner: unknown option "nStartupTrial"; valid options are nStartupTrials, nWarmupSteps, intervalSteps, nMinTrials/,

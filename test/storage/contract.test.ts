@@ -315,7 +315,7 @@ const backends: Backend[] = [
 ];
 
 for (const backend of backends) {
-  describe(`storage contract: ${backend.name}`, () => {
+  describe(`storage contract: ${backend.name}`, { timeout: 120_000 }, () => {
     let s: Storage;
     before(async () => {
       s = await backend.open();
