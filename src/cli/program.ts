@@ -7,6 +7,7 @@ import { Command } from 'commander';
 import { setVerbosity, type LogLevel } from '../logging.js';
 import * as askTell from './commands/ask-tell.js';
 import * as createStudy from './commands/create-study.js';
+import * as dashboard from './commands/dashboard.js';
 import * as deleteStudy from './commands/delete-study.js';
 import * as node from './commands/node.js';
 import * as query from './commands/query.js';
@@ -21,6 +22,7 @@ const COMMANDS: { register(program: Command): void }[] = [
   query,
   askTell,
   deleteStudy,
+  dashboard,
 ];
 
 export function buildProgram(): Command {

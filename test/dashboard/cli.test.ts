@@ -1,0 +1,67 @@
+/**
+ * `peertune dashboard` through the built CLI: it serves a data dir's study (page, compiled figure
+ * modules and the API answer), refuses a public host without a token, and prints a token URL with one.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import readline from 'node:readline';
+import { test } from 'node:test';
+import { createStudy, RandomSampler, setVerbosity } from '../../src/index.js';
+import { openPeerStorage } from '../../src/storage/replicated/index.js';
+import { cliPath, ensureBuilt, runCli } from '../fixtures/cli/helpers.js';
+import { waitFor } from '../fixtures/wait.js';
+import { tempDir } from './helpers.js';
+
+setVerbosity('error');
+
+async function dataDirWithStudy(): Promise<{ dir: string; best: number; n: number }> {
+  const dir = await tempDir('peertune-dash-cli-');
+  const storage = await openPeerStorage({ dataDir: dir, listen: [] });
+  const study = await createStudy({ studyName: 'cli-study', storage, sampler: new RandomSampler({ seed: 1 }) });
+  await study.optimize((t) => t.suggestFloat('x', -1, 1) ** 2, { nTrials: 12 });
+  const best = study.bestValue;
+  await storage.close();
+  return { dir, best, n: 12 };
+}
+
+test('peertune dashboard serves a data dir read-only and prints its URL', async () => {
+  ensureBuilt();
+  const { dir, best, n } = await dataDirWithStudy();
+  const child = spawn(process.execPath, [cliPath, 'dashboard', '--data-dir', dir, '--study-name', 'cli-study', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEERTUNE_LOG_LEVEL: 'warning' } });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  try {
+    const lines: string[] = [];
+    readline.createInterface({ input: child.stdout }).on('line', (l) => lines.push(l));
+    const url = await waitFor(`the dashboard URL (stderr: ${stderr})`, 30_000, () => lines.find((l) => l.startsWith('dashboard: '))?.slice('dashboard: '.length));
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/#\/study\/cli-study\/history$/);
+    const base = url.replace(/\/#.*$/, '');
+    const summary = (await (await fetch(`${base}/api/studies/cli-study`)).json()) as { trials: number; best: { value: number } };
+    assert.equal(summary.trials, n);
+    assert.equal(summary.best.value, best);
+    // The built CLI serves the compiled figure module to the browser.
+    const mod = await fetch(`${base}/mod/visualization/figures.js`);
+    assert.equal(mod.status, 200);
+    assert.match(await mod.text(), /export function plotOptimizationHistory/);
+    assert.equal((await fetch(`${base}/`)).status, 200);
+    assert.equal((await fetch(`${base}/api/studies/cli-study`, { method: 'DELETE' })).status, 405);
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('peertune dashboard --host 0.0.0.0 needs --token', async () => {
+  ensureBuilt();
+  const { dir } = await dataDirWithStudy();
+  try {
+    const r = await runCli(['dashboard', '--data-dir', dir, '--host', '0.0.0.0', '--port', '0'], { timeoutMs: 30_000 });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /refusing to serve the dashboard on 0\.0\.0\.0 without a token.*--token/);
+    assert.equal(r.stdout, '');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
