@@ -115,7 +115,7 @@ function plotlyAsset(): Promise<Asset> {
   });
 }
 
-export function validateDashboardOptions(opts: DashboardOptions): { host: string; port: number; token: string | null } {
+export function validateDashboardOptions(opts: Pick<DashboardOptions, 'host' | 'port' | 'token'>): { host: string; port: number; token: string | null } {
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port ?? 8080;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new DashboardError(`port must be an integer from 0 to 65535, got ${String(opts.port)}`);
@@ -272,7 +272,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     const ids = new Set(list.map((p) => p.peerId));
     for (const owner of byOwner.keys()) if (!ids.has(owner)) list.push({ peerId: owner, addresses: [], lastSeen: null, trialsRun: 0, self: false });
     const replica = stats?.studies.find((s) => s.studyId === info.studyId) ?? null;
-    const rejects = Object.fromEntries(Object.entries(stats?.counters ?? {}).filter(([k]) => /^(gossip|sync):/.test(k) && !/accept|merged|ok$/.test(k)));
+    const rejects = { ...(stats?.counters ?? {}) };
     return {
       now,
       offlineAfterMs,

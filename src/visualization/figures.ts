@@ -204,10 +204,11 @@ export function plotParallelCoordinate(study: PlotStudy, opts: TargetOptions & {
   const ys = rows.map((r) => r.y);
   const dims = [{ label: label(opts), values: ys, range: [Math.min(...ys), Math.max(...ys)] }];
   for (const p of params) dims.push(axisOf(p, rows.map((r) => paramCoordinate(p.distribution, r.t.params[p.name]!))) as (typeof dims)[0]);
-  const reverse = directionOf(study, opts) === 'minimize';
+  // Plotly's named 'Blues' is dark at the low end: the best trials come out darkest.
+  const reverse = directionOf(study, opts) === 'maximize';
   return {
     data: [{ type: 'parcoords', dimensions: dims, line: { color: ys, colorscale: 'Blues', reversescale: reverse, showscale: true, colorbar: { title: { text: label(opts) } } } }],
-    layout: { title: { text: 'Parallel Coordinate Plot' }, uirevision: 'parcoords' },
+    layout: { title: { text: 'Parallel Coordinate Plot' }, uirevision: 'parcoords', margin: { t: 90, l: 70, r: 40, b: 40 } },
     trialNumbers: rows.map((r) => r.t.number),
   };
 }
@@ -306,7 +307,7 @@ export function plotContour(study: PlotStudy, opts: TargetOptions & { params?: [
   const z = sum.map((row, j) => row.map((s, i) => (cnt[j]![i]! ? s / cnt[j]![i]! : null)));
   return {
     data: [
-      { type: 'contour', x: bx.centers, y: by.centers, z, connectgaps: true, line: { smoothing: 1.3 }, colorscale: 'Blues', reversescale: directionOf(study, opts) === 'minimize', colorbar: { title: { text: label(opts) } }, hoverinfo: 'none' },
+      { type: 'contour', x: bx.centers, y: by.centers, z, connectgaps: true, line: { smoothing: 1.3 }, colorscale: 'Blues', reversescale: directionOf(study, opts) === 'maximize', colorbar: { title: { text: label(opts) } }, hoverinfo: 'none' },
       { type: scatterType(xs.length), mode: 'markers', x: xs, y: ys, customdata: nums, text: nums.map((n) => `Trial ${n}`), marker: { color: 'black', size: 4, line: { color: 'white', width: 0.5 } }, showlegend: false },
     ],
     layout: { title: { text: 'Contour Plot' }, xaxis: bx.axis, yaxis: by.axis, uirevision: 'contour' },
@@ -390,6 +391,7 @@ export function plotTimeline(study: PlotStudy, opts: { now?: number; nRecentTria
       y: sel.map((t) => peerLabel(t.owner)),
       customdata: sel.map((t) => t.number),
       text: sel.map((t) => `Trial ${t.number}`),
+      textposition: 'none',
       hovertemplate: '%{text}<br>%{base} +%{x} ms<extra>' + state + '</extra>',
       marker: { color: STATE_COLORS[state] },
     });
@@ -438,7 +440,7 @@ export function plotParetoFront(study: PlotStudy, opts: { targetNames?: string[]
   const rest = done.filter((_, i) => !front.has(i));
   const data = [trace(best, 'Best Trial', '#d62728')];
   if (opts.includeDominatedTrials !== false && rest.length) data.unshift(trace(rest, 'Trial', '#a6c8e6'));
-  const layout: Record<string, unknown> = { title: { text: 'Pareto-front Plot' }, uirevision: 'pareto' };
+  const layout: Record<string, unknown> = { title: { text: 'Pareto-front Plot' }, uirevision: 'pareto', ...(three ? { height: 640 } : {}) };
   if (three) layout['scene'] = { xaxis: { title: { text: names[axes[0]!] } }, yaxis: { title: { text: names[axes[1]!] } }, zaxis: { title: { text: names[axes[2]!] } } };
   else Object.assign(layout, { xaxis: { title: { text: names[axes[0]!] } }, yaxis: { title: { text: names[axes[1]!] } } });
   return { data, layout, trialNumbers: best.map((t) => t.number) };

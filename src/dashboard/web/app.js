@@ -565,7 +565,7 @@ function peersView() {
         p.replica
           ? h('p', {}, `trials ${p.replica.trials}, changes waiting for dependencies ${p.replica.pendingChanges}, heads digest `, h('code', { id: 'heads' }, p.replica.heads), ' (equal digests on two peers mean equal replicas)')
           : h('p', { class: 'muted' }, 'in-memory storage: no replica'),
-        h('h3', {}, 'Rejected messages (all peers)'),
+        h('h3', {}, 'Replica counters: rejected messages by reason, sync sessions (all peers together)'),
         rejects.length ? h('table', { class: 'simple' }, h('tbody', {}, rejects.map(([k, v]) => h('tr', {}, h('td', {}, k), h('td', {}, v))))) : h('p', { class: 'muted', id: 'no-rejects' }, 'none'),
       );
     },
