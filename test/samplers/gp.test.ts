@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import { GPSampler, InMemoryStorage, RandomSampler, createStudy, floatDistribution, setVerbosity, type Sampler, type Trial } from '../../src/index.js';
 import { logEI } from '../../src/samplers/gp/acquisition.js';
 import { GaussianProcess } from '../../src/samplers/gp/gp.js';
+import { cholesky, inverseFromCholesky, solveLower, solveUpperT } from '../../src/samplers/gp/linalg.js';
 import { OptionError } from '../../src/errors.js';
 import { Rng } from '../../src/rng.js';
 
@@ -37,6 +38,34 @@ function mixed(t: Trial): number {
   const opt = t.suggestCategorical('optimizer', ['adam', 'sgd', 'rmsprop']);
   return (Math.log10(lr) + 3) ** 2 + (layers - 3) ** 2 + (Math.log2(hidden) - 8) ** 2 + (Math.log2(batch) - 5) ** 2 + (drop - 0.2) ** 2 + (opt === 'adam' ? 0 : 1);
 }
+
+test('linear algebra: Cholesky solves and inverse reproduce the identity on a random SPD matrix', () => {
+  const rng = new Rng('linalg');
+  for (const n of [1, 7, 40]) {
+    const B = Float64Array.from({ length: n * n }, () => rng.normal());
+    const A = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
+      let s = i === j ? 0.5 : 0;
+      for (let k = 0; k < n; k++) s += B[i * n + k]! * B[j * n + k]!;
+      A[i * n + j] = s;
+    }
+    const L = cholesky(A, n);
+    const inv = inverseFromCholesky(L, n);
+    const b = Float64Array.from({ length: n }, () => rng.normal());
+    const x = solveUpperT(L, n, solveLower(L, n, Float64Array.from(b)));
+    for (let i = 0; i < n; i++) {
+      let ax = 0;
+      for (let k = 0; k < n; k++) ax += A[i * n + k]! * x[k]!;
+      assert.ok(Math.abs(ax - b[i]!) < 1e-8, `A x != b at ${i} (n=${n})`);
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let k = 0; k < n; k++) s += A[i * n + k]! * inv[k * n + j]!;
+        assert.ok(Math.abs(s - (i === j ? 1 : 0)) < 1e-8, `A A^-1 != I at (${i}, ${j}) (n=${n})`);
+      }
+    }
+  }
+  assert.throws(() => cholesky(Float64Array.from([1, 2, 2, 1]), 2), /not positive definite/);
+});
 
 test('the GP interpolates noise-free observations and log EI is (numerically) zero EI at the incumbent', () => {
   const rng = new Rng('gp-interp');

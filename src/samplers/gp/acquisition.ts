@@ -72,6 +72,8 @@ export function logEI(mean: number, variance: number, f0: number): { value: numb
 /** Something to maximize over the unit cube: a value and (over continuous coordinates) its gradient. */
 export interface Acquisition {
   evaluate(x: Float64Array, grad?: Float64Array): number;
+  /** A cheap value never below `evaluate(x)`, used to skip candidates that cannot make the shortlist. */
+  upperBound?(x: Float64Array): number;
 }
 
 /** log EI of a GP, plus log P(feasible) of each constraint GP (Gardner et al. 2014), as Optuna's logCEI. */
@@ -86,6 +88,15 @@ export class LogEIAcquisition implements Acquisition {
   ) {
     this.gm = new Float64Array(gp.dim);
     this.gv = new Float64Array(gp.dim);
+  }
+
+  /**
+   * log EI grows with the posterior standard deviation, which is at most sqrt(scale): the mean alone
+   * (O(n d), no triangular solve) bounds log EI; log P(feasible) is bounded by 0.
+   */
+  upperBound(x: Float64Array): number {
+    if (!Number.isFinite(this.threshold)) return 0;
+    return logEI(this.gp.mean(x), this.gp.params.scale + 1e-12, this.threshold).value;
   }
 
   evaluate(x: Float64Array, grad?: Float64Array): number {
@@ -145,12 +156,27 @@ export function randomPoint(space: CubeSpace, rng: Rng): Float64Array {
 
 /** The maximizer found: random candidates, the best of them and the warm starts refined locally. */
 export function maximizeAcquisition(acq: Acquisition, space: CubeSpace, rng: Rng, warmStarts: readonly Float64Array[], opts: OptimizerOptions): { x: Float64Array; value: number } {
-  const cands: { x: Float64Array; v: number }[] = [];
+  const pool: { x: Float64Array; bound: number }[] = [];
   for (let i = 0; i < opts.nCandidates; i++) {
     const x = randomPoint(space, rng);
-    cands.push({ x, v: acq.evaluate(x) });
+    pool.push({ x, bound: acq.upperBound ? acq.upperBound(x) : Infinity });
   }
-  cands.sort((a, b) => b.v - a.v);
+  // Exact values in order of the bound; once the bound falls below the shortlist's worst exact value,
+  // no later candidate can enter it. The shortlist is the same as scoring every candidate.
+  const need = Math.max(1, opts.nLocalSearch - warmStarts.length);
+  const order = pool.map((_, i) => i).sort((a, b) => pool[b]!.bound - pool[a]!.bound || a - b);
+  const cands: { x: Float64Array; v: number; i: number }[] = [];
+  for (const i of order) {
+    if (cands.length >= need && pool[i]!.bound < cands[need - 1]!.v) break;
+    const v = acq.evaluate(pool[i]!.x);
+    // Keep only the shortlist, sorted best first (insertion: it is short).
+    let at = cands.length;
+    while (at > 0 && (cands[at - 1]!.v < v || (cands[at - 1]!.v === v && cands[at - 1]!.i > i))) at--;
+    if (at < need) {
+      cands.splice(at, 0, { x: pool[i]!.x, v, i });
+      if (cands.length > need) cands.pop();
+    }
+  }
   const starts: Float64Array[] = [...warmStarts.map((w) => Float64Array.from(w))];
   for (const c of cands) {
     if (starts.length >= opts.nLocalSearch) break;

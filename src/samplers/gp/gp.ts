@@ -120,6 +120,23 @@ export class GaussianProcess {
     return K;
   }
 
+  /** The posterior mean alone (no solve: O(n d)); the variance is at most `params.scale`. */
+  mean(x: ArrayLike<number>): number {
+    const { n, dim, flat, cat } = this;
+    const lam = this.params.inverseSquaredLengthscales;
+    let mean = 0;
+    for (let i = 0, o = 0; i < n; i++, o += dim) {
+      let r2 = 0;
+      for (let d = 0; d < dim; d++) {
+        const diff = x[d]! - flat[o + d]!;
+        r2 += lam[d]! * (cat[d] ? (diff === 0 ? 0 : 1) : diff * diff);
+      }
+      const s5 = Math.sqrt(5 * r2);
+      mean += (1 + s5 + (5 / 3) * r2) * Math.exp(-s5) * this.alpha[i]!;
+    }
+    return this.params.scale * mean;
+  }
+
   /** Posterior mean and variance at x; with `grad`, also their gradients over the continuous coordinates. */
   posterior(x: ArrayLike<number>, grad?: { mean: Float64Array; variance: Float64Array }): { mean: number; variance: number } {
     const { n, dim, flat, cat } = this;
