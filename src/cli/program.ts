@@ -11,6 +11,7 @@ import * as dashboard from './commands/dashboard.js';
 import * as deleteStudy from './commands/delete-study.js';
 import * as node from './commands/node.js';
 import * as query from './commands/query.js';
+import * as serve from './commands/serve.js';
 import * as worker from './commands/worker.js';
 import { UsageError } from './errors.js';
 
@@ -23,6 +24,7 @@ const COMMANDS: { register(program: Command): void }[] = [
   askTell,
   deleteStudy,
   dashboard,
+  serve,
 ];
 
 export function buildProgram(): Command {
