@@ -82,9 +82,10 @@ export class HyperbandPruner implements Pruner {
     } else {
       maxResource = this.maxResource;
     }
-    // floor(log_eta(max / min)) + 1, counted in integers to dodge log rounding (log(27)/log(3) > 3).
-    let n = 1;
-    while (this.minResource * this.reductionFactor ** n <= maxResource) n++;
+    // Optuna's count, floor(log_eta(max / min)) + 1, with its floating-point log: where the log rounds
+    // below an integer (log(1000) / log(10) = 2.9999999999999996) Optuna has one bracket fewer, and so
+    // does peertune, so that both split trials alike.
+    const n = Math.floor(Math.log(maxResource / this.minResource) / Math.log(this.reductionFactor)) + 1;
     const budgets: number[] = [];
     for (let b = 0; b < n; b++) {
       const s = n - 1 - b;

@@ -110,7 +110,10 @@ export function judgeRungs(study: Study, trial: FrozenTrial, competitors: readon
       break;
     }
   }
-  if (judged > start && trial.state === 'RUNNING' && trial.owner === study.storage.ownerId) {
+  // A trial pruned for NaN at its first rung is recorded too (judged 0): Optuna never puts a NaN in a
+  // rung, and without the record the trial would count at that rung as a trial nobody judged.
+  const record = judged > start || (prune && judgedRungs(trial) === null);
+  if (record && trial.state === 'RUNNING' && trial.owner === study.storage.ownerId) {
     study.storage.setTrialSystemAttr(study.studyId, trial.trialId, JUDGED_RUNGS_ATTR, judged);
   }
   return prune;
