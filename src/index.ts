@@ -24,5 +24,15 @@ export { Rng } from './rng.js';
 export { MaxTrialsCallback } from './callbacks.js';
 export { trialsToRows, toCsv, toJson, parseCsv, parseTrialsJson, trialToJson, ExportFormatError } from './export.js';
 export type { Row, Cell, TrialJson } from './export.js';
-export { openPeerStorage, PeerStorage } from './storage/replicated/index.js';
-export type { PeerStorageOptions } from './storage/replicated/index.js';
+
+// The replicated storage pulls in libp2p, Automerge and level (hundreds of milliseconds to import), so
+// this entry only names its types and loads it when a peer storage is opened; `peertune/peer` exports
+// it directly.
+import type { PeerStorage, PeerStorageOptions } from './storage/replicated/index.js';
+export type { PeerStorage, PeerStorageOptions };
+
+/** Opens a replica of studies shared with peers (see `peertune/peer`); loads the network stack on first call. */
+export async function openPeerStorage(opts: PeerStorageOptions): Promise<PeerStorage> {
+  const peer = await import('./storage/replicated/index.js');
+  return peer.openPeerStorage(opts);
+}

@@ -307,7 +307,8 @@ const backends: Backend[] = [
     open: async () => {
       const dataDir = await mkdtemp(path.join(os.tmpdir(), 'peertune-contract-'));
       tempDirs.push(dataDir);
-      const { openPeerStorage } = await import('../../src/storage/replicated/index.js');
+      // Through the public entry's lazy wrapper, which loads the replicated storage on first call.
+      const { openPeerStorage } = await import('../../src/index.js');
       return openPeerStorage({ dataDir, listen: ['/ip4/127.0.0.1/tcp/0'] });
     },
     todo: PEER_TODO,
