@@ -28,7 +28,7 @@ for await (const line of readline.createInterface({ input: process.stdin })) {
         continue;
       }
       await study.tell(t, cmd.value!);
-      out({ ev: 'told', id: cmd.id, number: t.number, value: cmd.value });
+      out({ ev: 'told', id: cmd.id, number: t.number, value: cmd.value, at: Date.now() });
     } else if (cmd.cmd === 'quit') {
       await storage.close();
       out({ ev: 'bye', id: cmd.id });
