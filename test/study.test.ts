@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { waitFor } from './fixtures/wait.js';
 import {
   createStudy,
   loadStudy,
@@ -179,7 +180,17 @@ test('nJobs runs async trials concurrently; timeout, stop, callbacks and maxTria
     inFlight--;
     return t.suggestFloat('x', 0, 1);
   };
-  await study.optimize(objective, { nTrials: 8, nJobs: 4 });
+  // Each of the first trials waits until four are in flight together: only nJobs: 4 gets there.
+  let together = false;
+  const gated = async (t: Trial) => {
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    if (inFlight === 4) together = true;
+    await waitFor('four trials in flight at once', 10_000, () => together);
+    inFlight--;
+    return t.suggestFloat('x', 0, 1);
+  };
+  await study.optimize(gated, { nTrials: 8, nJobs: 4 });
   assert.equal(maxInFlight, 4);
   assert.equal(study.trials.length, 8);
 
@@ -270,4 +281,22 @@ test('export: CSV and JSON round trip every trial', async () => {
   });
   assert.throws(() => parseTrialsJson('{"directions": [], "trials": [{"number": 0}]}'), /trial at index 0: number, trialId and owner are required/);
   assert.throws(() => parseTrialsJson('nope'), /does not parse/);
+});
+
+test('userAttrs are the study\'s own, looked up by id, even when its name resolves to another study', async () => {
+  // Two peers that create the same name apart each hold a study of that name; getStudy(name) picks one
+  // of them everywhere. This storage makes getStudy(name) answer with the other study, as a swarm can.
+  class SameNameElsewhere extends InMemoryStorage {
+    other: string | null = null;
+    override getStudy(name: string) {
+      const info = super.getStudy(name);
+      return info && this.other ? (this.listStudies().find((s) => s.studyId === this.other) ?? info) : info;
+    }
+  }
+  const storage = new SameNameElsewhere();
+  const mine = await createStudy({ studyName: 'shared', storage });
+  const theirs = await storage.createStudy({ studyName: 'shared-elsewhere', directions: ['minimize'], userAttrs: { owner: 'them' } });
+  storage.other = theirs.studyId;
+  mine.setUserAttr('owner', 'me');
+  assert.deepEqual(mine.userAttrs, { owner: 'me' });
 });
