@@ -1,16 +1,18 @@
 /**
  * How the command reports failure: a user mistake (bad flag value, unknown study, a data dir in use)
- * is one line on stderr and a non-zero exit, never a stack trace. Library errors that are already
- * written for users (bad distribution, unknown study, duplicated study) are shown the same way.
+ * is one line on stderr and a non-zero exit, never a stack trace. Errors are told apart by class: a
+ * `PeertuneError` whose `userFacing` is set carries a message written for users; so do the library
+ * errors listed below that do not derive from it yet.
  */
+import { PeertuneError } from '../errors.js';
 
 /** A mistake in how the command was called; exit code 2. */
-export class UsageError extends Error {
+export class UsageError extends PeertuneError {
   override name = 'UsageError';
 }
 
-/** Library errors whose messages are written for users (shown as one line, exit code 1). */
-const USER_FACING = new Set([
+/** Library errors written for users that predate PeertuneError (shown as one line, exit code 1). */
+const USER_FACING_LEGACY = new Set([
   'StudyUsageError',
   'DistributionError',
   'StorageError',
@@ -21,17 +23,25 @@ const USER_FACING = new Set([
   'AllowlistError',
   'DataDirError',
   'CommandObjectiveError',
+  'TPEOptionError',
+  'NetError',
+  'RecordError',
 ]);
 
 export function exitCodeFor(err: unknown): number {
   return err instanceof UsageError ? 2 : 1;
 }
 
+function userFacing(err: Error): boolean {
+  if (err instanceof PeertuneError) return err.userFacing;
+  return USER_FACING_LEGACY.has(err.name);
+}
+
 /** One line describing the error, for stderr. */
 export function describeError(err: unknown): string {
   if (err instanceof Error) {
     const msg = err.message.split('\n')[0] ?? '';
-    if (err instanceof UsageError || USER_FACING.has(err.name)) return msg;
+    if (userFacing(err)) return msg;
     const code = (err as { code?: unknown }).code;
     if (code === 'EADDRINUSE') return `${msg}; pass --listen /ip4/0.0.0.0/tcp/0 to pick a free port`;
     if (code === 'ENOENT' || code === 'EACCES') return msg;

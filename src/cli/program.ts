@@ -9,6 +9,7 @@ import * as askTell from './commands/ask-tell.js';
 import * as createStudy from './commands/create-study.js';
 import * as dashboard from './commands/dashboard.js';
 import * as deleteStudy from './commands/delete-study.js';
+import * as enqueue from './commands/enqueue.js';
 import * as node from './commands/node.js';
 import * as query from './commands/query.js';
 import * as serve from './commands/serve.js';
@@ -22,6 +23,7 @@ const COMMANDS: { register(program: Command): void }[] = [
   node,
   query,
   askTell,
+  enqueue,
   deleteStudy,
   dashboard,
   serve,

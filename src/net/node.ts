@@ -14,13 +14,14 @@ import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { identify } from '@libp2p/identify';
 import { mdns } from '@libp2p/mdns';
-import { preSharedKey } from '@libp2p/pnet';
 import { gossipsub, type GossipSub } from '@chainsafe/libp2p-gossipsub';
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { peerIdFromString } from '@libp2p/peer-id';
 import type { ConnectionGater, PeerId, PrivateKey, Stream } from '@libp2p/interface';
 import { TopicValidatorResult } from '@libp2p/interface';
 import { logger } from '../logging.js';
+import { allowlistGater } from '../security/allowlist.js';
+import { swarmProtector } from '../security/swarm-key.js';
 import { readFrames, frame } from './wire.js';
 
 export const SYNC_PROTOCOL = '/peertune/sync/1.0.0';
@@ -101,6 +102,8 @@ interface Wanted {
   /** Join addresses stay wanted forever; learned ones are dropped after repeated failures. */
   permanent: boolean;
   failures: number;
+  /** Reached at least once: losing it later (the peer ended its run) is not "cannot reach yet". */
+  reached?: boolean;
 }
 
 /** Parses a join address, naming the problem if it is not a dialable /p2p/ multiaddr. */
@@ -184,14 +187,11 @@ export class PeerNode {
 
   static async start(opts: NodeOptions, onConnect: (peerId: string, outbound: boolean) => void, onDisconnect: (peerId: string) => void): Promise<PeerNode> {
     const joins = opts.join.map(parseJoinAddress);
-    const allow = opts.allowPeers ? new Set(opts.allowPeers.map((p) => peerIdFromString(p).toString())) : null;
     let self: PeerNode | null = null;
-    const deny = (peerId: PeerId, hook: string): boolean => {
+    // The allowlist is security/allowlist.ts's gater; local blocks and quarantine are checked on top of it.
+    const allow = opts.allowPeers ? allowlistGater(opts.allowPeers, { onDeny: (_id, hook) => opts.count(`denied-not-allowed:${hook}`) }) : null;
+    const local = (peerId: PeerId, hook: string): boolean => {
       const id = peerId.toString();
-      if (allow && !allow.has(id)) {
-        opts.count(`denied-not-allowed:${hook}`);
-        return true;
-      }
       if (self?.blocked.has(id)) {
         opts.count(`denied-blocked:${hook}`);
         return true;
@@ -203,9 +203,11 @@ export class PeerNode {
       return false;
     };
     const gater: ConnectionGater = {
-      denyDialPeer: (p) => deny(p, 'dial'),
-      denyInboundEncryptedConnection: (p) => deny(p, 'inbound'),
-      denyOutboundEncryptedConnection: (p) => deny(p, 'outbound'),
+      denyDialPeer: async (p) => (allow ? await allow.denyDialPeer!(p) : false) || local(p, 'dial'),
+      denyInboundEncryptedConnection: async (p, c) => (allow ? await allow.denyInboundEncryptedConnection!(p, c) : false) || local(p, 'inbound'),
+      denyOutboundEncryptedConnection: async (p, c) => (allow ? await allow.denyOutboundEncryptedConnection!(p, c) : false) || local(p, 'outbound'),
+      denyInboundUpgradedConnection: async (p, c) => (allow ? await allow.denyInboundUpgradedConnection!(p, c) : false),
+      denyOutboundUpgradedConnection: async (p, c) => (allow ? await allow.denyOutboundUpgradedConnection!(p, c) : false),
     };
     const create = () => createLibp2p({
       privateKey: opts.privateKey,
@@ -214,7 +216,7 @@ export class PeerNode {
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
       connectionGater: gater,
-      ...(opts.swarmKey ? { connectionProtector: preSharedKey({ psk: opts.swarmKey }) } : {}),
+      ...(opts.swarmKey ? { connectionProtector: swarmProtector(opts.swarmKey) } : {}),
       peerDiscovery: opts.mdns ? [mdns({ interval: 2000 })] : [],
       connectionManager: { maxConnections: 200 },
       services: {
@@ -315,6 +317,7 @@ export class PeerNode {
         .then((conn) => {
           w.backoff = 250;
           w.failures = 0;
+          w.reached = true;
           const id = conn.remotePeer.toString();
           if (!w.peerId) {
             // A join address without /p2p/: remember whom it reached.
@@ -327,7 +330,8 @@ export class PeerNode {
           w.failures++;
           w.nextAt = Date.now() + w.backoff;
           w.backoff = Math.min(w.backoff * 2, 5000);
-          if (w.failures === 1 && w.permanent) logger.warn(`Cannot reach ${w.addrs[0]!.toString()} yet (${e.message}); retrying in the background.`);
+          if (w.failures === 1 && w.permanent && w.reached) logger.debug(`Lost ${w.addrs[0]!.toString()} (${e.message}); redialling in the background.`);
+          else if (w.failures === 1 && w.permanent) logger.warn(`Cannot reach ${w.addrs[0]!.toString()} yet (${e.message}); retrying in the background.`);
           if (!w.permanent && w.failures > 10) this.wanted.delete(key);
         })
         .finally(() => this.dialing.delete(key));

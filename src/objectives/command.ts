@@ -191,6 +191,8 @@ export function lastErrorLine(lines: readonly string[]): string | null {
     const l = lines[i]!.trim();
     if (/^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)|Error|panic|fatal|FATAL)\b.*/.test(l) || /: (command )?not found$|No such file or directory/.test(l)) return clip(l, 300);
   }
+  // No exception line: the last thing the child said is the best clue there is.
+  for (let i = lines.length - 1; i >= 0; i--) if (lines[i]!.trim()) return clip(lines[i]!.trim(), 300);
   return null;
 }
 
@@ -338,6 +340,8 @@ class ChildRun {
   /** Gives the child its next trial; resolves with the trial's outcome. */
   run(trial: Trial): Promise<Outcome> {
     this.hold(true);
+    // A trial's stderr tail is its own; the first trial's also holds the process's start-up output.
+    if (this.protocol === 2) this.tail.length = 0;
     return new Promise<Outcome>((resolve) => {
       const a: Assignment = { trial, outcome: null, sent: this.protocol === 1, resolve, timer: null };
       this.current = a;

@@ -1,13 +1,33 @@
 /**
- * `peertune dashboard`: a replica-only peer serving the read-only web dashboard (src/dashboard). It
- * reads a data dir, or a temporary replica synced from --join peers, and pushes every merge to the
- * open pages. Without --study-name the page opens on the study list.
+ * The commands that look at a study: `peertune dashboard` (a replica-only peer serving the read-only
+ * web dashboard of src/dashboard: it reads a data dir, or a temporary replica synced from --join
+ * peers, and pushes every merge to the open pages; without --study-name it opens on the study list),
+ * and the same plots and importances from the shell: `peertune plot <kind> -o out.html` and
+ * `peertune importance`.
  */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { DashboardError, startDashboard, validateDashboardOptions } from '../../dashboard/server.js';
+import { FanovaImportanceEvaluator, getParamImportances, MeanDecreaseImpurityImportanceEvaluator, PedAnovaImportanceEvaluator, type ImportanceEvaluator } from '../../importance/index.js';
 import { logger } from '../../logging.js';
-import { joining, networkOptions, nonNegativeInt, out, queryStudy, subcommand, withStorage, type CommonOpts } from '../args.js';
+import {
+  plotContour,
+  plotEdf,
+  plotHypervolumeHistory,
+  plotIntermediateValues,
+  plotOptimizationHistory,
+  plotParallelCoordinate,
+  plotParamImportances,
+  plotParetoFront,
+  plotRank,
+  plotSlice,
+  plotTimeline,
+  writeHtml,
+  type Figure,
+  type PlotStudy,
+} from '../../visualization/index.js';
+import { formatOption, joining, networkOptions, nonNegativeInt, out, queryStudy, requireStudyName, subcommand, withStorage, type CommonOpts } from '../args.js';
 import { UsageError } from '../errors.js';
+import { table } from '../format.js';
 
 interface DashboardOpts extends CommonOpts {
   port: number;
@@ -48,7 +68,108 @@ async function dashboardCommand(o: DashboardOpts): Promise<void> {
   });
 }
 
+// ---------------------------------------------------------------- plot and importance
+
+interface PlotOpts extends CommonOpts {
+  output: string;
+  params?: string;
+  objective?: number;
+  logY?: boolean;
+  includePruned?: boolean;
+  referencePoint?: string;
+}
+
+const PLOTS: Record<string, (s: PlotStudy, o: PlotOpts) => Figure> = {
+  'optimization-history': (s, o) => plotOptimizationHistory(s, { objective: o.objective ?? (s.directions.length > 1 ? 0 : undefined), logY: o.logY, includePruned: o.includePruned }),
+  'intermediate-values': (s) => plotIntermediateValues(s),
+  'param-importances': (s, o) => plotParamImportances(s, { params: paramList(o), target: targetOf(s, o) }),
+  'parallel-coordinate': (s, o) => plotParallelCoordinate(s, { objective: objectiveOf(s, o), params: paramList(o) }),
+  slice: (s, o) => plotSlice(s, { objective: objectiveOf(s, o), params: paramList(o) }),
+  contour: (s, o) => plotContour(s, { objective: objectiveOf(s, o), params: pairOf(o) }),
+  rank: (s, o) => plotRank(s, { objective: objectiveOf(s, o), params: pairOf(o) }),
+  edf: (s, o) => plotEdf(s, { objective: objectiveOf(s, o) }),
+  timeline: (s) => plotTimeline(s),
+  'pareto-front': (s) => plotParetoFront(s),
+  'hypervolume-history': (s, o) => plotHypervolumeHistory(s, o.referencePoint ? o.referencePoint.split(',').map(Number) : undefined),
+};
+
+const objectiveOf = (s: PlotStudy, o: PlotOpts): number | undefined => o.objective ?? (s.directions.length > 1 ? 0 : undefined);
+const targetOf = (s: PlotStudy, o: PlotOpts) => {
+  if (s.directions.length === 1 && o.objective === undefined) return undefined;
+  const k = o.objective ?? 0;
+  const sign = s.directions[k] === 'maximize' ? -1 : 1;
+  return (t: { values: readonly number[] | null }) => (t.values ? sign * t.values[k]! : null);
+};
+const paramList = (o: PlotOpts): string[] | undefined => (o.params ? o.params.split(',').map((p) => p.trim()).filter(Boolean) : undefined);
+function pairOf(o: PlotOpts): [string, string] | undefined {
+  const p = paramList(o);
+  if (p && p.length !== 2) throw new UsageError(`--params for contour and rank takes two params, e.g. --params x,y; got ${p.length}`);
+  return p as [string, string] | undefined;
+}
+
+async function plotCommand(kind: string, o: PlotOpts): Promise<void> {
+  const make = PLOTS[kind];
+  if (!make) throw new UsageError(`unknown plot "${kind}"; one of: ${Object.keys(PLOTS).join(', ')}`);
+  await withStorage(o, 'query', async (opened) => {
+    const info = await queryStudy(opened, o);
+    const study = { directions: info.directions, trials: opened.storage.getAllTrials(info.studyId) };
+    let fig: Figure;
+    try {
+      fig = make(study, o);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    await writeHtml(fig, o.output);
+    out(`wrote ${o.output} (${kind} of "${info.studyName}", ${study.trials.length} trials; opens offline)`);
+  });
+}
+
+interface ImportanceOpts extends CommonOpts {
+  evaluator: string;
+  seed?: number;
+  objective?: number;
+  params?: string;
+}
+
+async function importanceCommand(o: ImportanceOpts): Promise<void> {
+  const evaluators: Record<string, () => ImportanceEvaluator> = {
+    fanova: () => new FanovaImportanceEvaluator({ seed: o.seed }),
+    mdi: () => new MeanDecreaseImpurityImportanceEvaluator({ seed: o.seed }),
+    'ped-anova': () => new PedAnovaImportanceEvaluator(),
+  };
+  requireStudyName(o);
+  await withStorage(o, 'query', async (opened) => {
+    const info = await queryStudy(opened, o);
+    const study = { directions: info.directions, trials: opened.storage.getAllTrials(info.studyId) };
+    if (info.directions.length > 1 && o.objective === undefined) throw new UsageError('a multi-objective study needs --objective <index> (0-based)');
+    if (o.objective !== undefined && o.objective >= info.directions.length) throw new UsageError(`--objective must be below ${info.directions.length}`);
+    const imp = getParamImportances(study, { evaluator: evaluators[o.evaluator]!(), params: paramList(o as PlotOpts), target: targetOf(study, o as PlotOpts) });
+    if (o.format === 'json') out(JSON.stringify(imp, null, 2));
+    else if (Object.keys(imp).length === 0) out(`study "${info.studyName}" needs at least two COMPLETE trials with params for importances`);
+    else out(table(['param', 'importance'], Object.entries(imp).map(([k, v]) => [k, Number(v.toFixed(4))])));
+  });
+}
+
 export function register(program: Command): void {
+  const plot = subcommand(program, 'plot', 'write one of Optuna\'s plots of a study to a self-contained HTML file')
+    .argument('<kind>', Object.keys(PLOTS).join(', '))
+    .requiredOption('-o, --output <file>', 'HTML file to write')
+    .requiredOption('--study-name <name>', 'the study')
+    .option('--params <list>', 'comma-separated params (contour and rank: exactly two)')
+    .option('--objective <index>', 'which objective of a multi-objective study (0-based)', nonNegativeInt)
+    .option('--log-y', 'optimization-history: log scale for values')
+    .option('--include-pruned', 'optimization-history: also plot PRUNED trials')
+    .option('--reference-point <values>', 'hypervolume-history: comma-separated, in the study\'s directions (default: worst seen + 10%)');
+  networkOptions(plot, 'query').action((kind: string, o: PlotOpts) => plotCommand(kind, o));
+
+  const imp = subcommand(program, 'importance', 'parameter importances of a study (fANOVA by default, as Optuna)')
+    .requiredOption('--study-name <name>', 'the study')
+    .addOption(new Option('--evaluator <name>', 'importance evaluator').choices(['fanova', 'mdi', 'ped-anova']).default('fanova'))
+    .option('--seed <n>', 'random-forest seed (fanova, mdi)', nonNegativeInt)
+    .option('--objective <index>', 'which objective of a multi-objective study (0-based)', nonNegativeInt)
+    .option('--params <list>', 'comma-separated params (default: those every COMPLETE trial has)');
+  formatOption(networkOptions(imp, 'query'), ['table', 'json'], 'table').action((o: ImportanceOpts) => importanceCommand(o));
+
   const cmd = subcommand(program, 'dashboard', 'serve a live, read-only web dashboard of a replica (plots, importances, trials, peers)')
     .option('--study-name <name>', 'open on this study (default: the study list)')
     .option('--port <port>', 'HTTP port (0 = any free port)', nonNegativeInt, 8080)

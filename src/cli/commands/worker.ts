@@ -6,7 +6,8 @@
  */
 import type { Command } from 'commander';
 import { formatParams, logger } from '../../logging.js';
-import { CommandObjectiveError, commandObjective, killAllCommandObjectives } from '../../objectives/command.js';
+import { commandObjective, killAllCommandObjectives, type CommandObjective } from '../../objectives/command.js';
+import { FailureWatch, RepeatedFailureError } from '../../objectives/failure-watch.js';
 import type { StudyDirection } from '../../storage/storage.js';
 import { createStudy, type Objective, type Study } from '../../study.js';
 import {
@@ -27,6 +28,7 @@ import {
   type CommonOpts,
 } from '../args.js';
 import { UsageError } from '../errors.js';
+import { trialsTable } from '../format.js';
 import { loadModuleObjective } from '../objective-module.js';
 import { createPruner, createSampler, storedSpec } from '../registry.js';
 import { LIVE_WITHIN_MS, findStudy } from '../storage.js';
@@ -35,6 +37,7 @@ interface WorkerOpts extends CommonOpts, AlgorithmFlags {
   nTrials?: number;
   timeout?: number;
   nJobs: number;
+  nJobsGiven?: boolean;
   maxTrials?: number;
   trialTimeout?: number;
   progressBar: boolean;
@@ -42,28 +45,57 @@ interface WorkerOpts extends CommonOpts, AlgorithmFlags {
   direction?: StudyDirection[];
   showChildStderr: boolean;
   waitForPeers?: number;
+  devices?: string[];
+  devicesPerTrial: number;
+}
+
+/** `--devices 0,1,2,3 --devices-per-trial 2` -> [["0","1"], ["2","3"]]: one group per job slot. */
+function deviceGroups(o: WorkerOpts): string[][] | undefined {
+  if (!o.devices) return undefined;
+  const per = o.devicesPerTrial;
+  if (o.devices.length % per !== 0) {
+    throw new UsageError(`--devices lists ${o.devices.length} device(s), which does not split into groups of --devices-per-trial ${per}`);
+  }
+  const groups: string[][] = [];
+  for (let i = 0; i < o.devices.length; i += per) groups.push(o.devices.slice(i, i + per));
+  return groups;
+}
+
+function deviceList(v: string): string[] {
+  const ids = v.split(',').map((x) => x.trim());
+  if (ids.length === 0 || ids.some((x) => !/^[A-Za-z0-9:_-]+$/.test(x))) throw new UsageError(`--devices expects a comma-separated list of device ids, e.g. 0,1,2,3; got ${JSON.stringify(v)}`);
+  if (new Set(ids).size !== ids.length) throw new UsageError(`--devices lists a device twice: ${v}`);
+  return ids;
 }
 
 async function workerCommand(o: WorkerOpts, operands: string[], dashDash: boolean): Promise<void> {
   const studyName = requireStudyName(o);
   let objective: Objective;
-  let isCommand = false;
+  let command: CommandObjective | null = null;
+  const groups = deviceGroups(o);
   if (dashDash) {
     if (operands.length === 0) throw new UsageError('nothing after --: give the command to run per trial, e.g. -- python3 train.py');
-    objective = commandObjective({
+    if (groups) {
+      if (o.nJobsGiven && o.nJobs > groups.length) throw new UsageError(`--n-jobs ${o.nJobs} needs ${o.nJobs} device groups; --devices gives ${groups.length}`);
+      if (!o.nJobsGiven) o.nJobs = groups.length;
+    }
+    command = commandObjective({
       command: operands,
       trialTimeout: o.trialTimeout,
+      devices: groups,
       // Through the logger, so the lines go above the progress bar instead of through it.
       onStderr: o.showChildStderr ? (line, n) => logger.info(`[trial ${n}] ${line}`) : () => {},
     });
-    isCommand = true;
+    objective = command;
   } else {
+    if (groups) throw new UsageError('--devices applies to command objectives (after --) only; a module objective runs in this process');
     if (operands.length !== 1) {
       throw new UsageError('give one objective: a module file (peertune worker [options] objective.js) or a command after -- (peertune worker [options] -- python3 train.py)');
     }
     if (o.trialTimeout !== undefined) throw new UsageError('--trial-timeout applies to command objectives (after --) only');
     objective = await loadModuleObjective(operands[0]!);
   }
+  const watch = new FailureWatch(dashDash ? operands : null);
   if (o.direction && !o.inMemory) throw new UsageError('--direction is for --in-memory studies; a shared study gets its directions at create-study');
   const specs = specsFrom(o);
 
@@ -116,17 +148,19 @@ async function workerCommand(o: WorkerOpts, operands: string[], dashDash: boolea
     const before = new Set(mine().map((t) => t.trialId));
     const t0 = Date.now();
     try {
-      await study.optimize(objective, {
+      await study.optimize(watch.wrap(objective, study), {
         nTrials: o.nTrials,
         timeout: o.timeout,
         nJobs: o.nJobs,
         maxTrials: o.maxTrials,
         showProgressBar: o.progressBar && process.stderr.isTTY === true,
-        catch: o.stopOnError ? (isCommand ? [CommandObjectiveError] : []) : () => true,
+        // --stop-on-error: the first failure (a module's exception or a command's) ends the run.
+        catch: o.stopOnError ? [] : () => true,
       });
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      await command?.close();
     }
     await opened.storage.flush();
     // The last trial's change is published as it finishes; give it a moment on the wire before the
@@ -142,9 +176,18 @@ async function workerCommand(o: WorkerOpts, operands: string[], dashDash: boolea
         bestText = ` Best is trial ${b.number} with value: ${b.value} and parameters: ${formatParams(b.params)}.`;
       }
     }
+    if (study.isMultiObjective && o.inMemory) {
+      // An in-memory study is gone when the worker exits: its Pareto front is the result.
+      const front = study.bestTrials;
+      if (front.length) {
+        logger.info(`Pareto front: ${front.length} trial(s).`);
+        process.stdout.write(trialsTable(front, study.directions));
+      }
+    }
     logger.info(
       `Worker finished: ran ${ran.length} trials on this peer in ${((Date.now() - t0) / 1000).toFixed(1)} s (${count('COMPLETE')} complete, ${count('PRUNED')} pruned, ${count('FAIL')} failed); the study has ${study.trials.length} trials.${bestText}`,
     );
+    if (watch.verdict) throw new RepeatedFailureError(watch.verdict);
   });
 }
 
@@ -175,17 +218,21 @@ export function register(program: Command): void {
     .option('--study-name <name>', 'the study to work on')
     .option('--n-trials <n>', 'trials this worker runs', positiveInt)
     .option('--timeout <seconds>', 'start no trial after this many seconds', positiveSeconds)
-    .option('--n-jobs <n>', 'trials in flight at once in this worker', positiveInt, 1)
+    .option('--n-jobs <n>', 'trials in flight at once in this worker (command objectives: one process each; default 1, or one per device group)', positiveInt)
     .option('--max-trials <n>', 'swarm-wide budget: start no trial once the study has this many (complete, pruned or running)', nonNegativeInt)
     .option('--trial-timeout <seconds>', 'command objectives: kill a trial\'s command after this many seconds (the trial FAILs)', positiveSeconds)
     .option('--wait-for-peers <n>', 'start trials only once this many other peers of the study are online (gives up after 60 s)', positiveInt)
     .option('--no-progress-bar', 'no progress bar (it is shown only on a terminal anyway)')
     .option('--no-show-child-stderr', 'do not forward the command\'s stderr (its tail is still kept on failed trials)')
-    .option('--stop-on-error', 'stop when a module objective throws (default: the trial FAILs and the worker goes on)')
+    .option('--stop-on-error', 'stop at the first failed trial (default: the trial FAILs and the worker goes on, unless every trial fails the same way)')
+    .option('--devices <ids>', 'command objectives: GPUs to share out, e.g. 0,1,2,3; each job slot gets its own CUDA_VISIBLE_DEVICES', deviceList)
+    .option('--devices-per-trial <n>', 'with --devices: devices per job slot (default 1)', positiveInt, 1)
     .option('--in-memory', 'a throwaway single-process study, no data dir and no peers (for trying an objective)')
     .option('--direction <direction>', 'with --in-memory: minimize or maximize (repeatable)', collectDirections);
   algorithmOptions(cmd, { overriding: true });
   networkOptions(cmd, 'serve').action((objective: string[], o: WorkerOpts) => {
+    o.nJobsGiven = o.nJobs !== undefined;
+    o.nJobs ??= 1;
     // commander merges operands from before and after `--`; the command objective is exactly what
     // follows the first `--`, and nothing may come before it.
     const rawArgs = (program as unknown as { rawArgs: string[] }).rawArgs;
@@ -206,7 +253,9 @@ Examples:
       --timeout 3600 --trial-timeout 600 -- python3 train.py --epochs 20
   peertune worker --in-memory --direction minimize --study-name try --n-trials 5 -- ./objective.sh
 
-A command after -- runs once per trial and speaks JSON lines on its stdout/stdin (see
-python/peertune_client.py); its stderr is shown, and kept on the trial when it fails.`,
+A command after -- speaks JSON lines on its stdout/stdin (see python/peertune_client.py): one
+process per job slot runs trial after trial (protocol 2), or one process per trial (protocol 1).
+Its stderr is shown, and kept on the trial when it fails. A worker whose first trials all fail the
+same way stops and says why.`,
   );
 }
