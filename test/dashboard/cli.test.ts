@@ -4,7 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import readline from 'node:readline';
 import { test } from 'node:test';
 import { createStudy, RandomSampler, setVerbosity } from '../../src/index.js';
@@ -19,7 +20,7 @@ async function dataDirWithStudy(): Promise<{ dir: string; best: number; n: numbe
   const dir = await tempDir('peertune-dash-cli-');
   const storage = await openPeerStorage({ dataDir: dir, listen: [] });
   const study = await createStudy({ studyName: 'cli-study', storage, sampler: new RandomSampler({ seed: 1 }) });
-  await study.optimize((t) => t.suggestFloat('x', -1, 1) ** 2, { nTrials: 12 });
+  await study.optimize((t) => 10 * t.suggestFloat('x', -1, 1) ** 2 + 0.01 * t.suggestFloat('y', -1, 1), { nTrials: 12 });
   const best = study.bestValue;
   await storage.close();
   return { dir, best, n: 12 };
@@ -61,6 +62,33 @@ test('peertune dashboard --host 0.0.0.0 needs --token', async () => {
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /refusing to serve the dashboard on 0\.0\.0\.0 without a token.*--token/);
     assert.equal(r.stdout, '');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('peertune plot writes an offline HTML figure; peertune importance ranks the dominant param first', async () => {
+  ensureBuilt();
+  const { dir } = await dataDirWithStudy();
+  try {
+    const file = join(dir, 'history.html');
+    const r = await runCli(['plot', 'optimization-history', '--data-dir', dir, '--study-name', 'cli-study', '-o', file], { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /wrote .*history\.html/);
+    const html = await readFile(file, 'utf8');
+    assert.match(html, /Optimization History Plot/);
+    assert.doesNotMatch(html, /<script src=/, 'Plotly inlined, nothing fetched');
+    const bad = await runCli(['plot', 'contour', '--data-dir', dir, '--study-name', 'cli-study', '--params', 'x', '-o', file], { timeoutMs: 30_000 });
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /takes two params/);
+    const unknown = await runCli(['plot', 'nope', '--data-dir', dir, '--study-name', 'cli-study', '-o', file], { timeoutMs: 30_000 });
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown plot "nope"; one of: optimization-history/);
+    const imp = await runCli(['importance', '--data-dir', dir, '--study-name', 'cli-study', '--seed', '0', '-f', 'json'], { timeoutMs: 30_000 });
+    assert.equal(imp.code, 0, imp.stderr);
+    const parsed = JSON.parse(imp.stdout) as Record<string, number>;
+    assert.deepEqual(Object.keys(parsed), ['x', 'y']);
+    assert.ok(parsed['x']! > 0.6 && parsed['x']! > parsed['y']!, imp.stdout);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

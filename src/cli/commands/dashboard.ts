@@ -94,13 +94,13 @@ const PLOTS: Record<string, (s: PlotStudy, o: PlotOpts) => Figure> = {
 };
 
 const objectiveOf = (s: PlotStudy, o: PlotOpts): number | undefined => o.objective ?? (s.directions.length > 1 ? 0 : undefined);
-const targetOf = (s: PlotStudy, o: PlotOpts) => {
+const targetOf = (s: PlotStudy, o: { objective?: number }) => {
   if (s.directions.length === 1 && o.objective === undefined) return undefined;
   const k = o.objective ?? 0;
   const sign = s.directions[k] === 'maximize' ? -1 : 1;
   return (t: { values: readonly number[] | null }) => (t.values ? sign * t.values[k]! : null);
 };
-const paramList = (o: PlotOpts): string[] | undefined => (o.params ? o.params.split(',').map((p) => p.trim()).filter(Boolean) : undefined);
+const paramList = (o: { params?: string }): string[] | undefined => (o.params ? o.params.split(',').map((p) => p.trim()).filter(Boolean) : undefined);
 function pairOf(o: PlotOpts): [string, string] | undefined {
   const p = paramList(o);
   if (p && p.length !== 2) throw new UsageError(`--params for contour and rank takes two params, e.g. --params x,y; got ${p.length}`);
@@ -143,7 +143,7 @@ async function importanceCommand(o: ImportanceOpts): Promise<void> {
     const study = { directions: info.directions, trials: opened.storage.getAllTrials(info.studyId) };
     if (info.directions.length > 1 && o.objective === undefined) throw new UsageError('a multi-objective study needs --objective <index> (0-based)');
     if (o.objective !== undefined && o.objective >= info.directions.length) throw new UsageError(`--objective must be below ${info.directions.length}`);
-    const imp = getParamImportances(study, { evaluator: evaluators[o.evaluator]!(), params: paramList(o as PlotOpts), target: targetOf(study, o as PlotOpts) });
+    const imp = getParamImportances(study, { evaluator: evaluators[o.evaluator]!(), params: paramList(o), target: targetOf(study, o) });
     if (o.format === 'json') out(JSON.stringify(imp, null, 2));
     else if (Object.keys(imp).length === 0) out(`study "${info.studyName}" needs at least two COMPLETE trials with params for importances`);
     else out(table(['param', 'importance'], Object.entries(imp).map(([k, v]) => [k, Number(v.toFixed(4))])));
