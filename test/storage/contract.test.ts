@@ -240,6 +240,19 @@ const cases: Record<string, Case> = {
     assert.deepEqual(tr.distributions, { x: X });
   },
 
+  'a trial holds at most CONTRACT_LIMITS.paramsPerTrial parameters': async ({ s, study }) => {
+    const info = await study();
+    const t = s.createTrial(info.studyId);
+    const params = (n: number, from = 0) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`p${from + i}`, 0.5]));
+    const dists = (n: number, from = 0) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`p${from + i}`, X]));
+    const max = CONTRACT_LIMITS.paramsPerTrial;
+    s.setTrialParams(info.studyId, t.trialId, params(max - 1), dists(max - 1));
+    assert.throws(() => s.setTrialParams(info.studyId, t.trialId, params(2, max - 1), dists(2, max - 1)), StorageError);
+    s.setTrialParams(info.studyId, t.trialId, params(1, max - 1), dists(1, max - 1));
+    s.setTrialParams(info.studyId, t.trialId, { p0: 0.25 }, { p0: X }); // changing one already set is fine
+    assert.equal(Object.keys(s.getTrial(info.studyId, t.trialId).params).length, max);
+  },
+
   'getAllTrials filters by state and refuses unknown states': async ({ s, study }) => {
     const info = await study();
     const a = s.createTrial(info.studyId);
