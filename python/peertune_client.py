@@ -64,6 +64,15 @@ import time
 import traceback
 import types
 
+
+def _submodule(name, **attrs):
+    """A submodule (``peertune_client.trial``, ...) so ``from peertune_client.trial import TrialState``
+    works as ``from optuna.trial import TrialState`` does."""
+    mod = types.ModuleType(__name__ + "." + name)
+    mod.__dict__.update(attrs)
+    sys.modules[mod.__name__] = mod
+    return mod
+
 __all__ = [
     "create_study", "load_study", "delete_study", "get_all_study_names", "Study", "Trial",
     "FrozenTrial", "TrialState", "StudyDirection", "TrialPruned", "PeerStorage", "samplers",
@@ -93,7 +102,7 @@ class StorageInternalError(PeertuneError):
     """The peertune peer failed or went away."""
 
 
-exceptions = types.SimpleNamespace(
+exceptions = _submodule("exceptions", 
     OptunaError=PeertuneError, PeertuneError=PeertuneError, TrialPruned=TrialPruned,
     DuplicatedStudyError=DuplicatedStudyError, StorageInternalError=StorageInternalError,
 )
@@ -177,7 +186,7 @@ def _distribution_from_wire(d):
     return CategoricalDistribution(d.get("choices", []))
 
 
-distributions = types.SimpleNamespace(
+distributions = _submodule("distributions", 
     BaseDistribution=BaseDistribution, FloatDistribution=FloatDistribution, IntDistribution=IntDistribution,
     CategoricalDistribution=CategoricalDistribution,
     UniformDistribution=lambda low, high: FloatDistribution(low, high),
@@ -250,7 +259,7 @@ class NSGAIISampler(_Algorithm):
                             crossover_prob=crossover_prob, swapping_prob=swapping_prob, seed=seed)
 
 
-samplers = types.SimpleNamespace(TPESampler=TPESampler, RandomSampler=RandomSampler, GridSampler=GridSampler,
+samplers = _submodule("samplers", TPESampler=TPESampler, RandomSampler=RandomSampler, GridSampler=GridSampler,
                                  NSGAIISampler=NSGAIISampler)
 
 
@@ -306,7 +315,7 @@ class NopPruner(_Algorithm):
     _name = "nop"
 
 
-pruners = types.SimpleNamespace(MedianPruner=MedianPruner, PercentilePruner=PercentilePruner,
+pruners = _submodule("pruners", MedianPruner=MedianPruner, PercentilePruner=PercentilePruner,
                                 SuccessiveHalvingPruner=SuccessiveHalvingPruner, HyperbandPruner=HyperbandPruner,
                                 ThresholdPruner=ThresholdPruner, PatientPruner=PatientPruner, NopPruner=NopPruner)
 
@@ -335,7 +344,7 @@ def _set_verbosity(level):
         _peer.request({"op": "set_verbosity", "level": name})
 
 
-logging = types.SimpleNamespace(
+logging = _submodule("logging", 
     DEBUG=10, INFO=20, WARNING=30, WARN=30, ERROR=40, CRITICAL=50, FATAL=50,
     set_verbosity=_set_verbosity, get_verbosity=lambda: _verbosity,
     disable_default_handler=lambda: None, enable_default_handler=lambda: None,
@@ -959,8 +968,8 @@ class MaxTrialsCallback(object):
             study.stop()
 
 
-trial = types.SimpleNamespace(Trial=Trial, FrozenTrial=FrozenTrial, TrialState=TrialState)
-study = types.SimpleNamespace(Study=Study, StudyDirection=StudyDirection, MaxTrialsCallback=MaxTrialsCallback,
+trial = _submodule("trial", Trial=Trial, FrozenTrial=FrozenTrial, TrialState=TrialState)
+study = _submodule("study", Study=Study, StudyDirection=StudyDirection, MaxTrialsCallback=MaxTrialsCallback,
                               create_study=create_study, load_study=load_study, delete_study=delete_study)
 
 

@@ -155,7 +155,12 @@ class Server {
         const opened = this.storage(req);
         const directions = (req['directions'] as StudyDirection[] | undefined) ?? ['minimize'];
         const name = typeof req['study_name'] === 'string' ? req['study_name'] : undefined;
-        const existing = name ? opened.storage.getStudy(name) : undefined;
+        let existing = name ? opened.storage.getStudy(name) : undefined;
+        if (name && !existing && req['load_if_exists'] === true && this.joined.has(req['storage'] as number) && opened.storage.waitForStudy) {
+          // Workers started together all call create_study(load_if_exists=True): give the peers a
+          // moment to hand over a study one of them created, instead of making a second one.
+          existing = (await opened.storage.waitForStudy(name, 5000)) ?? undefined;
+        }
         let study: Study;
         if (existing && req['load_if_exists'] === true) {
           study = await this.open(opened, existing, req);
@@ -266,7 +271,7 @@ class Server {
       case 'enqueue_trial': {
         const study = this.study(req);
         const params = req['params'] as Record<string, ParamValue>;
-        await study.enqueueTrial(params, { userAttrs: req['user_attrs'] as Record<string, unknown> | undefined, skipIfExists: req['skip_if_exists'] === true });
+        await study.enqueueTrial(params, { userAttrs: (req['user_attrs'] ?? undefined) as Record<string, unknown> | undefined, skipIfExists: req['skip_if_exists'] === true });
         return {};
       }
       case 'set_verbosity':
