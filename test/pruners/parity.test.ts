@@ -1,6 +1,7 @@
 /**
  * Prune decisions against Optuna 3.1 (Debian's python3-optuna, run through /usr/bin/python3) on generated
- * histories: several hundred seeded scenarios, each one pruner with options drawn away from the defaults,
+ * histories: several hundred seeded scenarios, each one pruner with options drawn away from the defaults
+ * (now and then a Median or Percentile pruner with every option left out),
  * and trials whose reports include NaN (now and then a trial that reports only NaN) and ±Infinity, values
  * on a coarse grid so they sit exactly on the interpolated percentile, sparse steps and reports repeated
  * at a step already reported, and trials that end COMPLETE, FAIL or stay RUNNING. Both sides run the same
@@ -71,11 +72,14 @@ const pyFloat = (v: number): string => (v === Infinity ? "float('inf')" : v === 
 function drawPruner(kind: string, rng: Rng): Pick<Scenario, 'py' | 'ts'> {
   switch (kind) {
     case 'median': {
+      // One in eight with every option left out (Optuna's defaults on both sides).
+      if (rng.random() < 0.125) return { py: 'MedianPruner()', ts: () => new MedianPruner() };
       const o = stepOptions(rng);
       return { py: `MedianPruner(${o.py})`, ts: () => new MedianPruner(o.ts) };
     }
     case 'percentile': {
       const p = rng.random() < 0.6 ? pick(rng, [0, 10, 25, 33.3, 50, 66.7, 75, 90, 100]) : Math.round(rng.uniform(0, 100) * 100) / 100;
+      if (rng.random() < 0.125) return { py: `PercentilePruner(${p})`, ts: () => new PercentilePruner(p) };
       const o = stepOptions(rng);
       return { py: `PercentilePruner(${p}, ${o.py})`, ts: () => new PercentilePruner(p, o.ts) };
     }
