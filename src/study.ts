@@ -2,11 +2,10 @@
  * Study: the Optuna-shaped entry point. It owns the optimization loop (optimize / ask / tell), keeps
  * the rules about which trials are best, and talks to the history only through the Storage interface.
  */
-import cliProgress from 'cli-progress';
 import type { Distribution, ParamValue } from './distributions.js';
 import { StudyUsageError, checkOptions, rules } from './errors.js';
 import { trialsToRows, type Row } from './export.js';
-import { formatParams, logger, setLogSink } from './logging.js';
+import { formatParams, logger } from './logging.js';
 import { paretoFront } from './multi-objective.js';
 import type { Pruner } from './pruners/base.js';
 import { defaultPruner } from './pruners/index.js';
@@ -322,14 +321,14 @@ export class Study {
     let started = 0;
     let fatal: { err: unknown } | null = null;
 
-    const bar = opts.showProgressBar ? this.progressBar(nTrials, timeout) : null;
+    const bar = opts.showProgressBar ? (await import('./progress-bar.js')).progressBar(nTrials, timeout) : null;
     try {
       const worker = async (): Promise<void> => {
         while (!this.stopRequested && !fatal && (nTrials === undefined || started < nTrials) && Date.now() < deadline) {
           if (maxTrials !== undefined && this.countTowardsBudget() >= maxTrials) break;
           started++;
           const { frozen, error } = await this.runOne(objective);
-          bar?.update(frozen);
+          bar?.update(this.bestText());
           if (error !== undefined && !isCaught(error)) {
             fatal ??= { err: error };
           }
@@ -408,33 +407,13 @@ export class Study {
     }
   }
 
-  private progressBar(nTrials: number | undefined, timeout: number | undefined) {
-    const total = nTrials ?? Math.ceil(timeout ?? 0);
-    if (!total) return null;
-    const byTime = nTrials === undefined;
-    const multi = new cliProgress.MultiBar(
-      { format: '{bar} {percentage}% | {value}/{total} {unit} | {best}', hideCursor: false, clearOnComplete: false, stream: process.stderr },
-      cliProgress.Presets.shades_classic,
-    );
-    const bar = multi.create(total, 0, { unit: byTime ? 's' : 'trials', best: '' });
-    const prevSink = setLogSink((line) => multi.log(line + '\n'));
-    const t0 = Date.now();
-    let done = 0;
-    return {
-      update: (_t: FrozenTrial) => {
-        done++;
-        let best = '';
-        try {
-          if (!this.isMultiObjective) best = `best trial: ${this.bestTrial.number}, best value: ${this.bestValue}`;
-        } catch {
-          best = '';
-        }
-        bar.update(byTime ? Math.min(total, Math.round((Date.now() - t0) / 1000)) : done, { best });
-      },
-      stop: () => {
-        multi.stop();
-        setLogSink(prevSink);
-      },
-    };
+  /** "best trial: N, best value: V" for the progress bar (empty until a trial completes, and for several directions). */
+  private bestText(): string {
+    if (this.isMultiObjective) return '';
+    try {
+      return `best trial: ${this.bestTrial.number}, best value: ${this.bestValue}`;
+    } catch {
+      return '';
+    }
   }
 }

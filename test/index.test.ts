@@ -28,6 +28,7 @@ test("importing 'peertune' loads no network, replica or database package", () =>
   `);
   assert.ok(urls.some((u) => u.endsWith('/src/study.ts')), 'the recorder saw the entry load');
   assert.deepEqual(urls.filter((u) => HEAVY.test(u)), []);
+  assert.deepEqual(urls.filter((u) => u.includes('node_modules/cli-progress/')), [], 'the progress bar loads only when shown');
 });
 
 test("'peertune/peer' (and the first openPeerStorage call) load them", () => {

@@ -300,3 +300,16 @@ test('userAttrs are the study\'s own, looked up by id, even when its name resolv
   mine.setUserAttr('owner', 'me');
   assert.deepEqual(mine.userAttrs, { owner: 'me' });
 });
+
+test('showProgressBar: the bar runs the trials, prints log lines above itself and gives the log back after', async () => {
+  const study = await createStudy();
+  const mine = (): void => {};
+  const before = setLogSink(mine);
+  try {
+    await study.optimize((t) => t.suggestFloat('x', 0, 1), { nTrials: 4, showProgressBar: true });
+    assert.equal(study.trials.length, 4);
+    assert.equal(setLogSink(mine), mine, 'the log sink is ours again once optimize returns');
+  } finally {
+    setLogSink(before);
+  }
+});
