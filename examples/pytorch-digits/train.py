@@ -1,11 +1,17 @@
 """Tune a PyTorch MLP on scikit-learn's digits with peertune, pruning by epoch.
 
-The peertune worker runs this script once per trial (a command objective):
+This is an Optuna script with one line changed (`import peertune_client as optuna`), and it runs
+three ways:
 
-    peertune worker --study-name digits --data-dir ./peer-a -- python3 examples/pytorch-digits/train.py --epochs 20
+    # 1. the study in this Python process, Optuna's API (the peer runs as a child process)
+    python3 examples/pytorch-digits/train.py --epochs 10 --n-trials 20
 
-Compared with the Optuna version of the same script, two lines change: the import, and
-`peertune_client.run(objective)` in place of `study.optimize(objective)`.
+    # 2. the same study shared by machines: give a peer storage (join= another peer's address)
+    python3 examples/pytorch-digits/train.py --storage "peer:./peer-a" --study-name digits
+
+    # 3. as a peertune worker's command objective: one Python process per job slot runs trial after
+    #    trial (torch is imported once), and the worker's --devices hands out GPUs
+    peertune worker --study-name digits --data-dir ./peer-a -- python3 examples/pytorch-digits/train.py --epochs 10
 """
 import argparse
 import os
@@ -18,15 +24,20 @@ from sklearn.model_selection import train_test_split
 
 # The client is one file with no dependencies; copy it next to your script or put python/ on the path.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
-import peertune_client  # noqa: E402
+import peertune_client as optuna  # noqa: E402  (was: import optuna)
+
+_DATA = None
 
 
 def load_data():
-    digits = load_digits()
-    x = torch.tensor(digits.data / 16.0, dtype=torch.float32)
-    y = torch.tensor(digits.target, dtype=torch.long)
-    x_tr, x_va, y_tr, y_va = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
-    return x_tr, x_va, y_tr, y_va
+    """The digits split, loaded once per process (a persistent worker process reuses it)."""
+    global _DATA
+    if _DATA is None:
+        digits = load_digits()
+        x = torch.tensor(digits.data / 16.0, dtype=torch.float32)
+        y = torch.tensor(digits.target, dtype=torch.long)
+        _DATA = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
+    return _DATA
 
 
 def build_model(trial):
@@ -63,12 +74,12 @@ def objective(trial, epochs):
         model.eval()
         with torch.no_grad():
             accuracy = (model(x_va).argmax(dim=1) == y_va).float().mean().item()
-        print("trial {} epoch {}: validation accuracy {:.4f}".format(trial.number, epoch, accuracy))
+        print("trial {} epoch {}: validation accuracy {:.4f}".format(trial.number, epoch, accuracy), file=sys.stderr)
 
-        # Pruning by epoch: the worker asks the study's pruner, which sees every peer's reports.
+        # Pruning by epoch: the study's pruner sees every peer's reports.
         trial.report(accuracy, epoch)
         if trial.should_prune():
-            raise peertune_client.TrialPruned()
+            raise optuna.exceptions.TrialPruned()
 
     trial.set_user_attr("epochs", epochs)
     return accuracy
@@ -77,10 +88,22 @@ def objective(trial, epochs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--n-trials", type=int, default=20)
+    parser.add_argument("--storage", default=None, help='None: in memory; "peer:<data dir>?join=<multiaddr>": a swarm')
+    parser.add_argument("--study-name", default=None)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per trial (1 leaves cores for other trials)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    peertune_client.run(lambda trial: objective(trial, args.epochs))
+    if os.environ.get("PEERTUNE_PROTOCOL"):
+        # Started by a peertune worker: run the trials it hands this process.
+        optuna.run(lambda trial: objective(trial, args.epochs))
+        return
+    study = optuna.create_study(direction="maximize", storage=args.storage, study_name=args.study_name,
+                                load_if_exists=args.study_name is not None, pruner=optuna.pruners.MedianPruner())
+    study.optimize(lambda trial: objective(trial, args.epochs), n_trials=args.n_trials)
+    pruned = study.get_trials(states=[optuna.trial.TrialState.PRUNED])
+    print("Number of finished trials: {} ({} pruned)".format(len(study.trials), len(pruned)))
+    print("Best trial: {} with accuracy {:.4f} and params {}".format(study.best_trial.number, study.best_value, study.best_params))
 
 
 if __name__ == "__main__":

@@ -12,9 +12,8 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join as joinPath, resolve } from 'node:path';
-import { parsePeerIds, readSwarmKeyFile } from '../security/index.js';
 import { InMemoryStorage } from '../storage/memory.js';
-import { openPeerStorage, type PeerStorage } from '../storage/replicated/index.js';
+import type { PeerStorage } from '../storage/replicated/index.js';
 import type { Storage, StudyInfo } from '../storage/storage.js';
 import { UsageError } from './errors.js';
 
@@ -96,6 +95,9 @@ export async function openStorage(flags: NetworkFlags, role: Role): Promise<Open
     if (role !== 'serve') listen = join.length > 0 ? ['/ip4/127.0.0.1/tcp/0'] : [];
     else listen = join.length > 0 ? ['/ip4/0.0.0.0/tcp/0'] : [`/ip4/0.0.0.0/tcp/${DEFAULT_PORT}`];
   }
+  // Loaded here, not at the top: libp2p, Automerge and level take a while to import, and an
+  // in-memory command (worker --in-memory, serve for a Python study in memory) needs none of them.
+  const [{ parsePeerIds, readSwarmKeyFile }, { openPeerStorage }] = await Promise.all([import('../security/index.js'), import('../storage/replicated/index.js')]);
   const swarmKey = flags.swarmKey ? await readSwarmKeyFile(flags.swarmKey) : undefined;
   const allowPeers = flags.allowPeer?.length ? parsePeerIds(flags.allowPeer) : undefined;
   let storage: PeerStorage;

@@ -1,7 +1,6 @@
 /** `peertune create-study`: a study in this peer's data dir, and the addresses others join it by. */
 import type { Command } from 'commander';
 import { join, resolve } from 'node:path';
-import { generateSwarmKey, writeSwarmKeyFile } from '../../security/index.js';
 import type { StudyDirection } from '../../storage/storage.js';
 import { createStudy } from '../../study.js';
 import { algorithmOptions, collectDirections, joinAddresses, networkOptions, out, specsFrom, subcommand, withStorage, type AlgorithmFlags, type CommonOpts } from '../args.js';
@@ -25,6 +24,7 @@ async function createStudyCommand(o: CreateStudyOpts): Promise<void> {
   await createPruner(prunerSpec);
   if (o.private) {
     // A private study: a fresh swarm key that every other peer must be given (--swarm-key).
+    const { generateSwarmKey, writeSwarmKeyFile } = await import('../../security/index.js');
     o.swarmKey ??= join(resolve(o.dataDir ?? process.env['PEERTUNE_DATA_DIR'] ?? './peertune-data'), 'swarm.key');
     await writeSwarmKeyFile(o.swarmKey, generateSwarmKey());
   }
