@@ -51,7 +51,7 @@ export class HyperbandPruner implements Pruner {
     checkOptions(
       name,
       opts,
-      { minResource: rules.integer(1), maxResource: { valid: "'auto' or an integer", test: () => true }, reductionFactor: rules.integer(2), bootstrapCount: rules.integer(0) },
+      { minResource: rules.integer(1), maxResource: { valid: "'auto' or an integer >= minResource", test: (v) => v === 'auto' || rules.integer(1).test(v) }, reductionFactor: rules.integer(2), bootstrapCount: rules.integer(0) },
       { rejectUnknown: true },
     );
     this.minResource = opts.minResource ?? 1;
