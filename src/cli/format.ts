@@ -27,6 +27,20 @@ export function terminalSafe(text: string, { oneLine = false }: { oneLine?: bool
   return text.replace(oneLine ? CONTROL_OR_NEWLINE : CONTROL, escapeChar);
 }
 
+/**
+ * CSV for a terminal: a quoted cell may hold a newline (valid CSV), which on a terminal starts what
+ * looks like a new line of output, so newlines inside quoted cells are escaped as well.
+ */
+export function terminalCsv(csv: string): string {
+  let inQuotes = false;
+  let out = '';
+  for (const ch of csv) {
+    if (ch === '"') inQuotes = !inQuotes;
+    out += inQuotes && (ch === '\n' || ch === '\r') ? escapeChar(ch) : ch;
+  }
+  return terminalSafe(out);
+}
+
 export function table(columns: string[], rows: Cell[][]): string {
   const text = (c: Cell) => (c === null ? '' : terminalSafe(String(c), { oneLine: true }));
   columns = columns.map((c) => terminalSafe(c, { oneLine: true }));

@@ -11,7 +11,7 @@ import type { FrozenTrial, StudyInfo } from '../../storage/storage.js';
 import { loadStudy, type Study } from '../../study.js';
 import { formatOption, networkOptions, out, queryStudy, subcommand, withStorage, type CommonOpts } from '../args.js';
 import { UsageError } from '../errors.js';
-import { table, trialJson, trialsTable, type Format } from '../format.js';
+import { table, terminalCsv, trialJson, trialsTable, type Format } from '../format.js';
 import { storedSpec } from '../registry.js';
 import { settle, type OpenedStorage } from '../storage.js';
 
@@ -49,7 +49,7 @@ async function trialsCommand(o: CommonOpts): Promise<void> {
     const info = await queryStudy(opened, o);
     const trials = opened.storage.getAllTrials(info.studyId);
     if (o.format === 'json') out(trialsJson(info, trials));
-    else if (o.format === 'csv') out(toCsv({ directions: info.directions, trials }));
+    else if (o.format === 'csv') out(terminalCsv(toCsv({ directions: info.directions, trials })));
     else out(trials.length ? trialsTable(trials, info.directions) : `study "${info.studyName}" has no trials yet`);
   });
 }
@@ -88,9 +88,10 @@ async function exportCommand(o: CommonOpts & { output?: string }): Promise<void>
     const trials = opened.storage.getAllTrials(info.studyId);
     const text = o.format === 'csv' ? toCsv({ directions: info.directions, trials }) : trialsJson(info, trials);
     if (o.output) {
+      // A file keeps the data exact (formula cells are still neutralised by toCsv).
       await writeFile(o.output, text.endsWith('\n') ? text : text + '\n');
       logger.info(`Exported ${trials.length} trials of study "${info.studyName}" to ${o.output}.`);
-    } else out(text);
+    } else out(o.format === 'csv' ? terminalCsv(text) : text);
   });
 }
 
