@@ -46,6 +46,10 @@ test('peertune dashboard serves a data dir read-only and prints its URL', async 
     assert.equal(mod.status, 200);
     assert.match(await mod.text(), /export function plotOptimizationHistory/);
     assert.equal((await fetch(`${base}/`)).status, 200);
+    // Importances come from the compiled worker thread.
+    const imp = (await (await fetch(`${base}/api/studies/cli-study/importances`)).json()) as { evaluator: string; importances: Record<string, number> };
+    assert.equal(imp.evaluator, 'fanova');
+    assert.deepEqual(new Set(Object.keys(imp.importances)), new Set(['x', 'y']));
     assert.equal((await fetch(`${base}/api/studies/cli-study`, { method: 'DELETE' })).status, 405);
   } finally {
     child.kill('SIGTERM');
