@@ -141,6 +141,30 @@ test('ask and tell: fixed distributions, PRUNED and FAIL by state', { skip }, as
   }
 });
 
+test('optimize options (callbacks, catch, n_jobs, timeout, MaxTrialsCallback), Trial attributes, a reloaded study', { skip }, async () => {
+  ensureBuilt();
+  const dir = mkdtempSync(join(tmpdir(), 'peertune-pyopts-'));
+  const { path } = peertuneVersion('optimize_options', dir);
+  const r = await runPython(path, { STUDY_STORAGE: `peer:${join(dir, 'peer')}?listen=/ip4/127.0.0.1/tcp/0` });
+  assert.equal(r.code, 0, r.stderr);
+  const j = lastJson(r.stdout);
+  assert.equal(j['callbacks'], 8);
+  assert.equal(j['failed'], 1, 'the caught exception failed its trial');
+  assert.equal(j['uncaught'], 'raised');
+  assert.equal(j['after_uncaught'], 9, 'the uncaught exception failed one trial, then stopped optimize');
+  assert.equal(j['limited'], 5);
+  assert.equal(j['timed_some'], true);
+  assert.equal(j['user_attr'], true);
+  assert.equal(j['reloaded'], 9);
+  assert.equal(j['missing'], 'KeyError');
+  if (hasOptuna) {
+    const o = await runPython(join(scripts, 'optimize_options.py'), { PYTHONPATH: '' });
+    assert.equal(o.code, 0, o.stderr);
+    const jo = lastJson(o.stdout);
+    for (const k of ['callbacks', 'failed', 'uncaught', 'after_uncaught', 'limited']) assert.equal(j[k], jo[k], `${k} as in Optuna`);
+  }
+});
+
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = connect(port, '127.0.0.1');
