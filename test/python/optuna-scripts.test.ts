@@ -207,7 +207,7 @@ test('two peers joined by address share one study (only the storage= string diff
   assert.doesNotMatch(ra.stderr + rb.stderr, /Cannot reach/);
 });
 
-test('trials_dataframe without pandas says so; a TPESampler option that is a function is refused', { skip }, async () => {
+test('trials_dataframe (a clear error without pandas); a function as a sampler option and a non-peer storage are refused', { skip }, async () => {
   ensureBuilt();
   const dir = mkdtempSync(join(tmpdir(), 'peertune-py3-'));
   const path = join(dir, 'errors.py');
