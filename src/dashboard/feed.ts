@@ -21,7 +21,6 @@ export interface Snapshot extends Delta {
 export class StudyFeed {
   private readonly index = new ParamIndex();
   private readonly sent = new Map<string, FrozenTrial>();
-  private readonly encoded = new WeakMap<FrozenTrial, TrialRow>();
   private readonly subscribers = new Set<(d: Delta) => void>();
   private timer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
@@ -32,13 +31,10 @@ export class StudyFeed {
     private readonly coalesceMs = 30,
   ) {}
 
+  // Rows are encoded when sent, not kept: at 100,000 trials a cache of rows cost more memory than
+  // re-encoding a snapshot costs time.
   private row(t: FrozenTrial): TrialRow {
-    let r = this.encoded.get(t);
-    if (!r) {
-      r = encodeTrial(t, this.index);
-      this.encoded.set(t, r);
-    }
-    return r;
+    return encodeTrial(t, this.index);
   }
 
   /** Everything, for a page that just connected; also makes the feed current. */
@@ -107,7 +103,12 @@ export class StudyFeed {
     if (this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = null;
-      const d = this.collect();
+      let d: Delta;
+      try {
+        d = this.collect();
+      } catch {
+        return; // the study was deleted or the storage closed: the pages keep what they have
+      }
       if (d.rows.length === 0 && d.removed.length === 0) return;
       for (const s of this.subscribers) s(d);
     }, this.coalesceMs);

@@ -58,6 +58,11 @@ function emptyFigure(title: string, why: string): Figure {
 
 export interface HistoryOptions extends TargetOptions {
   logY?: boolean;
+  /**
+   * Most markers drawn (default 20,000): past it, every k-th trial plus every trial that improved the
+   * best value (the best line stays exact), so 100,000 trials stay interactive.
+   */
+  maxPoints?: number;
   /** Also plot PRUNED trials (at their last intermediate value); the best line stays COMPLETE-only. */
   includePruned?: boolean;
   xAxis?: 'number' | 'datetime_start' | 'datetime_complete';
@@ -79,10 +84,33 @@ export function plotOptimizationHistory(study: PlotStudy, opts: HistoryOptions =
   if (pts.length === 0) return emptyFigure('Optimization History Plot', 'No finished trials yet');
   pts.sort((a, b) => a.x - b.x);
   const asX = (x: number): number | string => (xAxis === 'number' ? x : new Date(x).toISOString());
-  const type = scatterType(pts.length);
+  // Best-so-far, kept only where it changes (drawn as steps, so nothing is lost).
+  const bx: (number | string)[] = [];
+  const by: number[] = [];
+  const improved = new Set<PlotTrial>();
+  let best = dir === 'minimize' ? Infinity : -Infinity;
+  for (const p of pts) {
+    if (p.t.state !== 'COMPLETE') continue;
+    const b = dir === 'minimize' ? Math.min(best, p.y) : Math.max(best, p.y);
+    if (b !== best || bx.length === 0) {
+      improved.add(p.t);
+      bx.push(asX(p.x));
+      by.push(b);
+    }
+    best = b;
+  }
+  const lastComplete = [...pts].reverse().find((p) => p.t.state === 'COMPLETE');
+  if (lastComplete && bx[bx.length - 1] !== asX(lastComplete.x)) {
+    bx.push(asX(lastComplete.x));
+    by.push(best);
+  }
+  const maxPoints = opts.maxPoints ?? 20_000;
+  const stride = Math.ceil(pts.length / maxPoints);
+  const shown = stride > 1 ? pts.filter((p, i) => i % stride === 0 || improved.has(p.t)) : pts;
+  const type = scatterType(shown.length);
   const data: Record<string, unknown>[] = [];
   for (const state of opts.includePruned ? (['COMPLETE', 'PRUNED'] as const) : (['COMPLETE'] as const)) {
-    const sel = pts.filter((p) => p.t.state === state);
+    const sel = shown.filter((p) => p.t.state === state);
     if (!sel.length) continue;
     data.push({
       type,
@@ -95,20 +123,12 @@ export function plotOptimizationHistory(study: PlotStudy, opts: HistoryOptions =
       marker: { size: 6, color: state === 'COMPLETE' ? '#1f77b4' : '#bbbbbb' },
     });
   }
-  const bx: (number | string)[] = [];
-  const by: number[] = [];
-  let best = dir === 'minimize' ? Infinity : -Infinity;
-  for (const p of pts) {
-    if (p.t.state !== 'COMPLETE') continue;
-    best = dir === 'minimize' ? Math.min(best, p.y) : Math.max(best, p.y);
-    bx.push(asX(p.x));
-    by.push(best);
-  }
-  data.push({ type, mode: 'lines', name: 'Best Value', x: bx, y: by, line: { color: '#d62728', shape: 'hv' } });
+  // Few points (one per improvement): SVG on top of the markers.
+  data.push({ type: 'scatter', mode: 'lines', name: 'Best Value', x: bx, y: by, line: { color: '#d62728', shape: 'hv' } });
   return {
     data,
     layout: {
-      title: { text: 'Optimization History Plot' },
+      title: { text: stride > 1 ? `Optimization History Plot (every ${stride}th of ${pts.length} trials and every improvement)` : 'Optimization History Plot' },
       xaxis: { title: { text: xAxis === 'number' ? 'Trial' : xAxis === 'datetime_start' ? 'Datetime start' : 'Datetime complete' }, type: xAxis === 'number' ? 'linear' : 'date' },
       yaxis: { title: { text: label(opts) }, type: opts.logY ? 'log' : 'linear' },
       uirevision: 'history',

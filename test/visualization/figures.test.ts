@@ -51,10 +51,23 @@ test('history: markers are the COMPLETE values, the best line is the running max
   const fig = plotOptimizationHistory(s);
   const values = s.trials.map((t) => t.value!);
   assert.deepEqual(fig.data[0]!['y'], values);
-  const best = fig.data[1]!['y'] as number[];
+  // The best line: a step at every trial that improved the running max, then flat to the last trial.
   let m = -Infinity;
-  assert.deepEqual(best, values.map((v) => (m = Math.max(m, v))));
-  assert.equal(best.at(-1), s.bestValue);
+  const steps: [number, number][] = [];
+  s.trials.forEach((t) => {
+    if (t.value! > m || steps.length === 0) steps.push([t.number, (m = Math.max(m, t.value!))]);
+  });
+  const last = s.trials.at(-1)!.number;
+  if (steps.at(-1)![0] !== last) steps.push([last, m]);
+  assert.deepEqual(fig.data[1]!['x'], steps.map((p) => p[0]));
+  assert.deepEqual(fig.data[1]!['y'], steps.map((p) => p[1]));
+  assert.equal((fig.data[1]!['y'] as number[]).at(-1), s.bestValue);
+  // Past maxPoints: a stride of the trials plus every improvement, the best line unchanged.
+  const thin = plotOptimizationHistory(s, { maxPoints: 10 });
+  const shown = thin.data[0]!['customdata'] as number[];
+  assert.ok(shown.length < 40 && shown.length >= 10);
+  for (const [n] of steps.slice(0, -1)) assert.ok(shown.includes(n), `improvement at trial ${n} kept`);
+  assert.deepEqual(thin.data[1]!['y'], fig.data[1]!['y']);
   assert.equal((plotOptimizationHistory(s, { logY: true, xAxis: 'datetime_complete' }).layout['xaxis'] as { type: string }).type, 'date');
 });
 
