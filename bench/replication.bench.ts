@@ -1,7 +1,9 @@
 /**
- * Replication benchmarks (issue 3): latency from tell on one peer to visible on another (3 and 8
- * peers), swarm throughput with 1/2/4/8 peer processes, partition heal of 2 x 1000 trials, a
- * 10,000-trial replica (RSS, size on disk, load time), and propagation across 32 in-process peers.
+ * Replication benchmarks (issues 3 and 8): latency from tell on one peer to visible on another (3 and
+ * 8 peers), swarm throughput with 1/2/4/8/16 peer processes next to Optuna, the receiving CPU cost per
+ * remote trial event and a joiner's catch-up at 1,000 / 10,000 / 100,000 trials (processes), partition
+ * heal of 2 x 10,000 trials, 10,000- and 100,000-trial replicas (RSS, size on disk, load time), and
+ * propagation across 32 in-process peers. PEERTUNE_BENCH_MAX_TRIALS caps the largest study built.
  * Peers talk TCP over 127.0.0.1; in-process peers share one event loop, so their figures include
  * that contention (on a 2-core machine that also runs other work).
  */
@@ -297,10 +299,7 @@ async function partitionHeal(perSide: number): Promise<{ ms: number; total: numb
     await a!.blockPeers([b!.peerId]);
     await b!.blockPeers([a!.peerId]);
     await sleep(300);
-    for (const s of [a!, b!]) {
-      const study = await loadStudy({ studyName: 'heal', storage: s, sampler: new RandomSampler({ seed: 1 }) });
-      await study.optimize((t) => t.suggestFloat('x', 0, 1), { nTrials: perSide });
-    }
+    for (const s of [a!, b!]) await writeTrials(s, sid, perSide, 2, 0);
     const t0 = performance.now();
     a!.unblockPeers([b!.peerId]);
     b!.unblockPeers([a!.peerId]);
@@ -315,35 +314,47 @@ async function partitionHeal(perSide: number): Promise<{ ms: number; total: numb
 
 // ---------------------------------------------------------------- a 10,000-trial replica
 
+/**
+ * Writes `n` finished trials (10 params, 20 intermediate values) into a study: 256 at a time, each
+ * trial's RUNNING record committed (one change per shard) before its terminal record, as a worker
+ * would, but with many trials in flight so one disk sync covers many.
+ */
+async function writeTrials(s: PeerStorage, sid: string, n: number, nParams = 10, steps = 20): Promise<void> {
+  const dist = { type: 'float', low: 0, high: 1, log: false, step: null } as const;
+  for (let made = 0; made < n; ) {
+    const ids: string[] = [];
+    for (let k = 0; k < 256 && made < n; k++, made++) {
+      const t = s.createTrial(sid);
+      const params: Record<string, number> = {};
+      const dists: Record<string, typeof dist> = {};
+      for (let p = 0; p < nParams; p++) {
+        params[`p${p}`] = Math.random();
+        dists[`p${p}`] = dist;
+      }
+      s.setTrialParams(sid, t.trialId, params, dists);
+      ids.push(t.trialId);
+    }
+    await new Promise((r) => setImmediate(r)); // the RUNNING records go out as their own changes
+    await Promise.all(
+      ids.map((id) => {
+        for (let step = 0; step < steps; step++) s.setTrialIntermediateValue(sid, id, step, Math.random());
+        return s.finishTrial(sid, id, 'COMPLETE', [Math.random()]);
+      }),
+    );
+  }
+}
+
 async function buildReplica(dir: string, nTrials: number): Promise<{ msPerTrialAtEnd: number; sizeBytes: number; buildSec: number }> {
   const s = await openPeerStorage({ dataDir: dir, listen: [] });
   const info = await s.createStudy({ studyName: 'big', directions: ['minimize'] });
-  const dist = { type: 'float', low: 0, high: 1, log: false, step: null } as const;
   const t0 = performance.now();
-  let lastBatch = 0;
-  const batchStart = nTrials - 200;
-  for (let i = 0; i < nTrials; i++) {
-    if (i === batchStart) lastBatch = performance.now();
-    const t = s.createTrial(info.studyId);
-    const params: Record<string, number> = {};
-    const dists: Record<string, typeof dist> = {};
-    for (let p = 0; p < 10; p++) {
-      params[`p${p}`] = Math.random();
-      dists[`p${p}`] = dist;
-    }
-    s.setTrialParams(info.studyId, t.trialId, params, dists);
-    await new Promise((r) => setImmediate(r)); // the RUNNING record goes out as its own change
-    for (let step = 0; step < 20; step++) s.setTrialIntermediateValue(info.studyId, t.trialId, step, Math.random());
-    await s.finishTrial(info.studyId, t.trialId, 'COMPLETE', [Math.random()]);
-  }
-  const msPerTrialAtEnd = (performance.now() - lastBatch) / 200;
+  await writeTrials(s, info.studyId, nTrials - 512);
+  const lastBatch = performance.now();
+  await writeTrials(s, info.studyId, 512);
+  const msPerTrialAtEnd = (performance.now() - lastBatch) / 512;
   const buildSec = (performance.now() - t0) / 1000;
+  const sizeBytes = await s.sizeOnDisk();
   await s.close();
-  // Reopen once so compaction has run and size reflects the steady state.
-  const s2 = await openPeerStorage({ dataDir: dir, listen: [], compactEvery: 1 });
-  await sleep(2500);
-  const sizeBytes = await s2.sizeOnDisk();
-  await s2.close();
   return { msPerTrialAtEnd, sizeBytes, buildSec };
 }
 
@@ -402,6 +413,68 @@ function loadInChild(dir: string): Promise<Loaded> {
     p.stdout!.on('data', (d) => (out += d));
     p.on('exit', (c) => (c === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!)) : reject(new Error(`loader exited ${c}`))));
   });
+}
+
+
+// ---------------------------------------------------------------- receiving cost and joiner (processes)
+
+interface Receiving {
+  trials: number;
+  buildSec: number;
+  joinSec: number;
+  joinerRssMB: number;
+  cpuMsPerEvent: number;
+  events: number;
+  idleCpuMsPerSec: number;
+  counters: Record<string, number>;
+}
+
+/**
+ * A sender process builds a study of `n` trials; a receiver process joins it (the joiner catch-up
+ * figure: from spawn until it holds all n) and then receives 2 x `k` trial events (RUNNING, COMPLETE)
+ * sent a few ms apart; its CPU time (process.cpuUsage, minus its idle rate measured just before)
+ * divided by the events is the receiving cost per remote trial event.
+ */
+export async function receiving(n: number, k: number): Promise<Receiving> {
+  const name = `recv-${n}`;
+  const cfg = { heartbeatIntervalMs: 1000, staleAfterMs: 60_000, sampler: 'random' };
+  const s = child({ ...cfg, dataDir: await tempDir(), create: true, studyName: name, seed: 1 });
+  const sr = await s.ready;
+  const b0 = performance.now();
+  await s.send({ cmd: 'build', count: n, params: 2, steps: 0 });
+  const buildSec = (performance.now() - b0) / 1000;
+  const j0 = performance.now();
+  const r = child({ ...cfg, dataDir: await tempDir(), join: sr['addrs'], studyName: name, seed: 2 }, (process.env['PEERTUNE_BENCH_RECV_FLAGS'] ?? '').split(' ').filter(Boolean));
+  await r.ready;
+  let c = await r.send({ cmd: 'count' });
+  while ((c['complete'] as number) < n) {
+    await sleep(100);
+    c = await r.send({ cmd: 'count' });
+  }
+  const joinSec = (performance.now() - j0) / 1000;
+  const cpu = (m: Record<string, unknown>): number => ((m['cpu'] as { user: number; system: number }).user + (m['cpu'] as { user: number; system: number }).system) / 1000;
+  // Warm-up (the gossip path's first calls compile), not measured.
+  await s.send({ cmd: 'events', count: 50, sleepMs: 4 });
+  for (let w = await r.send({ cmd: 'count' }); (w['complete'] as number) < n + 50; w = await r.send({ cmd: 'count' })) await sleep(100);
+  // Idle rate (heartbeats, timers) over 3 s.
+  await sleep(1000);
+  const i0 = await r.send({ cmd: 'count' });
+  const it0 = performance.now();
+  await sleep(3000);
+  const i1 = await r.send({ cmd: 'count' });
+  const idleCpuMsPerSec = (cpu(i1) - cpu(i0)) / ((performance.now() - it0) / 1000);
+  const e0 = performance.now();
+  await s.send({ cmd: 'events', count: k, sleepMs: 4 });
+  let e = await r.send({ cmd: 'count' });
+  while ((e['complete'] as number) < n + 50 + k) {
+    await sleep(100);
+    e = await r.send({ cmd: 'count' });
+  }
+  const secs = (performance.now() - e0) / 1000;
+  const cpuMsPerEvent = Math.max(0, cpu(e) - cpu(i1) - idleCpuMsPerSec * secs) / (2 * k);
+  const joinerRssMB = e['rssMB'] as number;
+  await Promise.all([s.send({ cmd: 'quit' }), r.send({ cmd: 'quit' })]);
+  return { trials: n, buildSec, joinSec, joinerRssMB, cpuMsPerEvent, events: 2 * k, idleCpuMsPerSec, counters: e['stats'] as Record<string, number> };
 }
 
 // ---------------------------------------------------------------- 32 peers
@@ -464,7 +537,7 @@ export default async function (ctx: BenchContext): Promise<void> {
 
     // Throughput: peertune peers, and Optuna workers on PostgreSQL and on a journal file, same window.
     const secs = q ? 3 : 8;
-    const counts = q ? [1, 2] : [1, 2, 4, 8];
+    const counts = q ? [1, 2] : [1, 2, 4, 8, 16];
     const tp: [number, Awaited<ReturnType<typeof throughput>>][] = [];
     const opt = optunaAvailable();
     const pg = opt.ok ? await startPostgres() : { skip: opt.why! };
@@ -526,34 +599,62 @@ export default async function (ctx: BenchContext): Promise<void> {
     for (const s of skips) md.push(`Skipped: ${s}`, '');
     await save();
 
+    // Receiving cost per remote trial event, and a joiner catching up, in processes.
+    const maxN = Number(process.env['PEERTUNE_BENCH_MAX_TRIALS'] ?? (q ? 10_000 : 100_000));
+    const recv: Receiving[] = [];
+    for (const n of [1000, 10_000, 100_000].filter((x) => x <= maxN)) {
+      try {
+        const r = await receiving(n, q ? 50 : 200);
+        ctx.log(`receiving at ${n} trials: ${fmt(r.cpuMsPerEvent)} CPU ms per remote trial event (${r.events} events; idle ${fmt(r.idleCpuMsPerSec)} ms/s subtracted); joiner caught up ${n} in ${fmt(r.joinSec)} s, RSS ${fmt(r.joinerRssMB)} MB (built in ${fmt(r.buildSec)} s)`);
+        recv.push(r);
+      } catch (e) {
+        ctx.log(`receiving at ${n} trials: failed: ${(e as Error).message}`);
+      }
+      data['receiving'] = recv;
+      await save();
+    }
+    const base = recv.find((r) => r.trials === 1000)?.cpuMsPerEvent;
+    md.push('### Receiving cost and joiner catch-up (a sender process and a receiver process, TCP loopback)', '');
+    md.push(
+      table(
+        ['trials in the study', 'CPU ms per remote trial event', 'x the 1,000-trial cost', 'joiner catch-up s', 'joiner RSS MB', 'targets'],
+        recv.map((r) => [r.trials, fmt(r.cpuMsPerEvent), base ? `x${fmt(r.cpuMsPerEvent / base)}` : '', fmt(r.joinSec), fmt(r.joinerRssMB), r.trials === 100_000 ? '<= 0.3 ms and <= 1.5x; catch-up < 10 s' : '']),
+      ),
+      '',
+      'An event is one trial record (RUNNING, then COMPLETE) gossiped by the sender 4 ms apart; the receiver\'s process.cpuUsage() over the events, minus its idle rate measured for 3 s just before, divided by the events. Trials have 2 params. The joiner figure runs from spawning the receiver process (Node start included) until it holds every trial.',
+      '',
+    );
+    await save();
+
     // Partition heal.
-    const heal = await partitionHeal(q ? 200 : 1000);
+    const perSide = q ? 1000 : 10_000;
+    const heal = await partitionHeal(perSide);
     ctx.log(`partition heal 2 x ${heal.total / 2}: ${fmt(heal.ms)} ms`);
     data['partitionHeal'] = heal;
     md.push('### Partition heal', '', table(['trials per side', 'converged after ms', 'target'], [[heal.total / 2, fmt(heal.ms), '< 5000']]), '');
     await save();
 
-    // Big replica.
-    const nBig = q ? 1000 : 10_000;
-    const dir = await tempDir();
-    const built = await buildReplica(dir, nBig);
-    const loaded = await loadInChild(dir);
-    ctx.log(`replica of ${nBig}: ${fmt(built.msPerTrialAtEnd)} ms/trial at the end, ${fmt(built.sizeBytes / 2 ** 20)} MiB on disk, load ${fmt(loaded.loadMs)} ms, RSS ${fmt(loaded.rssMB)} MB`);
-    data['replica'] = { built: nBig, ...built, ...loaded };
-    md.push(`### A ${nBig}-trial replica (10 params, 20 intermediate values each; 2 changes per trial)`, '');
-    md.push(
-      table(
-        ['trials', 'write ms/trial (last 200)', 'size on disk MiB', 'load ms', 'RSS after load MB', 'of which before opening MB', 'JS heap MB', 'external (Automerge wasm, buffers) MB', 'targets'],
-        [[loaded.trials, fmt(built.msPerTrialAtEnd), fmt(built.sizeBytes / 2 ** 20), fmt(loaded.loadMs), fmt(loaded.rssMB), fmt(loaded.baseRssMB), fmt(loaded.heapUsedMB), fmt(loaded.externalMB), 'RSS < 150 MB, load < 3000 ms']],
-      ),
-      '',
-      `Loaded in a fresh process running ${loaded.runtime === 'dist' ? 'the compiled dist/ (as users run it)' : 'the TypeScript source through tsx (dist/ was missing or older than src/)'}; "before opening" is that process with Node and libp2p loaded, before the replica opens.`,
-      '',
-    );
+    // Big replicas.
+    const bigRows: (string | number)[][] = [];
+    const replicas: Record<string, unknown> = {};
+    for (const nBig of (q ? [1000] : [10_000, 100_000]).filter((x) => x <= maxN)) {
+      const dir = await tempDir();
+      const built = await buildReplica(dir, nBig);
+      const loaded = await loadInChild(dir);
+      ctx.log(`replica of ${nBig}: built in ${fmt(built.buildSec)} s (${fmt(built.msPerTrialAtEnd)} ms/trial at the end), ${fmt(built.sizeBytes / 2 ** 20)} MiB on disk, load ${fmt(loaded.loadMs)} ms, RSS ${fmt(loaded.rssMB)} MB`);
+      replicas[String(nBig)] = { ...built, ...loaded };
+      bigRows.push([loaded.trials, fmt(built.msPerTrialAtEnd), fmt(built.sizeBytes / 2 ** 20), fmt(loaded.loadMs), fmt(loaded.rssMB), fmt(loaded.baseRssMB), fmt(loaded.heapUsedMB), fmt(loaded.externalMB), nBig === 10_000 ? 'RSS < 150 MB, load < 1000 ms' : 'RSS < 600 MB, load < 6000 ms']);
+      await rm(dir, { recursive: true, force: true });
+      data['replica'] = replicas;
+      await save();
+      if (loaded.runtime !== 'dist') ctx.log('(loaded through tsx: dist/ is missing or older than src/)');
+    }
+    md.push('### Replicas (10 params, 20 intermediate values each; a RUNNING and a terminal record per trial)', '');
+    md.push(table(['trials', 'write ms/trial (last 512, 256 in flight)', 'size on disk MiB', 'load ms', 'RSS after load MB', 'of which before opening MB', 'JS heap MB', 'external (Automerge wasm, buffers) MB', 'targets'], bigRows), '');
     await save();
 
     // Scale.
-    const nScale = q ? 12 : 32;
+    const nScale = q ? 12 : Number(process.env['PEERTUNE_BENCH_SCALE_PEERS'] ?? 32);
     const sc = await scale(nScale, q ? 5 : 20);
     ctx.log(`${nScale} peers: propagation p50 ${fmt(sc.p50)} ms p95 ${fmt(sc.p95)} ms, ${fmt(sc.msgsPerTrial)} gossip messages received per trial`);
     data['scale'] = { peers: nScale, ...sc };

@@ -1,7 +1,9 @@
 /**
  * Catch-up over a stream of our own (`/peertune/sync/1.0.0`): on every new connection and whenever
- * heartbeats show two replicas differ, the two peers swap catalogs (which studies exist) and run
- * Automerge's sync protocol for every study either has, until both sides have nothing more to send.
+ * heartbeats show two replicas differ, the two peers swap catalogs (which studies exist) and run the
+ * target's catch-up protocol for every study either has (the replicated storage: per-shard heads,
+ * then the missing changes in pieces), until both sides have nothing more to send. Each frame
+ * answers one frame of the other side, so a peer receives only as fast as it asks.
  * This is what lets a joiner, or a peer back from a partition, converge without relying on gossip.
  *
  * The module is generic: a `SyncTarget` (the replicated storage) owns the documents, generates and
@@ -20,9 +22,9 @@ export interface SyncTarget<S> {
   offer(entry: CatalogEntry, from: string): boolean;
   has(studyId: string): boolean;
   newState(studyId: string): S;
-  generate(studyId: string, state: S): Uint8Array | null;
+  generate(studyId: string, state: S): Uint8Array | null | Promise<Uint8Array | null>;
   /** Applies a sync message after inspecting it; throws (with a `reason`) to reject it. */
-  receive(studyId: string, state: S, message: Uint8Array, from: string): void;
+  receive(studyId: string, state: S, message: Uint8Array, from: string): void | Promise<void>;
   /** Both sides had nothing more to send for this study. */
   synced(studyId: string, from: string): void;
   count(reason: string): void;
@@ -31,7 +33,13 @@ export interface SyncTarget<S> {
 export interface SyncLimits {
   maxFrameBytes: number;
   maxStudies: number;
+  /** Hard cap on a session's length. */
   sessionTimeoutMs: number;
+  /**
+   * No complete frame from the remote for this long ends the session, charged to the remote: a
+   * stream that announces a large frame and trickles it (slowloris) holds a buffer no longer.
+   */
+  idleTimeoutMs?: number;
 }
 
 interface StudySession<S> {
@@ -47,17 +55,30 @@ export async function runSyncSession<S>(ch: Channel, target: SyncTarget<S>, init
   let finished = false;
   const timer = setTimeout(() => {
     target.count('sync:timeout');
+    ch.reportInvalid('timeout');
     ch.abort('sync session timed out');
   }, limits.sessionTimeoutMs);
   timer.unref();
+  const idleMs = limits.idleTimeoutMs ?? 15_000;
+  let idle: NodeJS.Timeout | null = null;
+  const arm = (): void => {
+    if (idle) clearTimeout(idle);
+    idle = setTimeout(() => {
+      target.count('sync:idle-timeout');
+      ch.reportInvalid('idle-timeout');
+      ch.abort('no complete sync frame in time');
+    }, idleMs);
+    idle.unref();
+  };
+  arm();
 
   const send = (msg: object): void => ch.send(pack(msg));
-  const start = (id: string): StudySession<S> => {
+  const start = async (id: string): Promise<StudySession<S>> => {
     let s = studies.get(id);
     if (!s) {
       s = { state: target.newState(id), sentNull: false, done: false };
       studies.set(id, s);
-      const m = target.generate(id, s.state);
+      const m = await target.generate(id, s.state);
       send({ t: 'sync', s: id, m: m ?? null });
       s.sentNull = m === null;
     }
@@ -67,8 +88,9 @@ export async function runSyncSession<S>(ch: Channel, target: SyncTarget<S>, init
 
   try {
     send({ t: 'cat', s: target.catalog().slice(0, limits.maxStudies) });
-    if (initiator) for (const [id] of target.catalog()) start(id);
+    if (initiator) for (const [id] of target.catalog()) await start(id);
     for await (const bytes of ch.frames(limits.maxFrameBytes)) {
+      arm();
       const msg = asObject(unpackUntrusted(bytes, { maxBytes: limits.maxFrameBytes, maxDepth: 4, maxNodes: 4 * limits.maxStudies + 16 }), 'sync frame');
       if (msg['t'] === 'cat') {
         const list = msg['s'];
@@ -77,9 +99,9 @@ export async function runSyncSession<S>(ch: Channel, target: SyncTarget<S>, init
           if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || typeof e[1] !== 'string' || e[0].length > 64 || e[1].length > 256) {
             throw new WireError('schema', 'a catalog entry is not [studyId, name]');
           }
-          if (target.offer([e[0], e[1]], ch.remotePeer)) start(e[0]);
+          if (target.offer([e[0], e[1]], ch.remotePeer)) await start(e[0]);
         }
-        if (!initiator) for (const [id] of target.catalog()) start(id);
+        if (!initiator) for (const [id] of target.catalog()) await start(id);
         theirCatalog = true;
       } else if (msg['t'] === 'sync') {
         const id = msg['s'];
@@ -89,9 +111,9 @@ export async function runSyncSession<S>(ch: Channel, target: SyncTarget<S>, init
           send({ t: 'skip', s: id });
           continue;
         }
-        const s = studies.get(id) ?? start(id);
-        if (m !== null) target.receive(id, s.state, m, ch.remotePeer);
-        const out = target.generate(id, s.state);
+        const s = studies.get(id) ?? (await start(id));
+        if (m !== null) await target.receive(id, s.state, m, ch.remotePeer);
+        const out = await target.generate(id, s.state);
         if (out !== null) {
           send({ t: 'sync', s: id, m: out });
           s.sentNull = false;
@@ -124,13 +146,15 @@ export async function runSyncSession<S>(ch: Channel, target: SyncTarget<S>, init
   } catch (e) {
     const reason = (e as WireError).reason ?? 'error';
     target.count(`sync:${reason}`);
-    // Only what the remote sent counts against it: a stream torn down (no reason) is not its fault,
-    // nor are missing dependencies, which an honest peer causes when a bloom filter misleads it.
-    if ((e as WireError).reason !== undefined && !/missing-deps/.test(reason)) ch.reportInvalid(reason);
+    // Only what the remote sent counts against it: a stream torn down (no reason) is not its fault.
+    // Missing dependencies count too: the catch-up protocol sends a shard's changes in order from
+    // heads we declared, so an honest peer never sends a change whose dependencies we lack.
+    if ((e as WireError).reason !== undefined) ch.reportInvalid(reason);
     logger.debug(`sync session with ${ch.remotePeer} ended: ${(e as Error).message}`);
     ch.abort(reason);
     return false;
   } finally {
     clearTimeout(timer);
+    if (idle) clearTimeout(idle);
   }
 }

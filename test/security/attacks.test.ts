@@ -8,14 +8,18 @@
 import { describe, before, after, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import * as A from '@automerge/automerge';
 import { createStudy, loadStudy, type Study } from '../../src/index.js';
 import type { PeerStorage } from '../../src/storage/replicated/index.js';
-import { decodeTrial, seal, type StudyDoc, type TrialRecord } from '../../src/storage/replicated/schema.js';
+import { decodeTrial, seal, type TrialRecord } from '../../src/storage/replicated/schema.js';
 import { pack } from '../../src/net/wire.js';
 import {
   Attacker,
+  allChanges,
+  applyForged,
   counters,
+  forge,
+  heads,
+  history,
   countOf,
   diffCounters,
   gossipPayload,
@@ -29,31 +33,8 @@ import {
   syncFrames,
   tempDir,
   waitFor,
+  type Forged,
 } from '../fixtures/attacker.js';
-
-const randomActor = (): string => Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('hex');
-
-/** One change made on top of `doc` by a fresh actor (the attacker's), as raw bytes. */
-function forge(doc: A.Doc<StudyDoc>, fn: (d: StudyDoc) => void): Uint8Array {
-  const mine = A.change(A.clone(doc, { actor: randomActor() } as never), fn);
-  return A.getLastLocalChange(mine)!;
-}
-
-/** Every value ever written under a key of the trials (or attrs) map, oldest first. */
-function history(doc: A.Doc<StudyDoc>, map: 'trials' | 'attrs', key: string): Uint8Array[] {
-  const obj = A.getObjectId(doc[map]!);
-  const out: Uint8Array[] = [];
-  for (const raw of A.getAllChanges(doc)) {
-    // decodeChange gives bytes as a Uint8Array or, for changes of a loaded document, as an array of byte values.
-    for (const op of A.decodeChange(raw).ops) {
-      const v = op.value as unknown;
-      if (op.obj === obj && op.key === key && (v instanceof Uint8Array || Array.isArray(v))) out.push(Uint8Array.from(v as ArrayLike<number>));
-    }
-  }
-  return out;
-}
-
-const heads = (s: PeerStorage, id: string): string => A.getHeads(replicaDoc(s, id)).sort().join(',');
 
 describe('forged, replayed and malformed changes are rejected on gossip and sync, and never reach a third peer', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
@@ -97,7 +78,7 @@ describe('forged, replayed and malformed changes are rejected on gossip and sync
   });
 
   /** Sends one forged change by gossip and then by sync; both must be rejected with `reason`. */
-  async function rejectedOnBothPaths(label: string, change: Uint8Array, reasons: RegExp): Promise<void> {
+  async function rejectedOnBothPaths(label: string, change: Forged, reasons: RegExp): Promise<void> {
     const savedV = savedBytes(V, sid);
     const wBefore = counters(W);
     // gossip
@@ -156,11 +137,11 @@ describe('forged, replayed and malformed changes are rejected on gossip and sync
 
   it("the attacker's own finished trial moved back or its values changed", async () => {
     // First a legitimate trial of the attacker's own: RUNNING, then COMPLETE. These are valid changes.
-    const base = { k: 'trial', st: sid, id: `${attacker.peerId}:0`, o: attacker.peerId, q: 0, p: {}, d: {}, iv: [], ua: {}, sa: {}, t0: Date.now(), claim: null };
+    const base = { k: 'trial', st: sid, id: `${attacker.peerId}:0`, o: attacker.peerId, q: 0, p: {}, d: {}, iv: [], ua: {}, sa: {}, t0: Date.now(), claim: null, c: 100, ca: Date.now() };
     const running = seal(attacker.key, { ...base, v: 0, s: 'RUNNING', vals: null, t1: null });
     const done = seal(attacker.key, { ...base, v: 1, s: 'COMPLETE', vals: [3], t1: Date.now() });
     const c1 = forge(replicaDoc(V, sid), (d) => void (d.trials![base.id] = running));
-    let doc = A.applyChanges(A.clone(replicaDoc(V, sid)), [c1])[0];
+    let doc = applyForged(replicaDoc(V, sid), [c1]);
     const c2 = forge(doc, (d) => void (d.trials![base.id] = done));
     const before = countOf(V, 'gossip:accepted');
     await attacker.publish(studyTopic(sid), gossipPayload([c1, c2]));
@@ -193,7 +174,7 @@ describe('forged, replayed and malformed changes are rejected on gossip and sync
 
   it('a replayed old change (same bytes) is a no-op on both paths', async () => {
     const savedV = savedBytes(V, sid);
-    const all = A.getAllChanges(replicaDoc(V, sid));
+    const all = allChanges(replicaDoc(V, sid));
     for (const old of [all[1]!, all[all.length - 1]!]) {
       const before = countOf(V, 'gossip:');
       await attacker.publish(studyTopic(sid), gossipPayload([old]));
@@ -239,7 +220,7 @@ it('the attacker toolkit speaks the real protocols: a well-formed sync exchange 
   // A replayed change (already known) reaches the victim's validator through gossip.
   await attacker.joinTopic(studyTopic(study.studyId), victim.peerId);
   const before = countOf(victim, 'gossip:');
-  const old = A.getAllChanges(replicaDoc(victim, study.studyId))[0]!;
+  const old = allChanges(replicaDoc(victim, study.studyId))[0]!;
   await attacker.publish(studyTopic(study.studyId), gossipPayload([old]));
   await waitFor(() => countOf(victim, 'gossip:') > before, 'the victim to judge the gossiped change');
 });
@@ -303,7 +284,7 @@ it('unsigned gossip messages are dropped before validation', async (t0) => {
   await anon.joinTopic(studyTopic(study.studyId), V.peerId);
   const saved = savedBytes(V, study.studyId);
   const before = counters(V);
-  const own = { k: 'trial', st: study.studyId, id: `${anon.peerId}:0`, o: anon.peerId, q: 0, v: 0, s: 'COMPLETE', p: {}, d: {}, vals: [1], iv: [], ua: {}, sa: {}, t0: 1, t1: 2, claim: null };
+  const own = { k: 'trial', st: study.studyId, id: `${anon.peerId}:0`, o: anon.peerId, q: 0, v: 0, s: 'COMPLETE', p: {}, d: {}, vals: [1], iv: [], ua: {}, sa: {}, t0: 1, t1: 2, claim: null, c: 0, ca: 1 };
   const change = forge(replicaDoc(V, study.studyId), (d) => void (d.trials![own.id] = seal(anon.key, own)));
   // Unsigned messages are identified by their content, so each one must differ.
   for (let i = 0; i < 5; i++) {

@@ -17,7 +17,12 @@ import { frame, pack } from '../../src/net/wire.js';
 import { HEARTBEAT_TOPIC, encodeHeartbeat } from '../../src/net/liveness.js';
 import {
   Attacker,
+  allChanges,
+  applyForged,
   counters,
+  forge,
+  heads,
+  history,
   countOf,
   diffCounters,
   gossipPayload,
@@ -30,24 +35,11 @@ import {
   syncFrames,
   tempDir,
   waitFor,
+  opBomb,
+  type Forged,
 } from '../fixtures/attacker.js';
 
 const randomActor = (): string => Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('hex');
-function forge(doc: A.Doc<StudyDoc>, fn: (d: StudyDoc) => void): Uint8Array {
-  return A.getLastLocalChange(A.change(A.clone(doc, { actor: randomActor() } as never), fn))!;
-}
-function history(doc: A.Doc<StudyDoc>, map: 'trials' | 'attrs', key: string): Uint8Array[] {
-  const obj = A.getObjectId(doc[map]!);
-  const out: Uint8Array[] = [];
-  for (const raw of A.getAllChanges(doc)) {
-    for (const op of A.decodeChange(raw).ops) {
-      const v = op.value as unknown;
-      if (op.obj === obj && op.key === key && (v instanceof Uint8Array || Array.isArray(v))) out.push(Uint8Array.from(v as ArrayLike<number>));
-    }
-  }
-  return out;
-}
-const heads = (s: PeerStorage, id: string): string => A.getHeads(replicaDoc(s, id)).sort().join(',');
 
 /** A data dir whose peer key is made in advance, so the peer id is known before the peer starts. */
 async function presetIdentity(dir: string): Promise<string> {
@@ -187,16 +179,15 @@ describe('holes in the replicated storage', () => {
     const sent = 140;
     for (let i = 0; i < sent; i++) {
       // A change on top of another change V never sees, carrying ~150 KB of incompressible bytes.
-      const hidden = A.change(A.clone(doc, { actor: randomActor() } as never), (d) => void (d.trials!['x'] = new Uint8Array([i])));
-      const big = A.change(hidden, (d) => void (d.trials!['x'] = new Uint8Array(Buffer.concat([crypto.getRandomValues(new Uint8Array(65_536)), crypto.getRandomValues(new Uint8Array(65_536)), crypto.getRandomValues(new Uint8Array(18_000))]))));
-      await atk.publish(studyTopic(study.studyId), gossipPayload([A.getLastLocalChange(big)!]));
+      const hidden = forge(doc, (d) => void (d.trials!['x'] = new Uint8Array([i])));
+      const big = forge(applyForged(doc, [hidden]), (d) => void (d.trials!['x'] = new Uint8Array(Buffer.concat([crypto.getRandomValues(new Uint8Array(65_536)), crypto.getRandomValues(new Uint8Array(65_536)), crypto.getRandomValues(new Uint8Array(18_000))]))));
+      await atk.publish(studyTopic(study.studyId), gossipPayload([big]));
     }
     // Under load some may still be in flight; the bound must hold for whatever arrived.
     await waitFor(() => countOf(V, 'gossip:') >= sent, 'V to judge the buffered changes', 60_000).catch(() => {});
     assert.ok(countOf(V, 'gossip:buffered') > 0, `some changes were buffered: ${JSON.stringify(counters(V))}`);
-    const pending = (V as unknown as { replicas: Map<string, { pending: Map<string, Uint8Array> }> }).replicas.get(study.studyId)!.pending;
-    const bytes = [...pending.values()].reduce((a, b) => a + b.byteLength, 0);
-    assert.ok(bytes <= 16 * 1024 * 1024, `V buffers ${(bytes / 1e6).toFixed(1)} MB of changes nobody can ever apply (${pending.size} entries)`);
+    const st = V.stats().studies.find((x) => x.studyId === study.studyId)!;
+    assert.ok(st.pendingBytes <= 16 * 1024 * 1024, `V buffers ${(st.pendingBytes / 1e6).toFixed(1)} MB of changes nobody can ever apply (${st.pendingChanges} entries)`);
   });
 
   // Fixed in a41baec/bb89dc4: in offer(), do not let replicas without a genesis count toward the 256-study cap (or cap
@@ -230,14 +221,21 @@ describe('holes in the replicated storage', () => {
     await atk.connect(V.multiaddrs());
     await atk.joinTopic(studyTopic(study.studyId), V.peerId);
     await waitFor(() => Y.stats().connectedPeers.includes(V.peerId), 'Y and V connected');
-    await sleep(1500); // mesh
+    // The mesh is formed once a write of V's reaches Y by gossip.
+    const vStudy = await loadStudy({ studyName: 'h7', storage: V });
+    vStudy.setUserAttr('mesh', 1);
+    await waitFor(() => Y.getStudy('h7')?.userAttrs['mesh'] === 1 && countOf(Y, 'gossip:accepted') > 0, 'V -> Y gossip');
     const yBefore = counters(Y);
-    const old = A.getAllChanges(replicaDoc(V, study.studyId))[1]!;
+    const vBefore = countOf(V, 'gossip:');
+    const old = allChanges(replicaDoc(V, study.studyId))[1]!;
     for (let i = 0; i < 10; i++) await atk.publish(studyTopic(study.studyId), gossipPayload([old]));
-    await waitFor(() => countOf(V, 'gossip:') >= 10, 'V to judge the replays');
-    await sleep(500);
+    await waitFor(() => countOf(V, 'gossip:') >= vBefore + 1, 'V to judge the replays');
+    // Sentinel: a valid write of V after the replays; once Y has it, any forwarded replay would have arrived first.
+    vStudy.setUserAttr('sentinel', 1);
+    await waitFor(() => Y.getStudy('h7')?.userAttrs['sentinel'] === 1, 'the sentinel to reach Y');
     const d = diffCounters(yBefore, counters(Y));
-    assert.ok(!d['gossip:accepted'], `V forwarded ${d['gossip:accepted']} replayed changes to Y`);
+    assert.equal(d['gossip:accepted'] ?? 0, 1, `V forwarded replayed changes to Y: ${JSON.stringify(d)}`);
+    assert.ok(!d['gossip:duplicate'], `V forwarded replayed changes to Y: ${JSON.stringify(d)}`);
   });
 
   // Fixed in a41baec/bb89dc4: in onGossip/applyInspected, apply to a fork (as receiveSync now does) or catch what
@@ -246,20 +244,20 @@ describe('holes in the replicated storage', () => {
     const V = await peer('h8-v');
     const study = await studyWithTrials(V, 'h8', 1);
     const doc = replicaDoc(V, study.studyId);
-    const known = A.getAllChanges(doc);
+    const known = allChanges(doc).filter((c) => c.shard);
     const knownHashes = new Set(known.map((c) => A.decodeChange(c).hash));
     // Automerge does not verify change checksums: flip bits until a genuine change decodes as an
     // empty change with a new hash (its actor and seq are already taken, so applying it throws).
-    let bad: Uint8Array | null = null;
-    for (const c of known.slice(1)) {
+    let bad: Forged | null = null;
+    for (const c of known.slice(1).concat(known.slice(0, 1))) {
       for (let at = 8; at < c.length && !bad; at++) {
         for (const x of [1, 2, 4, 8, 16, 32, 64, 128]) {
           const m = Uint8Array.from(c);
           m[at]! ^= x;
           try {
             const d = A.decodeChange(m);
-            if (d.ops.length === 0 && !knownHashes.has(d.hash!) && A.hasHeads(doc, d.deps)) {
-              bad = m;
+            if (d.ops.length === 0 && !knownHashes.has(d.hash!) && d.deps.every((x) => knownHashes.has(x))) {
+              bad = Object.assign(m, { shard: c.shard });
               break;
             }
           } catch {
@@ -294,29 +292,23 @@ describe('holes in the replicated storage', () => {
     const fakes = 1200;
     const addrs = Array.from({ length: 16 }, (_, i) => `/ip4/127.0.0.1/tcp/${9 + i}`);
     for (let i = 0; i < fakes; i++) await atk.publishAs(HEARTBEAT_TOPIC, encodeHeartbeat({ ts: Date.now(), addrs, studies: [] }));
-    const peerAddrs = (V as unknown as { peerAddrs: Map<string, string[]> }).peerAddrs;
+    const known = (): number => V.stats().knownPeers;
     // Either V passes the cap (the hole) or, once capped, stays under it until the flood is processed.
-    await waitFor(() => peerAddrs.size > 1024 || countOf(V, 'heartbeat:') > 0, 'V to take the heartbeats', 8000).catch(() => {});
-    assert.ok(peerAddrs.size <= 1024, `V remembers addresses of ${peerAddrs.size} peers it never met (from one connection)`);
+    await waitFor(() => known() > 1024 || countOf(V, 'heartbeat:') > 0, 'V to take the heartbeats', 8000).catch(() => {});
+    assert.ok(known() <= 1024, `V remembers addresses of ${known()} peers it never met (from one connection)`);
   });
 
-  // Half fixed (src/storage/replicated/index.ts, checkSyncChunks): a sync message is applied (to a fork)
-  // before it is inspected, and Automerge's compressed chunks expand enormously (a 1.2 KB document
-  // chunk holds a million operations). Chunk headers are now read first: compressed changes and changes
-  // over LIMITS.changeBytes are refused, and the sync frame default is 16 MiB. Still open: whole-document
-  // chunks. Refusing them unless the replica is empty was tried and breaks convergence: Automerge sends a
-  // whole document to any peer it thinks is far behind (seen in replication.test.ts to replicas holding
-  // only the genesis), and dropping the chunk leaves its sync state believing it was sent. The fix is to
-  // load document chunks in a worker_thread with resourceLimits and a time budget (or inflate the
-  // columns with zlib's maxOutputLength before Automerge does).
-  it('HOLE-13 a tiny sync message carrying a compressed document chunk blocks the peer for seconds', { todo: 'HOLE-13: whole-document chunks in sync messages still expand before any check' }, async () => {
+  // Fixed by design in the sharded layout (issue 8): catch-up carries only plain changes, each bounded
+  // before decoding (size, then operations counted from its columns' run lengths, change-bounds.ts);
+  // a whole-document chunk, compressed or not, is refused by its header and charged to the sender.
+  // Issue 15 F2 (a 180-byte chunk holding a list of 1,000,000 items) is the same message.
+  it('HOLE-13 (fixed) a tiny sync message carrying a compressed document chunk (a huge list or text) is refused before it expands', async () => {
+    // Built first (it takes the attacker a while), so V's lag below is V's alone.
+    const text = A.save(A.from({ t: 'a'.repeat(200_000) }));
+    const list = A.save(A.from({ l: new Array(300_000).fill(0) }));
     const V = await peer('h13-v');
     const study = await studyWithTrials(V, 'h13', 1);
-    // Built on top of V's own document so it is causally ready; the text is what expands.
-    const bomb = A.clone(replicaDoc(V, study.studyId), { actor: randomActor() } as never);
-    const heavy = A.change(bomb, (d) => void ((d as unknown as Record<string, unknown>)['t'] = 'a'.repeat(200_000)));
-    const chunk = A.save(heavy);
-    assert.ok(chunk.length < 64 * 1024, `the chunk is small: ${chunk.length} bytes`);
+    assert.ok(text.length < 64 * 1024 && list.length < 64 * 1024, `the chunks are small: ${text.length} and ${list.length} bytes`);
     const atk = await attacker();
     await atk.connect(V.multiaddrs());
     let maxLag = 0;
@@ -326,14 +318,54 @@ describe('holes in the replicated storage', () => {
       maxLag = Math.max(maxLag, now - last - 10);
       last = now;
     }, 10);
+    const before = countOf(V, 'sync:');
     try {
-      await atk.rawSync(V.peerId, syncFrames(study.studyId, 'h13', [chunk]), 15_000);
-      await sleep(50); // let the lag timer see the end of a block before it is cleared
+      for (const chunk of [text, list]) await atk.rawSync(V.peerId, syncFrames(study.studyId, 'h13', [chunk]), 15_000);
+      await waitFor(() => countOf(V, 'sync:unexpected-chunk', 'sync:rejected-unexpected-chunk') >= 2, 'V to refuse both chunks', 10_000);
+      // A valid sentinel after: V still answers a well-formed exchange at once.
+      const res = await atk.rawSync(V.peerId, syncFrames(study.studyId, 'h13', []));
+      assert.ok(res.frames.some((f) => f['t'] === 'cat'), 'V still serves sync');
     } finally {
       clearInterval(lag);
     }
-    assert.ok(Object.keys(counters(V)).some((k) => /^sync:(?!sessions)/.test(k)), `V rejected it: ${JSON.stringify(counters(V))}`);
-    assert.ok(maxLag < 500, `a ${chunk.length}-byte message blocked V for ${Math.round(maxLag)} ms`);
+    assert.ok(countOf(V, 'sync:') > before, `V rejected them: ${JSON.stringify(counters(V))}`);
+    assert.ok(maxLag < 500, `a document chunk blocked V for ${Math.round(maxLag)} ms`);
+  });
+
+  // Issue 15 F1: an uncompressed change of a few hundred bytes holding hundreds of thousands of
+  // run-length encoded operations; its operations are counted from the columns and it is refused
+  // before Automerge builds any of them, on gossip and on sync.
+  it('F1 (fixed) an op bomb (a small change with 300,000 operations) is refused before it is decoded', async () => {
+    const V = await peer('f1-v');
+    const study = await studyWithTrials(V, 'f1', 1);
+    const snap = replicaDoc(V, study.studyId);
+    const shard = [...snap.shards.keys()][0]!;
+    const h = A.getBackend(A.clone(snap.shards.get(shard)!, { actor: randomActor() } as never));
+    h.put('_root', 'k', null);
+    h.commit();
+    // Decoding this 64-byte change takes Automerge about 2 s (measured); counting its rows, under 1 ms.
+    const bomb = Object.assign(opBomb(h.getLastLocalChange()!, 300_000), { shard });
+    assert.ok(bomb.length < 256, `the bomb is small: ${bomb.length} bytes`);
+    const atk = await attacker();
+    await atk.connect(V.multiaddrs());
+    await atk.joinTopic(studyTopic(study.studyId), V.peerId);
+    let maxLag = 0;
+    let last = performance.now();
+    const lag = setInterval(() => {
+      const now = performance.now();
+      maxLag = Math.max(maxLag, now - last - 10);
+      last = now;
+    }, 10);
+    try {
+      await atk.publish(studyTopic(study.studyId), gossipPayload([bomb]));
+      await waitFor(() => countOf(V, 'gossip:too-many-ops') >= 1, 'V to refuse the gossiped bomb', 10_000);
+      await atk.rawSync(V.peerId, syncFrames(study.studyId, 'f1', [bomb]), 5000);
+      await waitFor(() => countOf(V, 'sync:too-many-ops', 'sync:rejected-too-many-ops') >= 1, 'V to refuse the synced bomb', 10_000);
+    } finally {
+      clearInterval(lag);
+    }
+    assert.ok(maxLag < 300, `a ${bomb.length}-byte change blocked V for ${Math.round(maxLag)} ms`);
+    assert.equal(V.getAllTrials(study.studyId).length, 1);
   });
 
   // Fixed in a41baec/bb89dc4: A.decodeChange materializes every operation before LIMITS.opsPerChange is checked, at about
@@ -363,6 +395,28 @@ describe('holes in the replicated storage', () => {
       clearInterval(lag);
     }
     assert.ok(maxLag < 500, `a ${heavy.length}-byte gossip message blocked V for ${Math.round(maxLag)} ms (${JSON.stringify(counters(V))})`);
+  });
+
+  // Issue 15 F6, fixed: a sync stream that announces a large frame and never finishes it held the buffer
+  // until a 60 s session timeout that was not charged to the sender. Frames are now at most 4 MiB by
+  // default, a session whose remote sends no complete frame for `syncIdleTimeoutMs` (15 s) is closed,
+  // and the timeout counts toward the sender's quarantine.
+  it('F6 (fixed) slowloris sync streams are cut off after the idle timeout and charged to their sender', async () => {
+    const V = await peer('f6-v', { syncIdleTimeoutMs: 1500, quarantine: { maxRejects: 4 } });
+    const study = await studyWithTrials(V, 'f6', 1);
+    const atk = await attacker();
+    await atk.connect(V.multiaddrs());
+    // Announces a 3 MiB frame (under the 4 MiB limit) and sends 1 KiB of it, four times over.
+    const head = new Uint8Array(4);
+    new DataView(head.buffer).setUint32(0, 3 * 1024 * 1024);
+    const partial = Uint8Array.from([...head, ...new Uint8Array(1024)]);
+    const started = Date.now();
+    const runs = await Promise.all([0, 1, 2, 3].map(() => atk.rawSync(V.peerId, [partial], 10_000).catch(() => ({ ended: true, frames: [] }))));
+    assert.ok(runs.every((r) => r.ended), 'V closed every stream');
+    assert.ok(Date.now() - started < 9000, `the streams were cut off after ${Date.now() - started} ms`);
+    await waitFor(() => countOf(V, 'sync:idle-timeout') >= 4, 'V to count the idle streams', 5000);
+    await waitFor(() => countOf(V, 'quarantine:') >= 1, 'the sender to be quarantined', 5000);
+    assert.ok(V.getAllTrials(study.studyId).length === 1, 'V still runs');
   });
 
   // Fixed in 3a32e49 (src/storage/replicated/index.ts, onHeartbeat/offer): the per-peer cap on empty

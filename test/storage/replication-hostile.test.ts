@@ -13,8 +13,9 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createStudy, loadStudy, RandomSampler, setVerbosity, type Study } from '../../src/index.js';
 import { openPeerStorage, type PeerStorage } from '../../src/storage/replicated/index.js';
-import { decodeTrial, seal, type StudyDoc } from '../../src/storage/replicated/schema.js';
-import { pack } from '../../src/net/wire.js';
+import { decodeTrial, seal } from '../../src/storage/replicated/schema.js';
+import { gossipMessage, injectChange, publishRaw, replicaHeads, shardDocCopy, shardOfTrial, signingKey, studyDocCopy, trialBytes } from '../../src/storage/replicated/testing.js';
+import { waitFor } from '../fixtures/wait.js';
 
 setVerbosity('error');
 const dirs: string[] = [];
@@ -32,17 +33,11 @@ async function peer(join?: string[]): Promise<PeerStorage> {
   return s;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(what: string, ms: number, pred: () => boolean): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) assert.fail(`${what}: not within ${ms} ms`);
-    await sleep(50);
-  }
-}
+const until = (what: string, ms: number, pred: () => boolean): Promise<true> => waitFor(what, ms, pred) as Promise<true>;
 
+type AnyDoc = Record<string, unknown>;
 /** A change on top of `doc` made by `edit`, as a hostile peer would craft it. */
-function craft(doc: A.Doc<StudyDoc>, edit: (d: StudyDoc) => void): Uint8Array {
+function craft(doc: A.Doc<AnyDoc>, edit: (d: AnyDoc) => void): Uint8Array {
   const forged = A.change(A.clone(doc), edit);
   return A.getLastLocalChange(forged)!;
 }
@@ -61,44 +56,49 @@ test('forged changes are rejected on the gossip and sync paths and do not spread
   const mStudy = await loadStudy({ studyName: 'hostile', storage: mallory, sampler: new RandomSampler({ seed: 2 }) });
   const tStudy = await loadStudy({ studyName: 'hostile', storage: third, sampler: new RandomSampler({ seed: 3 }) });
   const sid = vStudy.studyId;
-  await sleep(800); // gossip mesh
+  // The gossip mesh: Mallory's and the third peer's studies arrived by gossip+sync, and Mallory's topic reaches the victim.
+  await until('mesh formed', 10_000, () => victim.stats().connectedPeers.length >= 2);
 
   // The victim runs a trial; Mallory keeps its genuine RUNNING record for a replay later.
   const t = vStudy.ask();
   t.suggestFloat('x', 0, 1);
   const tid = t.trialId;
   await until('mallory sees the RUNNING trial', 5000, () => mStudy.trials.some((x) => x.trialId === tid && Object.keys(x.params).length === 1));
-  const runningBytes = mallory.__unsafeInternals(sid).trialBytes(tid)!;
+  const runningBytes = (await trialBytes(mallory, sid, tid))!;
   await vStudy.tell(t, 0.5);
   await mStudy.optimize((tr) => tr.suggestFloat('x', 0, 1), { nTrials: 1 });
   await until('everyone has 2 finished trials', 5000, () => [vStudy, mStudy, tStudy].every((s) => s.getTrials({ states: ['COMPLETE'] }).length === 2));
   const mine = mStudy.trials.find((x) => x.owner === mallory.peerId)!;
 
-  const key = mallory.__unsafeInternals(sid).key;
-  const victimRec = decodeTrial(mallory.__unsafeInternals(sid).trialBytes(tid)!, false);
-  const mineRec = decodeTrial(mallory.__unsafeInternals(sid).trialBytes(mine.trialId)!, false);
-  const forgeries: [string, (d: StudyDoc) => void][] = [
-    ['another owner\'s trial, signed by the forger', (d) => (d.trials![tid] = seal(key, { ...victimRec, v: victimRec.v + 1, vals: [-1e9] }))],
-    ['a finished trial moved back to RUNNING (replayed genuine record)', (d) => (d.trials![tid] = runningBytes)],
-    ['own finished trial moved back to RUNNING', (d) => (d.trials![mine.trialId] = seal(key, { ...mineRec, v: mineRec.v + 1, s: 'RUNNING', vals: null }))],
-    ['a deleted trial', (d) => delete d.trials![tid]],
-    ['a record under another trial\'s key', (d) => (d.trials![`${victim.peerId}:77`] = seal(key, { ...mineRec, v: mineRec.v + 1 }))],
-    ['a write to the document root', (d) => (d.meta = new Uint8Array([1, 2, 3]))],
+  const key = signingKey(mallory);
+  const victimRec = decodeTrial((await trialBytes(mallory, sid, tid))!, false);
+  const mineRec = decodeTrial((await trialBytes(mallory, sid, mine.trialId))!, false);
+  const vShard = shardOfTrial(tid);
+  const mShard = shardOfTrial(mine.trialId);
+  // [what, shard (null: the study document), edit]
+  const forgeries: [string, string | null, (d: AnyDoc) => void][] = [
+    ['another owner\'s trial, signed by the forger', vShard, (d) => (d[tid] = seal(key, { ...victimRec, v: victimRec.v + 1, vals: [-1e9] }))],
+    ['a finished trial moved back to RUNNING (replayed genuine record)', vShard, (d) => (d[tid] = runningBytes)],
+    ['own finished trial moved back to RUNNING', mShard, (d) => (d[mine.trialId] = seal(key, { ...mineRec, v: mineRec.v + 1, s: 'RUNNING', vals: null }))],
+    ['a deleted trial', vShard, (d) => delete d[tid]],
+    ['a record under another trial\'s key', vShard, (d) => (d[`${victim.peerId}:7`] = seal(key, { ...mineRec, v: mineRec.v + 1 }))],
+    ['a write to the document root', null, (d) => (d['meta'] = new Uint8Array([1, 2, 3]))],
   ];
+  const docOf = async (s: PeerStorage, shard: string | null): Promise<A.Doc<AnyDoc>> => (shard === null ? (studyDocCopy(s, sid) as unknown as A.Doc<AnyDoc>) : ((await shardDocCopy(s, sid, shard)) as A.Doc<AnyDoc>));
 
   const before = () => ({
     victim: JSON.stringify(vStudy.trials.map((x) => [x.trialId, x.state, x.values])),
-    heads: A.getHeads(victim.__unsafeInternals(sid).doc).join(),
+    heads: replicaHeads(victim, sid),
     third: JSON.stringify(tStudy.trials.map((x) => [x.trialId, x.state, x.values])),
   });
   const snapshot = before();
 
   // Gossip path: each forged change published on the study topic.
   let gossipRejects = rejects(victim, 'gossip:');
-  for (const [what, edit] of forgeries) {
-    const change = craft(mallory.__unsafeInternals(sid).doc, edit);
-    await mallory.__unsafePublish(sid, randomBytes(200)); // junk alongside each forgery
-    await mallory.__unsafePublish(sid, pack({ c: [change] }));
+  for (const [what, shard, edit] of forgeries) {
+    const change = craft(await docOf(mallory, shard), edit);
+    await publishRaw(mallory, sid, randomBytes(200)); // junk alongside each forgery
+    await publishRaw(mallory, sid, gossipMessage(shard, [change]));
     await until(`gossip: victim rejects ${what}`, 5000, () => rejects(victim, 'gossip:') >= gossipRejects + 2);
     gossipRejects = rejects(victim, 'gossip:');
     assert.deepEqual(before(), snapshot, `gossip: nothing changed after ${what}`);
@@ -109,10 +109,11 @@ test('forged changes are rejected on the gossip and sync paths and do not spread
   }
 
   // Sync path: Mallory holds a forged change in its own replica and offers it by sync.
-  for (const [what, edit] of forgeries.slice(0, 3)) {
+  for (const [what, shard, edit] of forgeries.slice(0, 3)) {
     const m2 = await peer(victim.multiaddrs());
     await loadStudy({ studyName: 'hostile', storage: m2 });
-    await m2.__unsafeInject(sid, craft(m2.__unsafeInternals(sid).doc, edit), { publish: false });
+    await until('m2 holds the shard', 5000, () => m2.getAllTrials(sid).length >= 2);
+    await injectChange(m2, sid, shard, craft(await docOf(m2, shard), edit), { publish: false });
     const syncRejects = rejects(victim, 'sync:');
     await m2.syncNow(victim.peerId);
     await until(`sync: victim rejects ${what}`, 5000, () => rejects(victim, 'sync:') > syncRejects);

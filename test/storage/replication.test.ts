@@ -9,6 +9,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { waitFor } from '../fixtures/wait.js';
 
 const FIXTURE = path.join(import.meta.dirname, '..', 'fixtures', 'replication-peer.ts');
 
@@ -113,7 +114,6 @@ class Peer {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** Polls until `pred` holds (or fails the test with `what` after `ms`). */
 async function eventually<T>(what: string, ms: number, f: () => Promise<T>, pred: (x: T) => boolean): Promise<T> {
   const deadline = Date.now() + ms;
@@ -162,30 +162,89 @@ describe('replicated studies', { concurrency: 1 }, () => {
     await Promise.all([a.quit(), j.quit()]);
   });
 
-  test('partition then heal: counts add up, ids unique, numbers stable', async () => {
+  test('partition then heal: counts add up, ids unique, and every replica shows the same numbers', async () => {
     const a = await Peer.start({ dataDir: await tempDir(), create: true, studyName: 'split', seed: 1 });
     const b = await Peer.start({ dataDir: await tempDir(), join: a.addrs, studyName: 'split', seed: 2 });
     const c = await Peer.start({ dataDir: await tempDir(), join: a.addrs, studyName: 'split', seed: 3 });
     await Promise.all([a, b, c].map((p) => p.send({ cmd: 'run', n: 5 })));
-    await eventually('15 shared trials before the split', 10_000, () => Promise.all([a, b, c].map((p) => p.trials())), (rs) => rs.every((r) => finished(r).length === 15));
+    const shared = await eventually('15 shared trials before the split', 10_000, () => Promise.all([a, b, c].map((p) => p.trials())), (rs) => rs.every((r) => finished(r).length === 15));
     // Split {a, b} | {c}.
     await Promise.all([a.send({ cmd: 'block', peers: [c.peerId] }), b.send({ cmd: 'block', peers: [c.peerId] }), c.send({ cmd: 'block', peers: [a.peerId, b.peerId] })]);
     await Promise.all([a.send({ cmd: 'run', n: 10 }), b.send({ cmd: 'run', n: 10 }), c.send({ cmd: 'run', n: 12 })]);
-    const before = await eventually('each side sees its own trials', 10_000, () => Promise.all([a, b, c].map((p) => p.trials())), (rs) => finished(rs[0]!).length === 35 && finished(rs[1]!).length === 35 && finished(rs[2]!).length === 27);
-    assert.ok(before[2]!.every((t) => t.owner !== a.peerId || t.number < 15 || false) || true);
+    await eventually('each side sees its own trials', 10_000, () => Promise.all([a, b, c].map((p) => p.trials())), (rs) => finished(rs[0]!).length === 35 && finished(rs[1]!).length === 35 && finished(rs[2]!).length === 27);
     // Heal.
     await Promise.all([a.send({ cmd: 'unblock', peers: [c.peerId] }), b.send({ cmd: 'unblock', peers: [c.peerId] }), c.send({ cmd: 'unblock', peers: [a.peerId, b.peerId] })]);
     const healed = await eventually('every replica has 15 + 20 + 12 = 47 trials', 15_000, () => Promise.all([a, b, c].map((p) => p.trials())), (rs) => rs.every((r) => finished(r).length === 47));
+    const numbering = (r: TrialDump[]) => r.map((t) => `${t.number} ${t.trialId}`).sort().join('\n');
     for (let i = 0; i < 3; i++) {
       const r = healed[i]!;
       assert.equal(r.length, 47, 'no duplicates');
       assert.equal(new Set(r.map((t) => t.trialId)).size, 47, 'trial ids unique');
-      assert.equal(new Set(r.map((t) => t.number)).size, 47, 'display numbers unique');
+      assert.deepEqual(r.map((t) => t.number).sort((x, y) => x - y), [...Array(47).keys()], 'numbers are 0..46, each once');
+      assert.equal(numbering(r), numbering(healed[0]!), 'the same trial has the same number on every replica');
+      // Trials from before the split were shown everywhere and sort first: they keep their numbers.
       const now = new Map(r.map((t) => [t.trialId, t.number]));
-      for (const t of before[i]!) assert.equal(now.get(t.trialId), t.number, `trial ${t.trialId} kept its number ${t.number}`);
+      for (const t of shared[i]!) assert.equal(now.get(t.trialId), t.number, `shared trial ${t.trialId} kept its number ${t.number}`);
     }
     assert.equal(summary(healed[0]!), summary(healed[2]!));
+    // The side whose trials moved says so in its log (counted as numbers:changed).
+    const counts = await Promise.all([a, b, c].map(async (p) => ((await p.dump())['stats'] as Record<string, number>)['numbers:changed'] ?? 0));
+    assert.ok(counts.some((n) => n > 0), `a replica logged the renumbering: ${JSON.stringify(counts)}`);
     await Promise.all([a, b, c].map((p) => p.quit()));
+  });
+
+  test('connected run of 3 peers x 200 trials: numbers told are final (but for the documented race), and all replicas agree', async (ctx) => {
+    const a = await Peer.start({ dataDir: await tempDir(), create: true, studyName: 'stable', seed: 1 });
+    const [b, c] = await Promise.all([
+      Peer.start({ dataDir: await tempDir(), join: a.addrs, studyName: 'stable', seed: 2 }),
+      Peer.start({ dataDir: await tempDir(), join: a.addrs, studyName: 'stable', seed: 3 }),
+    ]);
+    await waitFor('a full mesh', 10_000, async () => (await Promise.all([a, b, c].map((p) => p.dump()))).every((d) => (d['peers'] as string[]).length === 2));
+    // Each peer records the number its trial had when it finished (the number Optuna logs).
+    const runs = await Promise.all([a, b, c].map((p) => p.send({ cmd: 'run', n: 200, sleepMs: 100 })));
+    const all = await eventually('all replicas have 600 finished trials', 20_000, () => Promise.all([a, b, c].map((p) => p.trials())), (rs) => rs.every((r) => finished(r).length === 600));
+    const numbering = (r: TrialDump[]) => r.map((t) => `${t.number} ${t.trialId}`).sort().join('\n');
+    for (const r of all) assert.equal(numbering(r), numbering(all[0]!), 'same numbers on every replica');
+    const final = new Map(all[0]!.map((t) => [t.trialId, t]));
+    // A number told that differs from the final one is the documented race (view.ts): a trial created
+    // elsewhere shortly before, still in flight when this one was created. Each such move must be
+    // explained by that many trials of other peers created within the second before it; on an idle
+    // machine (gossip in a few ms, trials of 100 ms) there are none.
+    const moved: string[] = [];
+    for (const run of runs) {
+      for (const [id, n] of run['told'] as [string, number][]) {
+        const t = final.get(id)!;
+        if (t.number === n) continue;
+        const concurrent = all[0]!.filter((o) => o.owner !== t.owner && o.start !== null && t.start !== null && o.start <= t.start && o.start > t.start - 1000 && o.number < t.number).length;
+        moved.push(`${id.slice(-10)} told #${n}, final #${t.number}, ${concurrent} concurrent`);
+        assert.ok(t.number > n && t.number - n <= concurrent, `trial ${id} moved from #${n} to #${t.number} without concurrent trials to explain it`);
+      }
+    }
+    // On this 2-core machine shared with other work, gossip latency reaches hundreds of ms, beyond the
+    // trials' 100 ms: the race then moves some numbers by one (44 of 600 at load average 15).
+    ctx.diagnostic(`numbers told that moved (the race): ${moved.length} of 600`);
+    assert.ok(moved.length <= 120, `at most 20% of the numbers told moved (the race): ${moved.length}: ${moved.join('; ')}`);
+    await Promise.all([a, b, c].map((p) => p.quit()));
+  });
+
+  test('a peer offline while the others run 5,000 trials catches up all of them by sync when it returns', async () => {
+    const a = await Peer.start({ dataDir: await tempDir(), create: true, studyName: 'away', seed: 1 });
+    const cDir = await tempDir();
+    const c = await Peer.start({ dataDir: cDir, join: a.addrs, studyName: 'away', seed: 3 });
+    await c.send({ cmd: 'run', n: 5 });
+    await eventually('a has c\'s 5 trials', 10_000, () => a.trials(), (ts) => finished(ts).length === 5);
+    await c.quit();
+    const b = await Peer.start({ dataDir: await tempDir(), join: a.addrs, studyName: 'away', seed: 2 });
+    await Promise.all([a.send({ cmd: 'run', n: 2500 }), b.send({ cmd: 'run', n: 2500 })]);
+    await eventually('a holds 5,005 trials', 30_000, () => a.trials(), (ts) => finished(ts).length === 5005);
+    const c2 = await Peer.start({ dataDir: cDir, join: a.addrs, studyName: 'away', seed: 4 });
+    const back = await eventually('the returning peer holds all 5,005 trials', 60_000, () => c2.dump(), (d) => finished(d['trials'] as TrialDump[]).length === 5005);
+    const stats = back['stats'] as Record<string, number>;
+    assert.ok((stats['sync:accepted-changes'] ?? 0) > 0, `caught up by sync: ${JSON.stringify(stats)}`);
+    assert.ok(!Object.keys(stats).some((k) => /^sync:(rejected|too-large|missing-deps|idle-timeout|timeout)/.test(k)), `no catch-up piece was refused: ${JSON.stringify(stats)}`);
+    const ta = await a.trials();
+    assert.equal(summary(finished(back['trials'] as TrialDump[])), summary(finished(ta)));
+    await Promise.all([a.quit(), b.quit(), c2.quit()]);
   });
 
   test('kill -9 mid-trial: others see FAIL within the grace period; restart keeps completed trials', async () => {
@@ -224,7 +283,8 @@ describe('replicated studies', { concurrency: 1 }, () => {
       const a = await Peer.start({ dataDir: await tempDir(), create: true, studyName: name, sampler, seed: 11 });
       const others = await Promise.all([2, 3, 4].map(async (s) => Peer.start({ dataDir: await tempDir(), join: a.addrs, studyName: name, sampler, seed: s * 7 })));
       const peers = [a, ...others];
-      await sleep(1000); // let the gossip mesh form so RUNNING trials propagate
+      // The gossip mesh must be formed so RUNNING trials propagate.
+      await waitFor('a full mesh of 4', 10_000, async () => (await Promise.all(peers.map((p) => p.dump()))).every((d) => (d['peers'] as string[]).length === 3));
       const ran = await Promise.all(peers.map((p) => p.send({ cmd: 'run', n: 15, sleepMs: 200 })));
       await Promise.all(peers.map((p) => p.quit()));
       let dups = 0;

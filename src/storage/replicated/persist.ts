@@ -1,36 +1,55 @@
 /**
- * The replica on disk: one level database per data directory (level allows one process per
- * directory, which is also what keeps two processes from sharing a peer identity). Per study it keeps
- * the last whole-document snapshot, the incremental Automerge chunks written since, and the display
- * numbers this replica has shown. Compaction replaces snapshot + chunks with a new snapshot in one
- * atomic batch. The stable libp2p identity lives next to it in `peer.key` (0600).
+ * The replica on disk (format 2): one level database per data directory (level allows one process
+ * per directory, which is also what keeps two processes from sharing a peer identity). Per study it
+ * keeps the study document (meta and attrs, saved whole: it is small and rarely written) and, per
+ * trial shard, the raw Automerge changes in the order they were applied (append-only batches), so
+ * a peer catching up is served straight from disk without loading any document. A sealed shard
+ * also keeps its final records (`r/`), so loading it builds no Automerge document at all.
+ * The stable libp2p identity lives next to it in `peer.key` (0600).
+ *
+ * Keys: `format` = "2"; `s/<study>/name`; `s/<study>/meta`; `s/<study>/c/<shard>/<seq>` = msgpack
+ * list of changes; `s/<study>/r/<shard>` = msgpack { h: heads, n: changes, r: [record bytes] };
+ * `del/<study>`. A database of format 1 (one Automerge document per study, peertune before the
+ * sharded layout) is refused with a message naming both versions.
  */
-import { mkdir, readFile, writeFile, chmod, stat } from 'node:fs/promises';
+import { readFile, writeFile, chmod, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Level } from 'level';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import type { PrivateKey } from '@libp2p/interface';
 import { StorageError } from '../storage.js';
+import { ensurePrivateDir } from '../../security/local-files.js';
+import { pack, unpackUntrusted } from '../../net/wire.js';
+
+export const REPLICA_FORMAT = 2;
+
+export interface StoredShard {
+  key: string;
+  /** Batches of raw changes, in the order they were appended. */
+  batches: Uint8Array[];
+  sealed: { heads: string[]; changes: number; records: Uint8Array[]; batches: number } | null;
+}
 
 export interface StoredStudy {
   studyId: string;
   name: string;
-  snapshot: Uint8Array | null;
-  chunks: Uint8Array[];
-  numbers: Map<string, number>;
-  conflicted: Set<string>;
+  meta: Uint8Array | null;
+  shards: Map<string, StoredShard>;
 }
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-export class ReplicaDb {
-  private chunkSeq = new Map<string, number>();
-  private chunkCount = new Map<string, number>();
-  private chunkBytes = new Map<string, number>();
-  private snapshotBytes = new Map<string, number>();
+type Op = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string };
 
-  private constructor(private readonly db: Level<string, Uint8Array>) {}
+export class ReplicaDb {
+  private readonly seq = new Map<string, number>();
+  private readonly named = new Set<string>();
+
+  private constructor(
+    private readonly db: Level<string, Uint8Array>,
+    private readonly dataDir: string,
+  ) {}
 
   static async open(dataDir: string): Promise<ReplicaDb> {
     const db = new Level<string, Uint8Array>(path.join(dataDir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view' });
@@ -44,7 +63,32 @@ export class ReplicaDb {
       }
       throw new StorageError(`cannot open the replica database in ${dataDir}: ${msg}. If it is corrupted, move ${path.join(dataDir, 'db')} aside; peers will resend the history.`);
     }
-    return new ReplicaDb(db);
+    const r = new ReplicaDb(db, dataDir);
+    try {
+      await r.checkFormat();
+    } catch (e) {
+      await db.close().catch(() => {});
+      throw e;
+    }
+    return r;
+  }
+
+  private async checkFormat(): Promise<void> {
+    const v = await this.db.get('format').catch(() => undefined);
+    if (v !== undefined && v !== null) {
+      const n = Number(dec.decode(v));
+      if (n !== REPLICA_FORMAT) {
+        throw new StorageError(`data directory ${this.dataDir} holds a replica of format ${dec.decode(v).slice(0, 20)}; this peertune reads format ${REPLICA_FORMAT}. Use the peertune version that wrote it, or move ${path.join(this.dataDir, 'db')} aside to start empty (peers resend their trials).`);
+      }
+      return;
+    }
+    for await (const key of this.db.keys({ limit: 1 })) {
+      throw new StorageError(
+        `data directory ${this.dataDir} holds a replica of format 1 (one Automerge document per study, peertune before the sharded layout); this peertune reads format ${REPLICA_FORMAT}. ` +
+          `Export what you need with the version that wrote it (peertune export), then move ${path.join(this.dataDir, 'db')} aside to start empty; peers running format ${REPLICA_FORMAT} resend their trials. (first key: ${key.slice(0, 40)})`,
+      );
+    }
+    await this.db.put('format', enc.encode(String(REPLICA_FORMAT)));
   }
 
   async loadAll(): Promise<{ studies: StoredStudy[]; deleted: Set<string> }> {
@@ -57,72 +101,89 @@ export class ReplicaDb {
       const id = parts[1]!;
       let s = studies.get(id);
       if (!s) {
-        s = { studyId: id, name: '', snapshot: null, chunks: [], numbers: new Map(), conflicted: new Set() };
+        s = { studyId: id, name: '', meta: null, shards: new Map() };
         studies.set(id, s);
       }
-      if (parts[2] === 'name') s.name = dec.decode(value);
-      else if (parts[2] === 'snap') {
-        s.snapshot = value;
-        this.snapshotBytes.set(id, value.byteLength);
+      const shardOf = (k: string): StoredShard => {
+        let sh = s!.shards.get(k);
+        if (!sh) s!.shards.set(k, (sh = { key: k, batches: [], sealed: null }));
+        return sh;
+      };
+      if (parts[2] === 'name') {
+        s.name = dec.decode(value);
+        this.named.add(id);
+      } else if (parts[2] === 'meta') s.meta = value;
+      else if (parts[2] === 'c' && parts.length === 5) {
+        shardOf(parts[3]!).batches.push(value); // keys sort by their zero-padded sequence
+        const k = `${id}/${parts[3]}`;
+        this.seq.set(k, Math.max(this.seq.get(k) ?? 0, parseInt(parts[4]!, 10) + 1));
+      } else if (parts[2] === 'r' && parts.length === 4) {
+        try {
+          const o = unpackUntrusted(value, { maxBytes: 1 << 30, maxDepth: 4, maxNodes: 1_000_000 }) as { h: string[]; n: number; r: Uint8Array[]; b: number };
+          if (Array.isArray(o.h) && Array.isArray(o.r) && typeof o.n === 'number') shardOf(parts[3]!).sealed = { heads: o.h, changes: o.n, records: o.r, batches: o.b };
+        } catch {
+          /* a damaged cache: the shard loads from its changes instead */
+        }
       }
-      else if (parts[2] === 'c') {
-        s.chunks.push(value); // keys sort by their zero-padded sequence
-        const seq = parseInt(parts[3]!, 10);
-        this.chunkSeq.set(id, Math.max(this.chunkSeq.get(id) ?? 0, seq + 1));
-        this.chunkCount.set(id, (this.chunkCount.get(id) ?? 0) + 1);
-        this.chunkBytes.set(id, (this.chunkBytes.get(id) ?? 0) + value.byteLength);
-      } else if (parts[2] === 'x') s.conflicted.add(parts.slice(3).join('/'));
-      else if (parts[2] === 'n') s.numbers.set(parts.slice(3).join('/'), new DataView(value.buffer, value.byteOffset).getUint32(0));
     }
     return { studies: [...studies.values()].filter((s) => !deleted.has(s.studyId)), deleted };
   }
 
-  /** Appends an incremental chunk and the numbers assigned with it (one atomic batch). */
-  async append(studyId: string, name: string, chunk: Uint8Array | null, numbers: [string, number][], sync: boolean, conflicted: string[] = []): Promise<void> {
-    const ops: { type: 'put'; key: string; value: Uint8Array }[] = [];
-    if (!this.chunkSeq.has(studyId)) ops.push({ type: 'put', key: `s/${studyId}/name`, value: enc.encode(name) });
-    if (chunk && chunk.byteLength > 0) {
-      const seq = this.chunkSeq.get(studyId) ?? 0;
-      this.chunkSeq.set(studyId, seq + 1);
-      this.chunkCount.set(studyId, (this.chunkCount.get(studyId) ?? 0) + 1);
-      this.chunkBytes.set(studyId, (this.chunkBytes.get(studyId) ?? 0) + chunk.byteLength);
-      ops.push({ type: 'put', key: `s/${studyId}/c/${String(seq).padStart(12, '0')}`, value: chunk });
-    } else if (!this.chunkSeq.has(studyId)) this.chunkSeq.set(studyId, 0);
-    for (const [trialId, n] of numbers) {
-      const v = new Uint8Array(4);
-      new DataView(v.buffer).setUint32(0, n);
-      ops.push({ type: 'put', key: `s/${studyId}/n/${trialId}`, value: v });
+  private nameOp(studyId: string, name: string, ops: Op[]): void {
+    if (this.named.has(studyId)) return;
+    this.named.add(studyId);
+    ops.push({ type: 'put', key: `s/${studyId}/name`, value: enc.encode(name) });
+  }
+
+  /**
+   * One atomic batch: the study document (when it changed), new changes per shard, and shards sealed
+   * now (their final records; their change batches are merged into one).
+   */
+  async write(
+    studyId: string,
+    name: string,
+    w: { meta?: Uint8Array | null; changes?: Map<string, Uint8Array[]>; sealed?: Map<string, { heads: string[]; changes: number; records: Uint8Array[] }> },
+    sync: boolean,
+  ): Promise<void> {
+    const ops: Op[] = [];
+    this.nameOp(studyId, name, ops);
+    if (w.meta) ops.push({ type: 'put', key: `s/${studyId}/meta`, value: w.meta });
+    for (const [shard, list] of w.changes ?? []) {
+      if (list.length === 0) continue;
+      const k = `${studyId}/${shard}`;
+      const seq = this.seq.get(k) ?? 0;
+      this.seq.set(k, seq + 1);
+      ops.push({ type: 'put', key: `s/${studyId}/c/${shard}/${String(seq).padStart(10, '0')}`, value: pack(list) });
     }
-    for (const trialId of conflicted) ops.push({ type: 'put', key: `s/${studyId}/x/${trialId}`, value: new Uint8Array([1]) });
+    // `b`: the change batches the seal covers; a shard written to after its seal has more and loads from its changes.
+    for (const [shard, s] of w.sealed ?? []) ops.push({ type: 'put', key: `s/${studyId}/r/${shard}`, value: pack({ h: s.heads, n: s.changes, r: s.records, b: this.seq.get(`${studyId}/${shard}`) ?? 0 }) });
     if (ops.length === 0 && !sync) return;
     await this.db.batch(ops, { sync } as never);
   }
 
-  chunksSinceSnapshot(studyId: string): number {
-    return this.chunkCount.get(studyId) ?? 0;
+  /** Every change of a shard, in applied order (for serving a peer that lacks the shard). */
+  async shardChanges(studyId: string, shard: string): Promise<Uint8Array[]> {
+    const out: Uint8Array[] = [];
+    const prefix = `s/${studyId}/c/${shard}/`;
+    for await (const v of this.db.values({ gte: prefix, lt: prefix + '~' })) {
+      const list = unpackUntrusted(v, { maxBytes: 1 << 30, maxDepth: 2, maxNodes: 10_000_000 });
+      if (Array.isArray(list)) for (const c of list) if (c instanceof Uint8Array) out.push(c);
+    }
+    return out;
   }
 
-  /**
-   * Whether a compaction pays off: enough chunks, and their bytes at least half the snapshot's, so
-   * saving the whole document stays amortized O(1) per write as the study grows.
-   */
-  wantsCompaction(studyId: string, minChunks: number): boolean {
-    return this.chunksSinceSnapshot(studyId) >= minChunks && (this.chunkBytes.get(studyId) ?? 0) * 2 >= (this.snapshotBytes.get(studyId) ?? 0);
-  }
-
-  /** Replaces the snapshot and every chunk written so far with `snapshot`, atomically. */
-  async compact(studyId: string, snapshot: Uint8Array): Promise<void> {
-    const ops: ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] = [];
-    for await (const key of this.db.keys({ gte: `s/${studyId}/c/`, lt: `s/${studyId}/c/~` })) ops.push({ type: 'del', key });
-    ops.push({ type: 'put', key: `s/${studyId}/snap`, value: snapshot });
-    await this.db.batch(ops, { sync: true } as never);
-    this.chunkCount.set(studyId, 0);
-    this.chunkBytes.set(studyId, 0);
-    this.snapshotBytes.set(studyId, snapshot.byteLength);
+  /** Replaces a shard's change batches with one (its compacted history), atomically. */
+  async compactShard(studyId: string, shard: string, changes: Uint8Array[]): Promise<void> {
+    const ops: Op[] = [];
+    const prefix = `s/${studyId}/c/${shard}/`;
+    for await (const key of this.db.keys({ gte: prefix, lt: prefix + '~' })) ops.push({ type: 'del', key });
+    ops.push({ type: 'put', key: `${prefix}${String(0).padStart(10, '0')}`, value: pack(changes) });
+    this.seq.set(`${studyId}/${shard}`, 1);
+    await this.db.batch(ops, { sync: false } as never);
   }
 
   async markDeleted(studyId: string): Promise<void> {
-    const ops: ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] = [];
+    const ops: Op[] = [];
     for await (const key of this.db.keys({ gte: `s/${studyId}/`, lt: `s/${studyId}/~` })) ops.push({ type: 'del', key });
     ops.push({ type: 'put', key: `del/${studyId}`, value: new Uint8Array([1]) });
     await this.db.batch(ops, { sync: true } as never);
@@ -134,15 +195,23 @@ export class ReplicaDb {
     return total;
   }
 
+  /** Raw access for the local-data tests (corrupting a stored value on purpose). */
+  get level(): Level<string, Uint8Array> {
+    return this.db;
+  }
+
   async close(): Promise<void> {
     await this.db.close();
   }
 }
 
-/** Creates the data directory (0700) and loads or creates the peer's stable key (`peer.key`, 0600). */
+/** Creates the data directory (0700, security/local-files.ts) and loads or creates the peer's stable key (`peer.key`, 0600). */
 export async function loadOrCreateKey(dataDir: string): Promise<PrivateKey> {
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  await chmod(dataDir, 0o700);
+  try {
+    await ensurePrivateDir(dataDir);
+  } catch (e) {
+    throw new StorageError((e as Error).message);
+  }
   const file = path.join(dataDir, 'peer.key');
   let bytes: Buffer | null = null;
   try {

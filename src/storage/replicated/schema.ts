@@ -2,13 +2,18 @@
  * The replicated study document: its schema and its merge rules, in one place. Everything here is a
  * function of (document, records, bytes) with no I/O; that lives in persist.ts (level) and src/net (libp2p).
  *
- * ## Shape (one Automerge document per study)
+ * ## Shape (format 2: one small study document plus many shard documents per study)
  * ```
- * { meta:   bytes                      signed StudyMeta, written once by the creator (the genesis change)
- *   trials: { [trialId]: bytes }       signed TrialRecord, written only by the trial's owner
- *   attrs:  { ['u:'|'s:' + key]: bytes } signed AttrRecord (study user/system attrs), any member, last writer wins
- * }
+ * study document  { meta: bytes, trials: {} (stays empty), attrs: { ['u:'|'s:' + key]: bytes } }
+ * shard document  { [trialId]: bytes }    one per (owner, bucket): trials owner:seq, seq / 64 = bucket
  * ```
+ * The study document holds the signed StudyMeta (the genesis change) and the study attrs, written
+ * rarely. Trials live in shards of `SHARD_TRIALS` trials of one owner, so a change (and its apply,
+ * and the anti-entropy that compares replicas) costs O(shard), not O(study): Automerge 3.5 applies
+ * one change in time proportional to the document (9 ms at 10,000 trials, 0.12 ms at 64). Only the
+ * owner writes its shards; a shard whose bucket is full and whose trials are all finished is sealed:
+ * compacted on disk with its final records stored beside it, and its Automerge document dropped from
+ * memory (loaded again only to serve a peer that holds part of it).
  * A trial is ONE bytes value (msgpack) rewritten whole by a coarse change per trial event: nested maps
  * or one change per field made Automerge 3.5 too slow and too big (see issue 3's measurements), and
  * JS strings would become collaborative text. A value is `[0x01][64-byte Ed25519 signature][payload]`;
@@ -17,6 +22,9 @@
  * check does not trust the Automerge actor (which is random per process start) at all.
  *
  * ## Merge rules (enforced on every incoming change, gossip and sync paths alike, by `inspectChanges`)
+ * - Shard documents: only `set`s of bytes at the root, under trial ids of the shard's owner and
+ *   bucket, holding records signed by that owner (`inspectShardChanges`). The study document takes
+ *   no trial writes.
  * - Root keys are written only by the genesis change (meta + the two maps), once; the meta must be
  *   signed by its creator and hash to the study id, and the genesis must be exactly the change that
  *   meta determines (actor derived from it, time 0), so nobody can give a joiner maps of their own.
@@ -27,19 +35,22 @@
  *   and once finished the state and values never change (attrs may still be added by the owner).
  * - A study attr record must be newer, by (time, writer id), than the one it replaces.
  * - Nothing is ever deleted; no other object, op type or nesting is allowed. A change is at most
- *   `LIMITS.changeBytes`, checked before it is decoded; a record at most `LIMITS.recordBytes`.
+ *   `LIMITS.changeBytes` and `LIMITS.opsPerChange` operations, both checked before it is decoded
+ *   (operations counted from the column run lengths); a record at most `LIMITS.recordBytes`.
  * - A change breaking any rule is rejected whole (the message with it too) and counted by reason.
  * - Reading: if concurrent writes left several values under a key (only possible through replays
  *   of the owner's own older records), the view takes the valid record with the highest `v`, so the
  *   outcome does not depend on Automerge's actor-id tie-break.
  *
- * ## Display numbers
- * Each replica numbers trials in the order it first learns of them (its own trials when created;
- * others' when merged, a merged batch ordered by (startedAt, trialId)), and persists the numbers. So a
- * number is unique and never changes once shown on that replica. Numbers agree across peers while
- * they are connected (trials arrive in creation order) but can differ after a partition heals; the
- * trial id `owner:seq` is the identity that is the same everywhere. (A global total order on
- * (startedAt, trialId) would agree everywhere but renumber shown trials on every late merge.)
+ * ## Display numbers (rules in view.ts)
+ * A trial records at creation a claim `c` = max(now in ms, highest claim its replica has seen + 1), a
+ * hybrid logical clock, and `ca`, its creation time. The number shown is the trial's rank in the
+ * order (c, trialId) among the trials shown (a claim of an enqueued trial copies the enqueued trial's
+ * c and sorts right after its id), so it is unique, dense, and the same on every replica that holds
+ * the same trials. The race: a trial created elsewhere just before one of ours, still in flight when
+ * ours was created, sorts first; when it arrives (within one gossip latency) ours moves up by one, and
+ * so does every trial shown after it. After a partition heals the two sides interleave by creation
+ * time, and the replica logs which numbers changed.
  *
  * ## Enqueued trials (WAITING)
  * `enqueueTrial` writes a WAITING record owned by the enqueuing peer. Claiming it never writes the
@@ -72,6 +83,7 @@ import type { PrivateKey, PublicKey } from '@libp2p/interface';
 import { parseDistribution, type Distribution, type ParamValue } from '../../distributions.js';
 import { TRIAL_STATES, isFinished, type StudyDirection, type TrialState } from '../storage.js';
 import { asObject, pack, unpackUntrusted, WireError } from '../../net/wire.js';
+import { ChangeBoundsError, countChangeRows } from './change-bounds.js';
 
 export interface StudyDoc {
   meta?: Uint8Array;
@@ -105,6 +117,8 @@ export interface TrialRecord {
   t0: number | null; // startedAt, ms since epoch
   t1: number | null; // completedAt
   claim: string | null; // the WAITING trial this one runs (enqueued trials)
+  c: number; // claimed display number at creation (see "Display numbers" above)
+  ca: number; // creation time, ms (a claim copies the claimed trial's): the first tie-break of c
 }
 
 export interface AttrRecord {
@@ -121,7 +135,10 @@ export const LIMITS = {
   recordBytes: 128 * 1024,
   /** Checked before decoding: decoding costs ~5 µs per operation, so size bounds the work a peer can force. */
   changeBytes: 160 * 1024,
-  opsPerChange: 10_000,
+  /** Honest changes hold one op per record written (a flush splits at recordBytes: under 1,000). */
+  opsPerChange: 2_000,
+  /** Operations in all the changes of one gossip message or sync piece, counted before decoding. */
+  opsPerMessage: 10_000,
   nameLength: 256,
   paramsPerTrial: 1_000,
   intermediatePerTrial: 100_000,
@@ -283,7 +300,8 @@ export function decodeTrial(bytes: unknown, verify = true): TrialRecord {
   if (r.s === 'COMPLETE' && !r.vals) throw new RecordError('schema', 'a COMPLETE trial has no values');
   if (!Array.isArray(r.iv) || r.iv.length > LIMITS.intermediatePerTrial) throw new RecordError('schema', 'intermediate values are not a list');
   for (const e of r.iv) {
-    if (!Array.isArray(e) || e.length !== 2 || !Number.isSafeInteger(e[0]) || typeof e[1] !== 'number' || Number.isNaN(e[1])) {
+    // Any number, NaN and ±Infinity included (Optuna stores a diverged loss as reported).
+    if (!Array.isArray(e) || e.length !== 2 || !Number.isSafeInteger(e[0]) || typeof e[1] !== 'number') {
       throw new RecordError('schema', 'an intermediate value is not [step, number]');
     }
   }
@@ -291,6 +309,8 @@ export function decodeTrial(bytes: unknown, verify = true): TrialRecord {
   plainMap(r.sa, 'systemAttrs');
   for (const t of [r.t0, r.t1]) if (t !== null && !(typeof t === 'number' && Number.isFinite(t))) throw new RecordError('schema', 'a trial time is not a number');
   if (r.claim !== null && typeof r.claim !== 'string') throw new RecordError('schema', 'claim is not a trial id');
+  if (!Number.isSafeInteger(r.c) || r.c < 0) throw new RecordError('schema', 'trial record has no claimed number');
+  if (typeof r.ca !== 'number' || !Number.isFinite(r.ca)) throw new RecordError('schema', 'trial record has no creation time');
   return r;
 }
 
@@ -402,6 +422,8 @@ export function readTrial(h: DocHandle, trialsObj: string, trialId: string, chec
 
 export interface InspectContext {
   studyId: string;
+  /** Format 1 kept trials in the study document; format 2 refuses them there. */
+  trialsInStudyDoc?: boolean;
   doc: DocHandle;
   /** The current record of a trial in `doc` (the view's cache). */
   current(trialId: string): TrialRecord | undefined;
@@ -442,7 +464,7 @@ export class RejectedChange extends Error {
   }
 }
 
-type DecodedChange = ReturnType<typeof A.decodeChange>;
+export type DecodedChange = ReturnType<typeof A.decodeChange>;
 
 /** Orders a batch so a change comes after the changes of the batch it depends on. */
 function topoSort(changes: DecodedChange[]): DecodedChange[] {
@@ -473,17 +495,32 @@ function opBytes(v: unknown): Uint8Array | null {
   return null;
 }
 
-/** Decodes raw changes (not yet in the document), or throws RejectedChange('undecodable'). */
+/**
+ * Decodes raw changes (not yet in the document), or throws RejectedChange. The size is checked first,
+ * then the operations are counted from the columns' run lengths (change-bounds.ts) before Automerge
+ * materialises any of them: a 150-byte change cannot make us build 300,000 operations (issue 15 F1).
+ */
 export function decodeChanges(raw: readonly Uint8Array[]): DecodedChange[] {
   return raw.map((c) => {
-    if (!(c instanceof Uint8Array)) throw new RejectedChange('schema', 'a change is not bytes');
-    if (c.byteLength > LIMITS.changeBytes) throw new RejectedChange('too-large', `a change of ${c.byteLength} bytes exceeds ${LIMITS.changeBytes}`);
+    checkChangeBounds(c);
     try {
       return A.decodeChange(c);
     } catch (e) {
       throw new RejectedChange('undecodable', `a change does not decode: ${(e as Error).message}`);
     }
   });
+}
+
+/** Size and operation count of one raw change, before any decoding (throws RejectedChange). */
+export function checkChangeBounds(c: unknown): number {
+  if (!(c instanceof Uint8Array)) throw new RejectedChange('schema', 'a change is not bytes');
+  if (c.byteLength > LIMITS.changeBytes) throw new RejectedChange('too-large', `a change of ${c.byteLength} bytes exceeds ${LIMITS.changeBytes}`);
+  try {
+    return countChangeRows(c, LIMITS.opsPerChange);
+  } catch (e) {
+    if (e instanceof ChangeBoundsError) throw new RejectedChange(e.reason, e.message);
+    throw e;
+  }
 }
 
 /**
@@ -536,6 +573,8 @@ export function inspectChanges(ctx: InspectContext, batch: DecodedChange[]): Ins
       const value = opBytes(op.value);
       if (value === null) throw new RejectedChange('not-bytes', 'a change writes a value that is not bytes');
       if (trialsObj !== null && op.obj === trialsObj) {
+        // Trials live in their shard documents; the study document's trials map stays empty.
+        if (!ctx.trialsInStudyDoc) throw new RejectedChange('wrong-document', 'a change writes a trial into the study document (trials live in shard documents)');
         let rec: TrialRecord;
         try {
           rec = decodeTrial(value);
@@ -570,6 +609,107 @@ export function inspectChanges(ctx: InspectContext, batch: DecodedChange[]): Ins
     }
   }
   return result;
+}
+
+
+// ---------------------------------------------------------------- trial shards
+
+/**
+ * Trials per shard document: a shard holds the trials `owner:seq` with floor(seq / SHARD_TRIALS)
+ * equal to its bucket, so applying a change costs O(SHARD_TRIALS), never O(study).
+ */
+export const SHARD_TRIALS = 64;
+
+export interface ShardId {
+  key: string;
+  owner: string;
+  bucket: number;
+}
+
+const SHARD_KEY = /^([1-9A-HJ-NP-Za-km-z]{32,128})\.(\d{1,15})$/;
+
+export function shardKeyOf(owner: string, seq: number): string {
+  return `${owner}.${Math.floor(seq / SHARD_TRIALS)}`;
+}
+
+/** Parses a shard key `<owner peer id>.<bucket>`; null if it is not one. */
+export function parseShardKey(key: unknown): ShardId | null {
+  if (typeof key !== 'string' || key.length > 160) return null;
+  const m = SHARD_KEY.exec(key);
+  if (!m) return null;
+  const bucket = Number(m[2]);
+  if (!Number.isSafeInteger(bucket)) return null;
+  return { key, owner: m[1]!, bucket };
+}
+
+export interface ShardInspectContext {
+  studyId: string;
+  shard: ShardId;
+  /** Whether a change is already in the shard. */
+  has(hash: string): boolean;
+  /** The current record of a trial (the view). */
+  current(trialId: string): TrialRecord | undefined;
+}
+
+export interface ShardInspected {
+  fresh: DecodedChange[];
+  trials: Set<string>;
+  records: Map<string, TrialRecord>;
+}
+
+/**
+ * The merge rules of a shard document, on every incoming change: every operation is a `set` of bytes
+ * at the root, under the id of a trial of this shard's owner and bucket, holding a record signed by
+ * that owner for this study and this key, moving the trial forward (version, state, finished final).
+ * Nothing else (no objects, lists, deletes, text). Replays of changes already held are skipped.
+ */
+export function inspectShardChanges(ctx: ShardInspectContext, batch: DecodedChange[]): ShardInspected {
+  const fresh = batch.filter((c) => !ctx.has(c.hash!));
+  const result: ShardInspected = { fresh, trials: new Set(), records: new Map() };
+  const working = new Map<string, TrialRecord>();
+  for (const c of topoSort(fresh)) {
+    if (c.ops.length > LIMITS.opsPerChange) throw new RejectedChange('too-many-ops', `a change has ${c.ops.length} operations`);
+    for (const op of c.ops) {
+      if (op.action === 'del') throw new RejectedChange('delete', 'a change deletes a key');
+      if (op.obj !== '_root') throw new RejectedChange('unknown-object', 'a shard change writes an object outside the schema');
+      if (op.action !== 'set' || typeof op.key !== 'string' || (op as { insert?: boolean }).insert) throw new RejectedChange('bad-op', `a change has a ${op.action} operation`);
+      const value = opBytes(op.value);
+      if (value === null) throw new RejectedChange('not-bytes', 'a change writes a value that is not bytes');
+      let rec: TrialRecord;
+      try {
+        rec = decodeTrial(value);
+      } catch (e) {
+        throw new RejectedChange((e as WireError).reason ?? 'bad-record', `trial ${op.key.slice(0, 100)}: ${(e as Error).message}`);
+      }
+      if (rec.id !== op.key) throw new RejectedChange('wrong-key', `a record of trial ${rec.id.slice(0, 100)} is stored under ${op.key.slice(0, 100)}`);
+      if (rec.st !== ctx.studyId) throw new RejectedChange('wrong-study', `a record of study ${rec.st.slice(0, 40)} was sent for ${ctx.studyId}`);
+      if (rec.o !== ctx.shard.owner || Math.floor(rec.q / SHARD_TRIALS) !== ctx.shard.bucket) {
+        throw new RejectedChange('wrong-shard', `trial ${rec.id.slice(0, 100)} does not belong in shard ${ctx.shard.key.slice(0, 80)}`);
+      }
+      const prev = working.get(rec.id) ?? ctx.current(rec.id);
+      const why = forwardReason(prev, rec);
+      if (why) throw new RejectedChange(why, `trial ${rec.id.slice(0, 100)} v${rec.v} ${rec.s} cannot replace v${prev!.v} ${prev!.s}`);
+      working.set(rec.id, rec);
+      result.trials.add(rec.id);
+      result.records.set(rec.id, rec);
+    }
+  }
+  return result;
+}
+
+/** Writes several of this peer's sealed records into a shard document in one change. */
+export function writeShardRecords(h: DocHandle, trials: Map<string, Uint8Array>): Uint8Array | null {
+  for (const [id, b] of trials) h.put('_root', id, b, 'bytes');
+  const hash = h.commit();
+  if (hash === null) return null;
+  noteChanges(h, [hash]);
+  return h.getLastLocalChange() ?? null;
+}
+
+/** The current record of a trial in a shard (highest valid version among concurrent values). */
+export function readShardTrial(h: DocHandle, trialId: string): TrialRecord | undefined {
+  const all = h.getAll('_root', trialId);
+  return all.length ? pickRecord(all.map((x) => x[1])) : undefined;
 }
 
 // ---------------------------------------------------------------- writing

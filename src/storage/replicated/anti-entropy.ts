@@ -1,0 +1,153 @@
+/**
+ * Anti-entropy: heartbeats carry, per study, a digest of the replica (study document and every
+ * shard's heads) and its change count. A peer whose count stays above ours for longer than gossip
+ * needs to deliver (two heartbeats) holds changes we lack: we run a catch-up session with it
+ * (sync-adapter.ts), which sends only the shards that differ. Equal counts with different digests
+ * (replicas that diverged) are settled the same way. Also: the table of peers heard from (addresses,
+ * studies), study offers (empty replicas for studies peers announce), and housekeeping of what
+ * strangers can make us hold.
+ */
+import * as A from '@automerge/automerge';
+import { logger } from '../../logging.js';
+import { HEARTBEAT_TOPIC, decodeHeartbeat, encodeHeartbeat } from '../../net/liveness.js';
+import type { CatalogEntry } from '../../net/sync.js';
+import type { WireError } from '../../net/wire.js';
+import { EMPTY_REPLICA_MAX_AGE_MS, MAX_EMPTY_PER_PEER, MAX_EMPTY_REPLICAS, MAX_KNOWN_PEERS, MAX_STUDIES, PENDING_MAX_AGE_MS, STUDY_ID, topicOf } from './options.js';
+import { Replica, type Ctx } from './replica.js';
+import type { StudyDoc } from './schema.js';
+
+export class AntiEntropy {
+  readonly peerAddrs = new Map<string, string[]>();
+  readonly peerStudies = new Map<string, Set<string>>();
+  deleted = new Set<string>();
+
+  constructor(
+    private readonly ctx: Ctx,
+    private readonly subscribe: (r: Replica) => void,
+    private readonly syncWith: (peerId: string) => void,
+  ) {}
+
+  private get grace(): number {
+    return Math.max(1500, 2 * this.ctx.opts.heartbeatMs);
+  }
+
+  async sendHeartbeat(): Promise<void> {
+    const node = this.ctx.node;
+    if (!node || this.ctx.closed) return;
+    const studies: [string, string, string][] = [];
+    for (const r of this.ctx.replicas.values()) {
+      if (!r.meta) continue;
+      const d = r.digest();
+      studies.push([r.studyId, r.name, `${d.digest}:${d.count}`]);
+    }
+    await node.publish(HEARTBEAT_TOPIC, encodeHeartbeat({ ts: Date.now(), addrs: node.multiaddrs().slice(0, 16), studies: studies.slice(0, MAX_STUDIES) }));
+  }
+
+  onHeartbeat(from: string, data: Uint8Array, via: string): 'accept' | 'reject' | 'ignore' {
+    const ctx = this.ctx;
+    if (ctx.closed) return 'ignore';
+    let hb;
+    try {
+      hb = decodeHeartbeat(data);
+    } catch (e) {
+      ctx.count(`heartbeat:${(e as WireError).reason ?? 'schema'}`);
+      return 'reject';
+    }
+    if (!this.peerAddrs.has(from) && this.peerAddrs.size >= MAX_KNOWN_PEERS) {
+      ctx.count('heartbeat:too-many-peers');
+      return 'ignore';
+    }
+    ctx.liveness.seen(from);
+    this.peerAddrs.set(from, hb.addrs);
+    ctx.node?.want(from, hb.addrs, false);
+    const studies = new Set<string>();
+    const now = Date.now();
+    let needSync = false;
+    for (const [id, name, state] of hb.studies) {
+      studies.add(id);
+      const r = ctx.replicas.get(id);
+      if (!r) {
+        // Charged to the connection it came through: identities are free, connections are not.
+        if (this.offer([id, name], via)) needSync = true;
+        continue;
+      }
+      const [digest, countText] = state.split(':');
+      const count = Number(countText);
+      const mine = r.digest();
+      if (digest === mine.digest || !Number.isSafeInteger(count)) {
+        r.remote.delete(from);
+        continue;
+      }
+      if (count < mine.count) {
+        // They lack something of ours: they catch up from us when they see our count.
+        r.remote.delete(from);
+        continue;
+      }
+      const seen = r.remote.get(from);
+      // count > ours: a gap gossip should have closed within the grace period (what they had then, we
+      // still lack). Equal counts, different digests: replicas that diverged, for as long.
+      const fresh = !seen || (count > mine.count ? mine.count >= seen.count : seen.digest !== digest || seen.count !== count);
+      if (fresh) r.remote.set(from, { since: now, count, digest });
+      else if (now - seen!.since > this.grace) {
+        needSync = true;
+        r.remote.delete(from);
+      }
+    }
+    this.peerStudies.set(from, studies);
+    if (needSync && ctx.node?.isConnected(from)) this.syncWith(from);
+    return 'accept';
+  }
+
+  /** Creates an empty replica for a study a peer has (it fills in through sync); false if refused. */
+  offer(entry: CatalogEntry, from: string): boolean {
+    const ctx = this.ctx;
+    const [id, name] = entry;
+    if (ctx.replicas.has(id)) return true;
+    if (this.deleted.has(id) || !STUDY_ID.test(id) || ctx.closed) return false;
+    let empty = 0;
+    let fromThisPeer = 0;
+    for (const x of ctx.replicas.values()) {
+      if (x.meta) continue;
+      empty++;
+      if (x.offeredBy === from) fromThisPeer++;
+    }
+    // Empty replicas are capped per offering peer too, so one peer's made-up catalog cannot crowd out real studies.
+    if (empty >= MAX_EMPTY_REPLICAS || fromThisPeer >= MAX_EMPTY_PER_PEER || ctx.replicas.size - empty >= MAX_STUDIES) {
+      ctx.count('offer:refused-full');
+      return false;
+    }
+    const r = new Replica(id, name, A.init<StudyDoc>(), ctx.peerId);
+    r.offeredBy = from;
+    ctx.replicas.set(id, r);
+    this.subscribe(r);
+    logger.debug(`Learned of study ${name} (${id}) from ${from}`);
+    return true;
+  }
+
+  /** Drops what strangers can make us hold: empty replicas that never got a genesis, stale pending changes, forgotten peers. */
+  housekeeping(): void {
+    const ctx = this.ctx;
+    const now = Date.now();
+    for (const r of [...ctx.replicas.values()]) {
+      if (!r.meta && now - r.createdAt > EMPTY_REPLICA_MAX_AGE_MS) {
+        r.cancelTimers();
+        ctx.replicas.delete(r.studyId);
+        ctx.node?.unsubscribe(topicOf(r.studyId));
+        ctx.count('offer:expired-empty');
+      } else if (r.pendingSince !== null && now - r.pendingSince > PENDING_MAX_AGE_MS) {
+        ctx.count('gossip:pending-expired');
+        r.pending.clear();
+        r.pendingBytes = 0;
+        r.pendingSince = null;
+      }
+    }
+    if (this.peerAddrs.size > MAX_KNOWN_PEERS) {
+      const byAge = [...this.peerAddrs.keys()].sort((a, b) => (ctx.liveness.get(a) ?? 0) - (ctx.liveness.get(b) ?? 0));
+      for (const id of byAge.slice(0, this.peerAddrs.size - MAX_KNOWN_PEERS)) {
+        this.peerAddrs.delete(id);
+        this.peerStudies.delete(id);
+        ctx.liveness.forget(id);
+      }
+    }
+  }
+}

@@ -1,0 +1,290 @@
+/**
+ * The state of one replicated study and the one way merged changes enter it: the study document
+ * (meta and attrs), the trial shards (small Automerge documents, see schema.ts), the view
+ * (view.ts), and the timers that belong to it (`cancelTimers` stops them all). `Ctx` is what the
+ * replica's collaborators share (writer, inbox, sync adapter, anti-entropy, the facade).
+ */
+import * as A from '@automerge/automerge';
+import type { PrivateKey } from '@libp2p/interface';
+import { createHash } from 'node:crypto';
+import { logger } from '../../logging.js';
+import type { PeerNode } from '../../net/node.js';
+import type { LivenessTable } from '../../net/liveness.js';
+import type { StudyDirection, StudyInfo } from '../storage.js';
+import type { ReplicaDb } from './persist.js';
+import type { ResolvedOptions } from './options.js';
+import { MAX_SHARDS } from './options.js';
+import {
+  RejectedChange,
+  SHARD_TRIALS,
+  decodeMeta,
+  docParts,
+  handleOf,
+  hasChanges,
+  inspectChanges,
+  inspectShardChanges,
+  noteChanges,
+  parseShardKey,
+  readAttrs,
+  readShardTrial,
+  type DecodedChange,
+  type DocHandle,
+  type ShardId,
+  type ShardInspected,
+  type StudyDoc,
+  type StudyMeta,
+  type TrialRecord,
+} from './schema.js';
+import { TrialView } from './view.js';
+import { isFinished } from '../storage.js';
+
+/** For testing.ts only: the internals behind a PeerStorage (kept out of its public type). */
+export const internalsOf = new WeakMap<object, { ctx: Ctx; writer: import('./writer.js').Writer; inbox: import('./inbox.js').Inbox }>();
+
+/** What the replica's collaborators share. */
+export interface Ctx {
+  readonly peerId: string;
+  readonly key: PrivateKey;
+  readonly db: ReplicaDb;
+  readonly opts: ResolvedOptions;
+  readonly replicas: Map<string, Replica>;
+  readonly liveness: LivenessTable;
+  node: PeerNode | null;
+  closed: boolean;
+  count(reason: string): void;
+  /** Queues a disk write after the ones before it. */
+  enqueueWrite(what: string, fn: () => Promise<void>): Promise<void>;
+  /** Trials of a study changed (listeners, waiters). */
+  changed(studyId: string): void;
+  /** Something arrived that `waitForStudy` may be waiting for. */
+  notify(): void;
+}
+
+/** One trial shard: an Automerge document while open, its heads and change count always. */
+export class Shard {
+  /** The Automerge document, or null when sealed and evicted (its records stay in the view). */
+  doc: A.Doc<unknown> | null = null;
+  heads: string[] = [];
+  changes = 0;
+  sealed = false;
+  /** Raw changes applied or committed since the last disk write. */
+  unsaved: Uint8Array[] = [];
+  /** The sealed state was persisted (`r/` blob) and must be rewritten if the shard reopens. */
+  sealPersisted = false;
+
+  constructor(readonly id: ShardId) {}
+
+  get key(): string {
+    return this.id.key;
+  }
+
+  get handle(): DocHandle | null {
+    return this.doc ? handleOf(this.doc as A.Doc<StudyDoc>) : null;
+  }
+
+  open(): DocHandle {
+    if (!this.doc) this.doc = A.init();
+    return this.handle!;
+  }
+
+  has(hash: string): boolean {
+    const h = this.handle;
+    return h ? hasChanges(h, [hash]) : this.heads.includes(hash);
+  }
+
+  refreshHeads(): void {
+    const h = this.handle;
+    if (h) this.heads = h.getHeads();
+  }
+
+  evict(): void {
+    if (this.doc) A.free(this.doc);
+    this.doc = null;
+  }
+}
+
+export class Replica {
+  meta: StudyMeta | null = null;
+  info: StudyInfo | null = null;
+  /** meta + attrs; written and read through its backend (`handleOf`). */
+  studyDoc: A.Doc<StudyDoc>;
+  studyDirty = false;
+  /** The last disk write of this study was a sync one (a finished trial is durable once its write is). */
+  synced = true;
+  readonly shards = new Map<string, Shard>();
+  readonly view: TrialView;
+  /** Own trials written since the last flush. */
+  readonly dirty = new Set<string>();
+  seq = 0;
+  caughtUp = false;
+  offeredBy: string | null = null;
+  readonly createdAt = Date.now();
+  /** Per peer: anti-entropy bookkeeping (anti-entropy.ts). */
+  readonly remote = new Map<string, { since: number; count: number; digest: string }>();
+  /** Gossiped changes waiting for dependencies, by hash (inbox.ts). */
+  readonly pending = new Map<string, { shard: string; raw: Uint8Array; deps: string[] }>();
+  pendingBytes = 0;
+  pendingSince: number | null = null;
+  /** Gossip outbox: study-document changes and changes per shard (writer.ts). */
+  outbox: { c: Uint8Array[]; t: Map<string, Uint8Array[]>; bytes: number } = { c: [], t: new Map(), bytes: 0 };
+  private digestCache: { digest: string; count: number } | null = null;
+  /** Timers; cancelTimers() stops every one of them. */
+  flushImmediate: NodeJS.Immediate | null = null;
+  flushTimer: NodeJS.Timeout | null = null;
+  persistTimer: NodeJS.Timeout | null = null;
+  outboxTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly studyId: string,
+    public name: string,
+    doc: A.Doc<StudyDoc>,
+    readonly self: string,
+  ) {
+    this.studyDoc = doc;
+    this.view = new TrialView(self);
+  }
+
+  cancelTimers(): void {
+    if (this.flushImmediate) clearImmediate(this.flushImmediate);
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    if (this.persistTimer) clearTimeout(this.persistTimer);
+    if (this.outboxTimer) clearTimeout(this.outboxTimer);
+    this.flushImmediate = this.flushTimer = this.persistTimer = this.outboxTimer = null;
+  }
+
+  get study(): DocHandle {
+    return handleOf(this.studyDoc);
+  }
+
+  /** Equal digests mean equal replicas (study document heads and every shard's heads). */
+  digest(): { digest: string; count: number } {
+    if (this.digestCache) return this.digestCache;
+    const h = createHash('sha256');
+    let count = this.study.getHeads().length > 0 ? 1 : 0;
+    h.update(this.study.getHeads().sort().join(','));
+    for (const key of [...this.shards.keys()].sort()) {
+      const s = this.shards.get(key)!;
+      if (s.changes === 0) continue;
+      count += s.changes;
+      h.update(`|${key}:${[...s.heads].sort().join(',')}`);
+    }
+    this.digestCache = { digest: h.digest('hex').slice(0, 16), count };
+    return this.digestCache;
+  }
+
+  invalidateDigest(): void {
+    this.digestCache = null;
+  }
+
+  shard(key: string): Shard | null {
+    let s = this.shards.get(key);
+    if (s) return s;
+    const id = parseShardKey(key);
+    if (!id || this.shards.size >= MAX_SHARDS) return null;
+    s = new Shard(id);
+    this.shards.set(key, s);
+    return s;
+  }
+
+  /** Forgets shards that hold nothing (created for a message that was then refused). */
+  pruneEmpty(): void {
+    for (const [k, s] of this.shards) if (s.changes === 0 && s.unsaved.length === 0) {
+      s.evict();
+      this.shards.delete(k);
+    }
+  }
+
+  /** Whether a shard may be sealed: its bucket full and every trial in it finished. */
+  sealable(s: Shard): boolean {
+    if (s.sealed) return false;
+    const base = s.id.bucket * SHARD_TRIALS;
+    for (let q = base; q < base + SHARD_TRIALS; q++) {
+      const r = this.view.records.get(`${s.id.owner}:${q}`);
+      if (!r || !isFinished(r.s)) return false;
+    }
+    return true;
+  }
+
+  /** Reads meta and attrs from the study document (load, genesis arrival, attr changes). */
+  refreshStudy(): boolean {
+    const parts = docParts(this.study);
+    if (parts.meta === undefined) return false;
+    if (!this.meta) {
+      try {
+        this.meta = decodeMeta(parts.meta, false);
+      } catch (e) {
+        logger.error(`Study ${this.studyId} has an unreadable meta record: ${(e as Error).message}`);
+        return false;
+      }
+      this.name = this.meta.name;
+    }
+    const { user, system } = readAttrs(this.study);
+    this.info = Object.freeze({
+      studyId: this.studyId,
+      studyName: this.meta.name,
+      directions: Object.freeze([...this.meta.directions]) as StudyDirection[],
+      userAttrs: Object.freeze(user),
+      systemAttrs: Object.freeze(system),
+      createdAt: new Date(this.meta.createdAt),
+    });
+    return true;
+  }
+
+  /**
+   * Inspects and applies changes to the study document (genesis, attrs). Returns false if nothing
+   * was new; throws RejectedChange.
+   */
+  applyStudy(raws: Uint8Array[], decoded: DecodedChange[]): boolean {
+    const result = inspectChanges({ studyId: this.studyId, doc: this.study, current: () => undefined }, decoded);
+    if (result.fresh === 0) return false;
+    try {
+      this.study.applyChanges(raws);
+      noteChanges(this.study, decoded.map((d) => d.hash!));
+    } catch (e) {
+      throw new RejectedChange('apply-failed', `a change could not be applied: ${(e as Error).message}`);
+    }
+    this.studyDirty = true;
+    this.invalidateDigest();
+    this.refreshStudy();
+    return true;
+  }
+
+  /**
+   * Inspects and applies changes to one shard (their dependencies must be in the shard or the batch).
+   * Returns the records that changed, or null if nothing was new; throws RejectedChange.
+   */
+  inspectShard(s: Shard, decoded: DecodedChange[]): ShardInspected {
+    const h = s.open();
+    return inspectShardChanges({ studyId: this.studyId, shard: s.id, has: (x) => hasChanges(h, [x]), current: (id) => this.view.records.get(id) }, decoded);
+  }
+
+  applyShard(s: Shard, raws: Uint8Array[], decoded: DecodedChange[], inspected?: ShardInspected): TrialRecord[] | null {
+    const h = s.open();
+    const result = inspected ?? this.inspectShard(s, decoded);
+    if (result.fresh.length === 0) return null;
+    const freshRaw: Uint8Array[] = [];
+    const freshSet = new Set(result.fresh.map((d) => d.hash!));
+    decoded.forEach((d, i) => {
+      if (freshSet.has(d.hash!)) freshRaw.push(raws[i]!);
+    });
+    try {
+      h.applyChanges(freshRaw);
+    } catch (e) {
+      throw new RejectedChange('apply-failed', `a change could not be applied: ${(e as Error).message}`);
+    }
+    noteChanges(h, freshSet);
+    s.changes += freshRaw.length;
+    s.unsaved.push(...freshRaw);
+    s.refreshHeads();
+    this.invalidateDigest();
+    const out: TrialRecord[] = [];
+    for (const id of result.trials) {
+      // Concurrent values under one key only come from replays of the owner's own records: pick the highest version.
+      const conflicted = h.getAll('_root', id).length > 1;
+      const rec = conflicted ? readShardTrial(h, id) : result.records.get(id);
+      if (rec) out.push(rec);
+      if (rec && rec.o === this.self) this.seq = Math.max(this.seq, rec.q + 1);
+    }
+    return out;
+  }
+}
