@@ -18,6 +18,11 @@ export interface Figure {
   layout: Record<string, unknown>;
   /** Trial numbers behind the rows of data[0] (parallel coordinate brushing maps lines back to trials). */
   trialNumbers?: number[];
+  /**
+   * Parallel coordinate: every axis's coordinate for every trial in `trialNumbers`, also when the
+   * drawn lines are a sample, so a brush selects among all trials.
+   */
+  axes?: { label: string; values: (number | null)[] }[];
 }
 
 export interface TargetOptions {
@@ -212,7 +217,7 @@ function axisOf(info: { name: string; distribution: Distribution }, values: (num
   return { label: info.name, values, range: [d.low, d.high] };
 }
 
-export function plotParallelCoordinate(study: PlotStudy, opts: TargetOptions & { params?: string[] } = {}): Figure {
+export function plotParallelCoordinate(study: PlotStudy, opts: TargetOptions & { params?: string[]; /** Lines drawn at most (default 5,000; a stride sample past it). */ maxLines?: number } = {}): Figure {
   const target = targetOf(study, opts, 'plotParallelCoordinate');
   const done = complete(study, target);
   const all = paramsOf(done.map((p) => p.t));
@@ -222,14 +227,24 @@ export function plotParallelCoordinate(study: PlotStudy, opts: TargetOptions & {
   const rows = done.filter((p) => params.every((q) => q.name in p.t.params));
   if (rows.length === 0 || params.length === 0) return emptyFigure('Parallel Coordinate Plot', 'No COMPLETE trials with these params');
   const ys = rows.map((r) => r.y);
-  const dims = [{ label: label(opts), values: ys, range: [Math.min(...ys), Math.max(...ys)] }];
-  for (const p of params) dims.push(axisOf(p, rows.map((r) => paramCoordinate(p.distribution, r.t.params[p.name]!))) as (typeof dims)[0]);
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const y of ys) {
+    lo = Math.min(lo, y);
+    hi = Math.max(hi, y);
+  }
+  const dims = [{ label: label(opts), values: ys as (number | null)[], range: [lo, hi] } as Record<string, unknown>];
+  for (const p of params) dims.push(axisOf(p, rows.map((r) => paramCoordinate(p.distribution, r.t.params[p.name]!))));
+  const axes = dims.map((d) => ({ label: d['label'] as string, values: d['values'] as (number | null)[] }));
+  const stride = Math.ceil(rows.length / (opts.maxLines ?? 5000));
+  const drawn = stride > 1 ? dims.map((d) => ({ ...d, values: (d['values'] as unknown[]).filter((_, i) => i % stride === 0) })) : dims;
   // Plotly's named 'Blues' is dark at the low end: the best trials come out darkest.
   const reverse = directionOf(study, opts) === 'maximize';
   return {
-    data: [{ type: 'parcoords', dimensions: dims, line: { color: ys, colorscale: 'Blues', reversescale: reverse, showscale: true, colorbar: { title: { text: label(opts) } } } }],
-    layout: { title: { text: 'Parallel Coordinate Plot' }, uirevision: 'parcoords', margin: { t: 90, l: 70, r: 40, b: 40 } },
+    data: [{ type: 'parcoords', dimensions: drawn, line: { color: stride > 1 ? ys.filter((_, i) => i % stride === 0) : ys, colorscale: 'Blues', reversescale: reverse, showscale: true, colorbar: { title: { text: label(opts) } } } }],
+    layout: { title: { text: stride > 1 ? `Parallel Coordinate Plot (every ${stride}th of ${rows.length} trials drawn; brushes select among all)` : 'Parallel Coordinate Plot' }, uirevision: 'parcoords', margin: { t: 90, l: 70, r: 40, b: 40 } },
     trialNumbers: rows.map((r) => r.t.number),
+    axes,
   };
 }
 
@@ -395,6 +410,7 @@ export function peerLabel(peerId: string): string {
 export function plotTimeline(study: PlotStudy, opts: { now?: number; nRecentTrials?: number } = {}): Figure {
   const now = opts.now ?? Date.now();
   let trials = study.trials.filter((t) => t.datetimeStart !== null);
+  const total = trials.length;
   if (opts.nRecentTrials !== undefined) trials = trials.slice(-opts.nRecentTrials);
   if (!trials.length) return emptyFigure('Timeline Plot', 'No started trials yet');
   const lanes = [...new Set(trials.map((t) => t.owner))].sort();
@@ -419,7 +435,7 @@ export function plotTimeline(study: PlotStudy, opts: { now?: number; nRecentTria
   return {
     data,
     layout: {
-      title: { text: 'Timeline Plot' },
+      title: { text: trials.length < total ? `Timeline Plot (the ${trials.length} most recent of ${total} trials)` : 'Timeline Plot' },
       barmode: 'overlay',
       xaxis: { type: 'date', title: { text: 'Datetime' } },
       yaxis: { title: { text: 'Peer' }, type: 'category', categoryarray: lanes.map(peerLabel), automargin: true },

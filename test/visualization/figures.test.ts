@@ -97,6 +97,11 @@ test('EDF, contour bins, slice, rank, parcoords, intermediate and timeline have 
   const pc = plotParallelCoordinate(s);
   assert.deepEqual(pc.trialNumbers, s.trials.map((t) => t.number));
   assert.deepEqual((pc.data[0]!['dimensions'] as { label: string }[]).map((d) => d.label), ['Objective Value', 'x', 'c']);
+  const sampled = plotParallelCoordinate(s, { maxLines: 10 });
+  assert.equal(((sampled.data[0]!['dimensions'] as { values: unknown[] }[])[1]!.values).length, 10, 'a stride sample of lines is drawn');
+  assert.equal(sampled.axes![1]!.values.length, 40, 'brushes still see every trial');
+  assert.deepEqual(sampled.axes![1]!.values, s.trials.map((t) => t.params['x']));
+  assert.equal((plotTimeline(s, { nRecentTrials: 5 }).data[0]!['x'] as unknown[]).length, 5);
   assert.equal(plotIntermediateValues(s).data.length, 40, 'one curve per trial');
   assert.equal(plotIntermediateValues(s, { maxSeparateTraces: 10 }).data.length, 1, 'many curves share one trace');
   assert.equal(plotTimeline(s).data.length, 1);

@@ -302,7 +302,8 @@ function mountView(view) {
     case 'edf':
       return plotView(() => F.plotEdf(plotStudy(), target()));
     case 'timeline':
-      return plotView(() => F.plotTimeline(plotStudy()));
+      // One SVG bar per trial: the most recent 3,000 keep the page responsive.
+      return plotView(() => F.plotTimeline(plotStudy(), { nRecentTrials: 3000 }));
     case 'pareto':
       return plotView(
         () => F.plotParetoFront(plotStudy(), { axisOrder: S.study.directions.length >= 3 && S.opt.pareto3d ? [0, 1, 2] : [0, 1] }),
@@ -384,10 +385,11 @@ function parallelView() {
   let fig = null;
   const brushed = () => {
     if (!fig || S.brush.size === 0) return null;
-    const dims = fig.data[0].dimensions;
+    // fig.axes holds every trial's coordinates even when only a sample of lines is drawn.
+    const axes = fig.axes ?? fig.data[0].dimensions;
     const keep = new Set();
     fig.trialNumbers.forEach((n, i) => {
-      if (dims.every((d) => inRange(d.values[i], S.brush.get(d.label)))) keep.add(n);
+      if (axes.every((d) => inRange(d.values[i], S.brush.get(d.label)))) keep.add(n);
     });
     return keep;
   };
