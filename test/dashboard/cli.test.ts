@@ -20,10 +20,10 @@ async function dataDirWithStudy(): Promise<{ dir: string; best: number; n: numbe
   const dir = await tempDir('peertune-dash-cli-');
   const storage = await openPeerStorage({ dataDir: dir, listen: [] });
   const study = await createStudy({ studyName: 'cli-study', storage, sampler: new RandomSampler({ seed: 1 }) });
-  await study.optimize((t) => 10 * t.suggestFloat('x', -1, 1) ** 2 + 0.01 * t.suggestFloat('y', -1, 1), { nTrials: 12 });
+  await study.optimize((t) => 10 * t.suggestFloat('x', -1, 1) ** 2 + 0.01 * t.suggestFloat('y', -1, 1), { nTrials: 40 });
   const best = study.bestValue;
   await storage.close();
-  return { dir, best, n: 12 };
+  return { dir, best, n: 40 };
 }
 
 test('peertune dashboard serves a data dir read-only and prints its URL', async () => {
@@ -94,6 +94,52 @@ test('peertune plot writes an offline HTML figure; peertune importance ranks the
     assert.deepEqual(Object.keys(parsed), ['x', 'y']);
     assert.ok(parsed['x']! > 0.6 && parsed['x']! > parsed['y']!, imp.stdout);
   } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('peertune dashboard --join syncs a temporary replica and streams what the swarm tells', async () => {
+  ensureBuilt();
+  const dir = await tempDir('peertune-dash-cli-');
+  const storage = await openPeerStorage({ dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'], heartbeatIntervalMs: 200 });
+  const study = await createStudy({ studyName: 'joined', storage, sampler: new RandomSampler({ seed: 2 }) });
+  await study.optimize((t) => t.suggestFloat('x', -1, 1) ** 2, { nTrials: 5 });
+  const child = spawn(process.execPath, [cliPath, 'dashboard', '--join', storage.multiaddrs()[0]!, '--study-name', 'joined', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEERTUNE_LOG_LEVEL: 'warning' } });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  try {
+    const lines: string[] = [];
+    readline.createInterface({ input: child.stdout }).on('line', (l) => lines.push(l));
+    const url = await waitFor(`the dashboard URL (stderr: ${stderr})`, 60_000, () => lines.find((l) => l.startsWith('dashboard: '))?.slice('dashboard: '.length));
+    const base = url.replace(/\/#.*$/, '');
+    await waitFor('the 5 trials in the joined replica', 30_000, async () => ((await (await fetch(`${base}/api/studies/joined`)).json()) as { trials: number }).trials === 5);
+    // Listen to the event stream, then tell one more trial on the original peer.
+    const ac = new AbortController();
+    const res = await fetch(`${base}/api/studies/joined/events`, { signal: ac.signal });
+    assert.equal(res.headers.get('content-type'), 'text/event-stream; charset=utf-8');
+    let text = '';
+    const reader = res.body!.getReader();
+    const pump = (async () => {
+      for (;;) {
+        const r = await reader.read().catch(() => ({ done: true, value: undefined }));
+        if (r.done) return;
+        text += new TextDecoder().decode(r.value);
+      }
+    })();
+    await waitFor('the snapshot event', 30_000, () => text.includes('event: snapshot'));
+    await study.optimize(() => -7.25, { nTrials: 1 });
+    const delta = await waitFor('a delta carrying the new trial', 30_000, () => {
+      const m = /event: delta\ndata: (.*)\n/.exec(text);
+      return m ? (JSON.parse(m[1]!) as { rows: unknown[][] }) : null;
+    });
+    assert.equal(delta.rows.length, 1, 'only the changed trial is sent');
+    assert.deepEqual(delta.rows[0]![4], [-7.25]);
+    ac.abort();
+    await pump;
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    await storage.close();
     await rm(dir, { recursive: true, force: true });
   }
 });
