@@ -1,7 +1,7 @@
 """The PyTorch digits bench, in one Python process: examples/pytorch-digits/train.py's objective run by
 Optuna itself (job {"library": "optuna"}) or by peertune's Python study API (job {"library":
 "peertune"}); the same code, TPE defaults, the median pruner. Job on stdin: {"library", "n_trials",
-"epochs"}. Prints {"library", "version", "study_s", "n_pruned", "best"}.
+"epochs"}. Prints {"library", "version", "study_s", "n_pruned", "epochs" (trained, over all trials), "best"}.
 """
 import json
 import os
@@ -28,5 +28,6 @@ study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPr
 study.optimize(lambda trial: train.objective(trial, job["epochs"]), n_trials=job["n_trials"])
 study_s = time.perf_counter() - t0
 pruned = study.get_trials(states=[optuna.trial.TrialState.PRUNED])
+epochs = sum(len(t.intermediate_values) for t in study.trials)
 print(json.dumps({"library": job["library"], "version": getattr(optuna, "__version__", "peertune_client"),
-                  "study_s": study_s, "n_pruned": len(pruned), "best": study.best_value}))
+                  "study_s": study_s, "n_pruned": len(pruned), "epochs": epochs, "best": study.best_value}))
