@@ -121,8 +121,8 @@ export default async function (ctx: BenchContext): Promise<void> {
     await storage.close();
     await rm(dirA, { recursive: true, force: true });
     await rm(dirB, { recursive: true, force: true });
-    const p50 = quantile(lat, 0.5);
-    const p95 = quantile(lat, 0.95);
+    const p50 = Math.round(quantile(lat, 0.5));
+    const p95 = Math.round(quantile(lat, 0.95));
     ctx.log(`live: told on another peer -> in the page: p50 ${p50} ms, p95 ${p95} ms, max ${Math.max(...lat)} ms over ${count} trials`);
     data['live'] = { latenciesMs: lat, p50, p95 };
     const md = [
