@@ -410,7 +410,7 @@ class _Peer(object):
             cmd = [node, cli, "serve"]
         env = dict(os.environ)
         env.setdefault("PEERTUNE_LOG_LEVEL", os.environ.get("PEERTUNE_LOG_LEVEL", "info"))
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, bufsize=0)
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self._in = self._proc.stdin
         self._out = self._proc.stdout
         self._lock = threading.Lock()
