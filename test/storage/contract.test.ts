@@ -300,6 +300,8 @@ const PEER_TODO: Record<string, string> = {
   'params: finite numbers, strings, booleans or null, each with a distribution':
     'replication helper: setTrialParams does not check values, names or distributions',
   'getAllTrials filters by state and refuses unknown states': 'replication helper: unknown states filter to nothing',
+  'a trial holds at most CONTRACT_LIMITS.paramsPerTrial parameters':
+    'replication helper: the committed PeerStorage does not count params on write (LIMITS.paramsPerTrial is checked on decode only)',
 };
 
 interface Backend {
