@@ -4,8 +4,8 @@
  * dir, listening on 127.0.0.1). A write the contract refuses throws a StorageError and changes nothing; a
  * write it accepts reads back the same on both.
  *
- * Cases PeerStorage does not pass yet are marked todo: its code is not wired to contract.ts yet (the
- * replication helper of issue 13 wires it); remove an entry from PEER_TODO once it passes.
+ * A case a backend does not pass yet goes in its todo record with what it does instead (PEER_TODO is
+ * empty since the replicated storage calls contract.ts).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -279,30 +279,10 @@ const cases: Record<string, Case> = {
 };
 
 /**
- * PeerStorage cases that fail until src/storage/replicated/index.ts calls contract.ts (the replication
- * helper of issue 13 wires it); each says what PeerStorage does today.
+ * PeerStorage cases that do not pass yet, each with what PeerStorage does instead (none since the
+ * replicated storage calls contract.ts).
  */
-const PEER_TODO: Record<string, string> = {
-  'directions: empty or unknown are refused and create nothing':
-    'replication helper: createStudy takes any directions, writes the meta record, then logs it as unreadable',
-  'a stored attr is a copy: changing the object afterwards does not change the trial':
-    'replication helper: the in-memory view keeps the caller\'s object until the next reload',
-  'attr values that are not plain JSON data are refused and change nothing':
-    'replication helper: msgpack-based checkAttrValue accepts Maps, class instances, NaN, Infinity, bytes',
-  'attr keys: empty or longer than the limit are refused': 'replication helper: trial attr keys are not checked',
-  'createStudy with bad userAttrs is refused and creates nothing':
-    'replication helper: the study is created before its userAttrs are checked',
-  'a new trial is RUNNING or WAITING; bad template attrs create nothing':
-    'replication helper: template attrs are checked with the msgpack rule (NaN accepted)',
-  'intermediate values: any number, NaN and ±Infinity included, stored as given':
-    'replication helper: setTrialIntermediateValue refuses NaN (Optuna stores it)',
-  'finishTrial: the number of values must match the directions': 'replication helper: the value count is not checked',
-  'params: finite numbers, strings, booleans or null, each with a distribution':
-    'replication helper: setTrialParams does not check values, names or distributions',
-  'getAllTrials filters by state and refuses unknown states': 'replication helper: unknown states filter to nothing',
-  'a trial holds at most CONTRACT_LIMITS.paramsPerTrial parameters':
-    'replication helper: the committed PeerStorage does not count params on write (LIMITS.paramsPerTrial is checked on decode only)',
-};
+const PEER_TODO: Record<string, string> = {};
 
 interface Backend {
   name: string;
