@@ -99,7 +99,7 @@ test('fANOVA ranks parameters as Optuna 3.1 does on the same trials', { skip: sk
   try {
     const cases: [string, (t: Trial) => number, 'minimize' | 'maximize'][] = [
       ['weighted', (t) => {
-        const w = [8, 4, 2, 1, 0.3];
+        const w = [8, 4, 2, 1, 0.05];
         return w.reduce((s, k, i) => s + k * Math.abs(t.suggestFloat(`p${i}`, -1, 1)), 0);
       }, 'minimize'],
       ['dominant', dominated, 'minimize'],
