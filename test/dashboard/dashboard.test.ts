@@ -135,6 +135,11 @@ describe('dashboard', { skip: noChromium }, () => {
     await page.click('.thead [data-col="lr"]');
     const smallest = study.trials.filter((t) => t.state === 'COMPLETE' && (t.params['x'] as number) > 0).sort((a, b) => (a.params['lr'] as number) - (b.params['lr'] as number))[0]!;
     await page.waitForFunction((n) => document.querySelector('#table-body .tr')?.getAttribute('data-number') === String(n), smallest.number);
+    // User attrs and peers are columns too.
+    const owner = study.trials[0]!.owner;
+    await page.fill('#table-filter', `attr.fold=1 peer~${owner.slice(-6)} state!=FAIL`);
+    const wantAttr = study.trials.filter((t) => t.userAttrs['fold'] === 1 && t.owner === owner && t.state !== 'FAIL').length;
+    await page.waitForFunction((n) => (document.querySelector('#table-count') as HTMLElement).dataset['count'] === String(n), wantAttr);
     await page.fill('#table-filter', '');
 
     await view(page, 'single', 'parallel');
@@ -230,6 +235,43 @@ describe('dashboard', { skip: noChromium }, () => {
       req.end();
     });
     assert.equal(status, 421);
+  });
+});
+
+describe('dashboard over an in-memory storage', () => {
+  test('the event stream starts with a snapshot and then carries only changed trials', async () => {
+    const { InMemoryStorage, createStudy } = await import('../../src/index.js');
+    const storage = new InMemoryStorage();
+    const study = await createStudy({ studyName: 'mem', storage });
+    await study.optimize((t) => t.suggestFloat('x', 0, 1), { nTrials: 3 });
+    const d = await startDashboard({ storage, port: 0, studyName: 'mem' });
+    const ac = new AbortController();
+    try {
+      const res = await fetch(`${d.url.replace(/\/(#.*)?$/, '')}/api/studies/mem/events`, { signal: ac.signal });
+      let text = '';
+      void (async () => {
+        for await (const chunk of res.body!) text += Buffer.from(chunk).toString();
+      })().catch(() => {});
+      const snap = await waitFor('the snapshot', 10_000, () => {
+        const m = /event: snapshot\ndata: (.*)\n/.exec(text);
+        return m ? (JSON.parse(m[1]!) as { rows: unknown[][]; params: { name: string }[] }) : null;
+      });
+      assert.equal(snap.rows.length, 3);
+      assert.deepEqual(snap.params.map((p) => p.name), ['x']);
+      const t = study.ask();
+      t.suggestFloat('x', 0, 1);
+      t.suggestCategorical('c', ['a', 'b']);
+      await study.tell(t, 0.5);
+      const delta = await waitFor('a delta', 10_000, () => {
+        const all = [...text.matchAll(/event: delta\ndata: (.*)\n/g)].map((m) => JSON.parse(m[1]!) as { rows: unknown[][]; params: { name: string }[] });
+        return all.find((x) => x.rows.some((r) => r[2] === 2));
+      });
+      assert.deepEqual(delta.rows.map((r) => r[1]), [3], 'only trial 3 changed');
+      assert.deepEqual(delta.params.map((p) => p.name), ['x', 'c'], 'the param header grows, old indices stay');
+    } finally {
+      ac.abort();
+      await d.close();
+    }
   });
 });
 
