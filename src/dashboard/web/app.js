@@ -151,6 +151,8 @@ const plotlyReady = new Promise((resolve, reject) => {
   document.head.append(s);
 });
 
+plotlyReady.then(() => scheduleRender(true), (e) => dash.errors.push(String(e)));
+
 let pending = false;
 let lastRender = 0;
 function scheduleRender(now = false) {
@@ -158,8 +160,7 @@ function scheduleRender(now = false) {
   pending = true;
   // Live updates redraw at most ~8 times a second; a route change redraws at once.
   const wait = now ? 0 : Math.max(0, 120 - (performance.now() - lastRender));
-  setTimeout(async () => {
-    await plotlyReady;
+  setTimeout(() => {
     pending = false;
     lastRender = performance.now();
     try {
@@ -242,6 +243,8 @@ function renderSummary() {
 // ---------------------------------------------------------------- plots
 
 function plotInto(el, fig) {
+  // Until Plotly has loaded the rest of the page (summary, table, peers) is already usable.
+  if (!window.Plotly) return;
   const layout = { autosize: true, margin: { t: 40, l: 60, r: 20, b: 50 }, ...fig.layout };
   Plotly.react(el, fig.data, layout, { responsive: true, displaylogo: false });
   el.dataset.traces = String(fig.data.length);
