@@ -5,11 +5,13 @@
  * coalesced for `coalesceMs` so a burst of merges is one message.
  */
 import type { FrozenTrial, Storage, StudyInfo } from '../storage/storage.js';
-import { ParamIndex, encodeTrial, type ParamInfo, type TrialRow } from '../visualization/data.js';
+import { RowHeader, encodeTrial, type ParamInfo, type TrialRow } from '../visualization/data.js';
 
 export interface Delta {
   version: number;
   params: ParamInfo[];
+  /** Owner peer ids; rows carry an index into it. */
+  owners: string[];
   rows: TrialRow[];
   removed: string[];
 }
@@ -19,7 +21,7 @@ export interface Snapshot extends Delta {
 }
 
 export class StudyFeed {
-  private readonly index = new ParamIndex();
+  private readonly index = new RowHeader();
   private readonly sent = new Map<string, FrozenTrial>();
   private readonly subscribers = new Set<(d: Delta) => void>();
   private timer: NodeJS.Timeout | null = null;
@@ -54,6 +56,7 @@ export class StudyFeed {
       },
       version: this.storage.getVersion(this.info.studyId),
       params: [...this.index.params],
+      owners: [...this.index.owners],
       rows,
       removed: [],
     };
@@ -80,7 +83,7 @@ export class StudyFeed {
         }
       }
     }
-    return { version: this.storage.getVersion(this.info.studyId), params: [...this.index.params], rows, removed };
+    return { version: this.storage.getVersion(this.info.studyId), params: [...this.index.params], owners: [...this.index.owners], rows, removed };
   }
 
   subscribe(fn: (d: Delta) => void): () => void {

@@ -48,14 +48,16 @@ export interface ParamInfo {
 }
 
 /**
- * One trial on the wire: [trialId, number, stateIndex, owner, values, params, start ms, complete ms,
- * intermediate (step, value pairs), userAttrs, systemAttrs]. params: [paramIndex, value, ...].
+ * One trial on the wire: [id, number, stateIndex, ownerIndex, values, params, start ms, complete ms,
+ * intermediate (step, value pairs), userAttrs, systemAttrs]. id: the seq when the trial id is
+ * `owner:seq` with a numeric seq (peer ids are 52 characters; sent once in the header), else the
+ * whole trial id. params: [paramIndex, value, ...].
  */
 export type TrialRow = [
-  string,
+  number | string,
   number,
   number,
-  string,
+  number,
   number[] | null,
   (number | ParamValue)[],
   number | null,
@@ -66,12 +68,24 @@ export type TrialRow = [
 ];
 
 /**
- * The param header a set of rows refers to. Indices only grow (a param seen once keeps its index),
- * so rows encoded earlier stay valid after a delta adds a param.
+ * The header a set of rows refers to: params and owners by index. Indices only grow (a param or peer
+ * seen once keeps its index), so rows encoded earlier stay valid after a delta adds one.
  */
-export class ParamIndex {
+export class RowHeader {
   readonly params: ParamInfo[] = [];
+  readonly owners: string[] = [];
   private readonly byName = new Map<string, number>();
+  private readonly byOwner = new Map<string, number>();
+
+  ownerIndex(owner: string): number {
+    let i = this.byOwner.get(owner);
+    if (i === undefined) {
+      i = this.owners.length;
+      this.byOwner.set(owner, i);
+      this.owners.push(owner);
+    }
+    return i;
+  }
 
   indexOf(name: string, d: Distribution): number {
     let i = this.byName.get(name);
@@ -91,7 +105,7 @@ export class ParamIndex {
   }
 }
 
-export function encodeTrial(t: PlotTrial, index: ParamIndex): TrialRow {
+export function encodeTrial(t: PlotTrial, index: RowHeader): TrialRow {
   const params: (number | ParamValue)[] = [];
   for (const name of Object.keys(t.params)) {
     const d = t.distributions[name];
@@ -105,11 +119,13 @@ export function encodeTrial(t: PlotTrial, index: ParamIndex): TrialRow {
   }
   const ua = Object.keys(t.userAttrs).length ? (t.userAttrs as Record<string, unknown>) : null;
   const sa = Object.keys(t.systemAttrs).length ? (t.systemAttrs as Record<string, unknown>) : null;
+  const seq = t.trialId.startsWith(`${t.owner}:`) ? t.trialId.slice(t.owner.length + 1) : null;
+  const id = seq !== null && /^(0|[1-9][0-9]{0,14})$/.test(seq) ? Number(seq) : t.trialId;
   return [
-    t.trialId,
+    id,
     t.number,
     STATES.indexOf(t.state),
-    t.owner,
+    index.ownerIndex(t.owner),
     t.values ? [...t.values] : null,
     params,
     t.datetimeStart ? t.datetimeStart.getTime() : null,
@@ -120,7 +136,8 @@ export function encodeTrial(t: PlotTrial, index: ParamIndex): TrialRow {
   ];
 }
 
-export function decodeTrial(row: TrialRow, params: readonly ParamInfo[]): PlotTrial {
+export function decodeTrial(row: TrialRow, params: readonly ParamInfo[], owners: readonly string[]): PlotTrial {
+  const owner = owners[row[3]] ?? '?';
   const p: Record<string, ParamValue> = {};
   const d: Record<string, Distribution> = {};
   const flat = row[5];
@@ -134,10 +151,10 @@ export function decodeTrial(row: TrialRow, params: readonly ParamInfo[]): PlotTr
   const ivFlat = row[8];
   if (ivFlat) for (let i = 0; i + 1 < ivFlat.length; i += 2) iv.set(ivFlat[i]!, ivFlat[i + 1]!);
   return {
-    trialId: row[0],
+    trialId: typeof row[0] === 'number' ? `${owner}:${row[0]}` : row[0],
     number: row[1],
     state: STATES[row[2]] ?? 'FAIL',
-    owner: row[3],
+    owner,
     values: row[4],
     params: p,
     distributions: d,
@@ -151,7 +168,7 @@ export function decodeTrial(row: TrialRow, params: readonly ParamInfo[]): PlotTr
 
 /** Param names in first-seen order with the distribution of their first trial (categorical: all choices seen). */
 export function paramsOf(trials: readonly PlotTrial[]): ParamInfo[] {
-  const index = new ParamIndex();
+  const index = new RowHeader();
   for (const t of trials) for (const name of Object.keys(t.distributions)) index.indexOf(name, t.distributions[name]!);
   return index.params;
 }

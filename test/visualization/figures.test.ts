@@ -27,7 +27,7 @@ import {
   PlotError,
   writeHtml,
 } from '../../src/visualization/index.js';
-import { decodeTrial, encodeTrial, ParamIndex } from '../../src/visualization/data.js';
+import { decodeTrial, encodeTrial, RowHeader } from '../../src/visualization/data.js';
 import { launchBrowser, noChromium } from '../dashboard/helpers.js';
 
 setVerbosity('error');
@@ -134,15 +134,22 @@ test('Pareto front and hypervolume', async () => {
 
 test('trial rows round-trip through the wire encoding', async () => {
   const s = await study(5);
-  const index = new ParamIndex();
+  const index = new RowHeader();
   for (const t of s.trials) {
-    const back = decodeTrial(JSON.parse(JSON.stringify(encodeTrial(t, index))), index.params);
+    const row = encodeTrial(t, index);
+    assert.equal(typeof row[0], 'number', 'owner:seq ids travel as the seq');
+    const back = decodeTrial(JSON.parse(JSON.stringify(row)), index.params, index.owners);
+    assert.equal(back.trialId, t.trialId);
+    assert.equal(back.owner, t.owner);
     assert.deepEqual(back.params, t.params);
     assert.deepEqual(back.values, t.values);
     assert.deepEqual([...back.intermediateValues], [...t.intermediateValues]);
     assert.equal(back.state, t.state);
     assert.equal(back.datetimeStart?.getTime(), t.datetimeStart?.getTime());
   }
+  // An id that is not owner:seq travels whole.
+  const odd = { ...s.trials[0]!, trialId: 'elsewhere/7' };
+  assert.equal(decodeTrial(encodeTrial(odd, index), index.params, index.owners).trialId, 'elsewhere/7');
 });
 
 test('writeHtml output opens offline with the plot drawn', { skip: noChromium }, async () => {

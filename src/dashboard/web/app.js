@@ -29,6 +29,7 @@ const S = {
   es: null,
   study: null, // { studyId, studyName, directions, ... }
   params: [],
+  owners: [],
   trials: new Map(), // trialId -> PlotTrial
   sorted: null,
   peers: null,
@@ -66,8 +67,12 @@ function openStream(name) {
     const s = JSON.parse(ev.data);
     S.study = s.study;
     S.params = s.params;
+    S.owners = s.owners;
     S.trials = new Map();
-    for (const r of s.rows) S.trials.set(r[0], decodeTrial(r, S.params));
+    for (const r of s.rows) {
+      const t = decodeTrial(r, S.params, S.owners);
+      S.trials.set(t.trialId, t);
+    }
     S.sorted = null;
     dash.version = s.version;
     dash.timing.snapshotDecoded ??= performance.now();
@@ -76,7 +81,11 @@ function openStream(name) {
   es.addEventListener('delta', (ev) => {
     const d = JSON.parse(ev.data);
     S.params = d.params;
-    for (const r of d.rows) S.trials.set(r[0], decodeTrial(r, S.params));
+    S.owners = d.owners;
+    for (const r of d.rows) {
+      const t = decodeTrial(r, S.params, S.owners);
+      S.trials.set(t.trialId, t);
+    }
     for (const id of d.removed) S.trials.delete(id);
     S.sorted = null;
     dash.version = d.version;
