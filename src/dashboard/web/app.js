@@ -94,7 +94,8 @@ function openStream(name) {
   });
   es.addEventListener('peers', (ev) => {
     S.peers = JSON.parse(ev.data);
-    if (S.route.view === 'peers') scheduleRender();
+    // Once a second: the peers view's ages, and RUNNING bars of the timeline growing to now.
+    if (S.route.view === 'peers' || (S.route.view === 'timeline' && trialsSorted().some((t) => t.state === 'RUNNING'))) scheduleRender();
   });
 }
 
