@@ -142,6 +142,7 @@ const die = () => { try { process.kill(-process.pid, 'SIGKILL'); } catch {} proc
 life.on('end', die); life.on('close', die); life.on('error', die);
 life.resume();
 const child = spawn(program, args, { stdio: [0, 1, 2] });
+child.on('spawn', () => tell({ started: child.pid }));
 child.on('error', (e) => { tell({ spawnError: e.message, code: e.code || null }); life.end(() => process.exit(127)); });
 child.on('exit', (code, signal) => { tell({ exit: code, signal }); life.end(() => process.exit(code === null ? 128 : code)); });
 for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP']) process.on(s, () => { try { child.kill(s); } catch {} });
@@ -294,8 +295,9 @@ class ChildRun {
     life.on('error', () => {});
     boundedLines(life, 64 * 1024, (line) => {
       try {
-        const m = JSON.parse(line) as { exit?: number | null; signal?: string | null; spawnError?: string };
-        if (m.spawnError !== undefined) report = { code: null, signal: null, spawnError: m.spawnError };
+        const m = JSON.parse(line) as { started?: number; exit?: number | null; signal?: string | null; spawnError?: string };
+        if (m.started !== undefined) this.onCommandStarted();
+        else if (m.spawnError !== undefined) report = { code: null, signal: null, spawnError: m.spawnError };
         else report = { code: m.exit ?? null, signal: m.signal ?? null, spawnError: null };
       } catch {
         // not from our supervisor; ignore
@@ -337,6 +339,22 @@ class ChildRun {
     for (const h of handles) (on ? h?.ref : h?.unref)?.call(h);
   }
 
+  /** The command itself is running (the supervisor's start-up does not count against a trial's timeout). */
+  private commandStarted = false;
+
+  private onCommandStarted(): void {
+    this.commandStarted = true;
+    if (this.current && !this.current.outcome) this.armTimeout(this.current);
+  }
+
+  private armTimeout(a: Assignment): void {
+    if (this.opts.trialTimeout === undefined || a.timer) return;
+    a.timer = setTimeout(
+      () => this.decide({ kind: 'fail', reason: `the command ran past the per-trial timeout of ${this.opts.trialTimeout} s and was killed`, failKind: 'timeout' }, true),
+      this.opts.trialTimeout * 1000,
+    );
+  }
+
   /** Gives the child its next trial; resolves with the trial's outcome. */
   run(trial: Trial): Promise<Outcome> {
     this.hold(true);
@@ -345,12 +363,7 @@ class ChildRun {
     return new Promise<Outcome>((resolve) => {
       const a: Assignment = { trial, outcome: null, sent: this.protocol === 1, resolve, timer: null };
       this.current = a;
-      if (this.opts.trialTimeout !== undefined) {
-        a.timer = setTimeout(
-          () => this.decide({ kind: 'fail', reason: `the command ran past the per-trial timeout of ${this.opts.trialTimeout} s and was killed`, failKind: 'timeout' }, true),
-          this.opts.trialTimeout * 1000,
-        );
-      }
+      if (this.commandStarted) this.armTimeout(a);
       if (this.waitingNext) this.sendTrial();
     });
   }
