@@ -36,3 +36,5 @@ export async function openPeerStorage(opts: PeerStorageOptions): Promise<PeerSto
   const peer = await import('./storage/replicated/index.js');
   return peer.openPeerStorage(opts);
 }
+export type { CheckpointConfig } from './checkpoints/keep.js';
+export type { Checkpoint, CheckpointRef } from './checkpoints/manager.js';

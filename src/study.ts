@@ -25,6 +25,8 @@ import {
   type TrialState,
 } from './storage/storage.js';
 import { Trial, TrialPruned } from './trial.js';
+import { checkCheckpointConfig, type CheckpointConfig } from './checkpoints/keep.js';
+import type { Checkpoint, CheckpointManager } from './checkpoints/manager.js';
 
 export type ObjectiveResult = number | readonly number[];
 export type Objective = (trial: Trial) => ObjectiveResult | Promise<ObjectiveResult>;
@@ -39,6 +41,20 @@ export interface CreateStudyOptions {
   storage?: Storage;
   /** Load the study if one with this name exists instead of failing (Optuna's load_if_exists). */
   loadIfExists?: boolean;
+  /**
+   * Which checkpoints `trial.saveCheckpoint` keeps (Ray's CheckpointConfig: numToKeep, scoreAttribute,
+   * scoreOrder; minReplicas for replicated storages). Checked here; default keeps all.
+   */
+  checkpointConfig?: CheckpointConfig;
+  /**
+   * How many times a failed trial is run again (Ray's FailureConfig.max_failures): 0 (default) never,
+   * -1 without limit. A retry is a new trial owned by the peer that runs it, with the same params,
+   * `systemAttrs.retryOf` and `retryHistory`, and it resumes from the latest checkpoint. Trials whose
+   * owner went silent (stale) are retried; with `retryFailed`, trials whose objective failed are too.
+   */
+  maxRetries?: number;
+  /** Also retry trials whose objective failed, not only those whose peer went silent. Default false. */
+  retryFailed?: boolean;
 }
 
 export interface OptimizeOptions {
@@ -110,10 +126,18 @@ export async function createStudy(opts: CreateStudyOptions = {}): Promise<Study>
     info = await storage.createStudy({ studyName, directions });
     logger.info(`A new study created in ${storage instanceof InMemoryStorage ? 'memory' : 'storage'} with name: ${studyName}`);
   }
-  return new Study(info, storage, opts.sampler ?? defaultSampler(), opts.pruner ?? defaultPruner());
+  return new Study(info, storage, opts.sampler ?? defaultSampler(), opts.pruner ?? defaultPruner(), { checkpointConfig: opts.checkpointConfig, maxRetries: opts.maxRetries, retryFailed: opts.retryFailed });
 }
 
-export async function loadStudy(opts: { studyName: string; storage: Storage; sampler?: Sampler; pruner?: Pruner }): Promise<Study> {
+export async function loadStudy(opts: {
+  studyName: string;
+  storage: Storage;
+  sampler?: Sampler;
+  pruner?: Pruner;
+  checkpointConfig?: CheckpointConfig;
+  maxRetries?: number;
+  retryFailed?: boolean;
+}): Promise<Study> {
   const info = opts.storage.getStudy(opts.studyName) ?? (await opts.storage.waitForStudy?.(opts.studyName)) ?? null;
   if (!info) {
     const names = opts.storage.listStudies().map((s) => s.studyName);
@@ -121,19 +145,136 @@ export async function loadStudy(opts: { studyName: string; storage: Storage; sam
       `no study named "${opts.studyName}" in this storage${names.length ? `; studies here: ${names.join(', ')}` : ' (it has no studies)'}`,
     );
   }
-  return new Study(info, opts.storage, opts.sampler ?? defaultSampler(), opts.pruner ?? defaultPruner());
+  return new Study(info, opts.storage, opts.sampler ?? defaultSampler(), opts.pruner ?? defaultPruner(), { checkpointConfig: opts.checkpointConfig, maxRetries: opts.maxRetries, retryFailed: opts.retryFailed });
+}
+
+/** A peer seen within this long counts as alive for retry assignment (the replica's staleness window). */
+const LIVE_WINDOW_MS = 10_000;
+
+/** Rendezvous hashing: the worker whose hash with the trial id is highest takes the retry. */
+function assignee(trialId: string, workers: readonly string[]): string | null {
+  let best: string | null = null;
+  let bestScore = -1;
+  for (const w of workers) {
+    const score = fnv1a(`${trialId}|${w}`);
+    if (score > bestScore || (score === bestScore && best !== null && w < best)) {
+      best = w;
+      bestScore = score;
+    }
+  }
+  return best;
+}
+
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
 }
 
 export class Study {
   private stopRequested = false;
   private readonly inFlight = new Map<string, Trial>();
 
+  private checkpointManager: Promise<CheckpointManager> | null = null;
+  readonly checkpointConfig: CheckpointConfig;
+
   constructor(
     private info: StudyInfo,
     readonly storage: Storage,
     readonly sampler: Sampler,
     readonly pruner: Pruner,
-  ) {}
+    options: { checkpointConfig?: CheckpointConfig | undefined; maxRetries?: number | undefined; retryFailed?: boolean | undefined } = {},
+  ) {
+    this.checkpointConfig = checkCheckpointConfig(options.checkpointConfig);
+    checkOptions('createStudy', options, {
+      maxRetries: { valid: 'an integer >= -1 (-1: no limit)', test: rules.integer(-1).test },
+      retryFailed: rules.boolean(),
+    });
+    this.maxRetries = options.maxRetries ?? 0;
+    this.retryFailed = options.retryFailed ?? false;
+  }
+
+  /** Retries per failed trial (0: none, -1: no limit); see CreateStudyOptions.maxRetries. */
+  readonly maxRetries: number;
+  readonly retryFailed: boolean;
+
+  /**
+   * The FAIL trial this peer should run again now, if any: not retried yet, under the retry limit,
+   * stale (or any failure with retryFailed), and assigned to this peer. In a connected swarm every peer
+   * computes the same assignment (rendezvous hashing of the trial id over the peers that run trials and
+   * were seen within the liveness window), so one failure gets one retry. Across a partition each side
+   * may retry it; both results stand.
+   */
+  private retryCandidate(): FrozenTrial | null {
+    if (this.maxRetries === 0) return null;
+    const failed = this.storage.getAllTrials(this.studyId, ['FAIL']);
+    if (failed.length === 0) return null;
+    const retried = new Set<string>();
+    for (const t of this.storage.getAllTrials(this.studyId)) {
+      const of = t.systemAttrs['retryOf'];
+      if (typeof of === 'string') retried.add(of);
+    }
+    let workers: string[] | null = null;
+    for (const t of failed) {
+      if (retried.has(t.trialId) || this.retrying.has(t.trialId)) continue;
+      if (t.systemAttrs['stale'] !== true && !this.retryFailed) continue;
+      const history = Array.isArray(t.systemAttrs['retryHistory']) ? (t.systemAttrs['retryHistory'] as unknown[]) : [];
+      if (this.maxRetries >= 0 && history.length >= this.maxRetries) continue;
+      workers ??= this.liveWorkers();
+      if (assignee(t.trialId, workers.filter((w) => w !== t.owner || workers!.length === 1)) !== this.storage.ownerId) continue;
+      return t;
+    }
+    return null;
+  }
+
+  private readonly retrying = new Set<string>();
+
+  /** This peer and the peers seen lately that run trials (a replica-only node never retries). */
+  private liveWorkers(): string[] {
+    const self = this.storage.ownerId;
+    const out = new Set<string>([self]);
+    const now = Date.now();
+    for (const p of this.storage.peers?.(this.studyId) ?? []) {
+      if (p.self || p.trialsRun === 0 || !p.lastSeen) continue;
+      if (now - p.lastSeen.getTime() <= LIVE_WINDOW_MS) out.add(p.peerId);
+    }
+    return [...out].sort();
+  }
+
+  /**
+   * The study's checkpoints (blob store and keep rules), created on first use: the blob store is the
+   * storage's `checkpointDir`, else a temporary directory for this process. Loaded lazily so studies
+   * that never checkpoint pay nothing.
+   */
+  checkpoints(): Promise<CheckpointManager> {
+    this.checkpointManager ??= (async () => {
+      const [{ CheckpointManager }, { BlobStore }, os, path, fs] = await Promise.all([
+        import('./checkpoints/manager.js'),
+        import('./checkpoints/blob-store.js'),
+        import('node:os'),
+        import('node:path'),
+        import('node:fs/promises'),
+      ]);
+      const dir = this.storage.checkpointDir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'peertune-checkpoints-')));
+      const store = await BlobStore.open(dir);
+      const fetch = this.storage.fetchCheckpointBlobs?.bind(this.storage);
+      return new CheckpointManager(this.storage, store, { peerId: this.storage.ownerId, config: this.checkpointConfig, ...(fetch ? { fetch } : {}) });
+    })();
+    return this.checkpointManager;
+  }
+
+  /**
+   * The best checkpoint of the study by a metric its checkpoints recorded (Ray's
+   * get_best_checkpoint), unpacked to a local path; null when no checkpoint has that metric.
+   */
+  async bestCheckpoint(opts: { metric: string; order?: 'max' | 'min' }): Promise<Checkpoint | null> {
+    const m = await this.checkpoints();
+    const ref = m.bestRef(this.studyId, opts.metric, opts.order ?? 'max');
+    return ref ? m.materialize(ref) : null;
+  }
 
   get studyName(): string {
     return this.info.studyName;
@@ -218,7 +359,7 @@ export class Study {
   /** Asks the sampler for a new trial (or takes an enqueued one). */
   ask(fixedDistributions: Record<string, Distribution> = {}): Trial {
     const { storage, studyId, sampler } = this;
-    const frozen = storage.claimWaitingTrial(studyId) ?? storage.createTrial(studyId);
+    const frozen = this.startRetry() ?? storage.claimWaitingTrial(studyId) ?? storage.createTrial(studyId);
     sampler.beforeTrial?.(this, frozen);
     const fixed = (frozen.systemAttrs['fixedParams'] as Record<string, ParamValue> | undefined) ?? {};
     const space = { ...sampler.inferRelativeSearchSpace(this, frozen) };
@@ -234,6 +375,29 @@ export class Study {
     for (const [name, d] of Object.entries(fixedDistributions)) trial.suggest(name, d);
     this.inFlight.set(frozen.trialId, trial);
     return trial;
+  }
+
+  /** Whether a failed trial is still under the retry limit (so a later ask() runs it again). */
+  private willRetry(t: FrozenTrial): boolean {
+    if (this.maxRetries === 0 || !this.retryFailed || t.state !== 'FAIL') return false;
+    const history = Array.isArray(t.systemAttrs['retryHistory']) ? t.systemAttrs['retryHistory'].length : 0;
+    return this.maxRetries < 0 || history < this.maxRetries;
+  }
+
+  /** Creates the retry of `retryCandidate()`, if there is one: same params, linked both ways by id. */
+  private startRetry(): FrozenTrial | null {
+    const t = this.retryCandidate();
+    if (!t) return null;
+    this.retrying.add(t.trialId);
+    const history = Array.isArray(t.systemAttrs['retryHistory']) ? (t.systemAttrs['retryHistory'] as string[]) : [];
+    const retry = this.storage.createTrial(this.studyId, {
+      params: { ...t.params },
+      distributions: { ...t.distributions },
+      systemAttrs: { fixedParams: { ...t.params }, retryOf: t.trialId, retryHistory: [...history, t.trialId] },
+    });
+    const limit = this.maxRetries < 0 ? 'no limit' : `at most ${this.maxRetries}`;
+    logger.info(`Trial ${t.number} ${t.systemAttrs['stale'] === true ? 'lost its peer' : 'failed'}; retrying it as trial ${retry.number} (retry ${history.length + 1}, ${limit}).`);
+    return retry;
   }
 
   /**
@@ -329,7 +493,8 @@ export class Study {
           started++;
           const { frozen, error } = await this.runOne(objective);
           bar?.update(this.bestText());
-          if (error !== undefined && !isCaught(error)) {
+          // A failure that will be retried does not stop optimize (Ray's max_failures); others follow Optuna.
+          if (error !== undefined && !isCaught(error) && !this.willRetry(frozen)) {
             fatal ??= { err: error };
           }
           for (const cb of callbacks) await cb(this, frozen);

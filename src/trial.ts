@@ -20,6 +20,7 @@ import { PeertuneError, StudyUsageError } from './errors.js';
 import { logger } from './logging.js';
 import type { FrozenTrial } from './storage/storage.js';
 import type { Study } from './study.js';
+import type { Checkpoint, CheckpointRef } from './checkpoints/manager.js';
 
 /** Thrown by an objective (or the command protocol) to end a trial as PRUNED. */
 export class TrialPruned extends PeertuneError {
@@ -55,6 +56,30 @@ export class Trial {
 
   get number(): number {
     return this.snapshot().number;
+  }
+
+  /**
+   * Stores `path` (a file or a directory) as this trial's newest checkpoint; resolves once it is in
+   * this peer's blob store, so the caller may delete its copy. `step` is the training step it was
+   * taken at, `metrics` what ranks it (the study's checkpointConfig.scoreAttribute).
+   */
+  async saveCheckpoint(path: string, opts: { step?: number; metrics?: Record<string, unknown> } = {}): Promise<CheckpointRef> {
+    const m = await this.study.checkpoints();
+    return m.save(this.study.studyId, this.trialId, path, opts);
+  }
+
+  /**
+   * This trial's latest checkpoint, else the latest of the trial it retries or resumes, fetched from a
+   * peer that holds it when it is not here and unpacked to a local path; null when there is none.
+   */
+  async getCheckpoint(): Promise<Checkpoint | null> {
+    const m = await this.study.checkpoints();
+    return m.get(this.study.studyId, this.trialId);
+  }
+
+  /** The trial's kept checkpoint references (no bytes), oldest first. */
+  get checkpoints(): readonly CheckpointRef[] {
+    return this.snapshot().checkpoints;
   }
 
   get params(): Readonly<Record<string, ParamValue>> {

@@ -11,21 +11,11 @@ import path from 'node:path';
 import { mkdir, mkdtemp } from 'node:fs/promises';
 import type { FrozenTrial, Storage } from '../storage/storage.js';
 import { PeertuneError } from '../errors.js';
-import { BlobError, isBlobHash, type BlobRef, type BlobStore } from './blob-store.js';
-import { bestCheckpoint, checkCheckpointConfig, selectKept, type CheckpointConfig } from './keep.js';
+import { BlobError, type BlobRef, type BlobStore } from './blob-store.js';
+import { CHECKPOINTS_ATTR, checkpointRefs, type CheckpointRef } from './refs.js';
 
-/** What the document holds about one checkpoint (a system attr entry; JSON-safe). */
-export interface CheckpointRef extends BlobRef {
-  /** `<trialId>#<seq>`: unique across the swarm. */
-  id: string;
-  trialId: string;
-  seq: number;
-  step: number | null;
-  metrics: Record<string, number | string | boolean | null>;
-  createdAt: number;
-  /** Peers that hold a verified copy (the owner first). */
-  holders: string[];
-}
+export { CHECKPOINTS_ATTR, checkpointRefs, type CheckpointRef };
+import { bestCheckpoint, checkCheckpointConfig, selectKept, type CheckpointConfig } from './keep.js';
 
 /** What `trial.getCheckpoint()` returns. */
 export interface Checkpoint {
@@ -39,35 +29,8 @@ export class CheckpointError extends PeertuneError {
   override name = 'CheckpointError';
 }
 
-export const CHECKPOINTS_ATTR = 'checkpoints';
 /** Trials a checkpoint lookup may follow through `retryOf` / `pbtParent` (a cycle cannot loop forever). */
 const MAX_CHAIN = 64;
-
-/** The checkpoint references of a trial, checked (a record from another peer may carry anything). */
-export function checkpointRefs(t: FrozenTrial): CheckpointRef[] {
-  const raw = t.systemAttrs[CHECKPOINTS_ATTR];
-  if (!Array.isArray(raw)) return [];
-  const out: CheckpointRef[] = [];
-  for (const r of raw as unknown[]) {
-    const c = r as Partial<CheckpointRef> | null;
-    if (!c || typeof c !== 'object' || !isBlobHash(c.hash) || (c.kind !== 'file' && c.kind !== 'dir')) continue;
-    if (!Number.isSafeInteger(c.size) || (c.size as number) < 0 || !Number.isSafeInteger(c.seq)) continue;
-    out.push({
-      id: `${t.trialId}#${c.seq}`,
-      trialId: t.trialId,
-      hash: c.hash,
-      size: c.size as number,
-      kind: c.kind,
-      seq: c.seq as number,
-      step: Number.isSafeInteger(c.step) ? (c.step as number) : null,
-      metrics: c.metrics && typeof c.metrics === 'object' && !Array.isArray(c.metrics) ? (c.metrics as CheckpointRef['metrics']) : {},
-      createdAt: typeof c.createdAt === 'number' ? c.createdAt : 0,
-      ...(c.kind === 'dir' && Number.isSafeInteger(c.manifestSize) ? { manifestSize: c.manifestSize as number } : {}),
-      holders: Array.isArray(c.holders) ? c.holders.filter((h): h is string => typeof h === 'string').slice(0, 32) : [],
-    });
-  }
-  return out;
-}
 
 function checkMetrics(m: unknown): CheckpointRef['metrics'] {
   if (m === undefined) return {};

@@ -13,6 +13,7 @@
  */
 import type { Distribution, ParamValue } from '../distributions.js';
 import { PeertuneError } from '../errors.js';
+import { checkpointRefs, type CheckpointRef } from '../checkpoints/refs.js';
 
 export type TrialState = 'WAITING' | 'RUNNING' | 'COMPLETE' | 'PRUNED' | 'FAIL';
 export const TRIAL_STATES: readonly TrialState[] = ['WAITING', 'RUNNING', 'COMPLETE', 'PRUNED', 'FAIL'];
@@ -44,15 +45,19 @@ export interface FrozenTrial {
   readonly systemAttrs: Readonly<Record<string, unknown>>;
   readonly datetimeStart: Date | null;
   readonly datetimeComplete: Date | null;
+  /** The trial's kept checkpoint references, oldest first (read from the system attr `checkpoints`). */
+  readonly checkpoints: readonly CheckpointRef[];
 }
 
 /** The fields a storage knows of a trial; `frozenTrial` derives the rest. */
-export type TrialFields = Omit<FrozenTrial, 'value'>;
+export type TrialFields = Omit<FrozenTrial, 'value' | 'checkpoints'>;
 
 /**
  * The one way to build a FrozenTrial (every storage and the JSON import use it): copies and freezes the
  * containers, and derives `value` from `values` (Optuna's rule: set for one objective only).
  */
+const NO_CHECKPOINTS: readonly CheckpointRef[] = Object.freeze([]);
+
 export function frozenTrial(f: TrialFields): FrozenTrial {
   const values = f.values ? Object.freeze([...f.values]) : null;
   return Object.freeze({
@@ -69,6 +74,7 @@ export function frozenTrial(f: TrialFields): FrozenTrial {
     systemAttrs: Object.freeze({ ...f.systemAttrs }),
     datetimeStart: f.datetimeStart,
     datetimeComplete: f.datetimeComplete,
+    checkpoints: f.systemAttrs['checkpoints'] === undefined ? NO_CHECKPOINTS : Object.freeze(checkpointRefs(f).sort((a, b) => a.seq - b.seq)),
   });
 }
 
@@ -155,6 +161,16 @@ export interface Storage {
   waitForStudy?(studyName: string, timeoutMs?: number): Promise<StudyInfo | null>;
   /** Optional: the peers this replica knows for a study (replicated storages only). */
   peers?(studyId: string): PeerInfo[];
+  /**
+   * Optional: where this storage keeps checkpoint blobs (a replica: `<dataDir>/checkpoints`). Without
+   * it, a study keeps them in a temporary directory for the life of the process.
+   */
+  readonly checkpointDir?: string;
+  /**
+   * Optional: brings the blobs of a checkpoint held by other peers into the blob store at
+   * `checkpointDir` (replicated storages). Without it, only local checkpoints can be read.
+   */
+  fetchCheckpointBlobs?(ref: CheckpointRef, blobs: { hash: string; size: number }[]): Promise<void>;
 
   /** Identity of this process in trial ids (`owner` of trials it creates). */
   readonly ownerId: string;
