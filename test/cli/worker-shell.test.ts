@@ -6,7 +6,7 @@ import { before, test } from 'node:test';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureBuilt, fixtures, runCli } from '../fixtures/cli/helpers.js';
+import { CliProcess, ensureBuilt, fixtures, loopbackAddr, runCli } from '../fixtures/cli/helpers.js';
 
 before(() => ensureBuilt());
 
@@ -77,4 +77,21 @@ test('an in-memory multi-objective run prints its Pareto front', async () => {
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /Pareto front: \d+ trial\(s\)/);
   assert.match(r.stdout, /^number\s+values_0\s+values_1/m);
+});
+
+test('a two-peer run that outlives its peer does not warn "Cannot reach ... yet" when that peer ends', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'peertune-lost-'));
+  const a = join(dir, 'a');
+  const created = await runCli(['create-study', '--study-name', 's', '--data-dir', a, '--listen', '/ip4/127.0.0.1/tcp/0']);
+  assert.equal(created.code, 0, created.stderr);
+  const slow = ['--', 'sh', '-c', 'sleep 0.3; echo 1'];
+  const wa = new CliProcess(['worker', '--study-name', 's', '--data-dir', a, '--listen', '/ip4/127.0.0.1/tcp/0', '--n-trials', '4', ...slow]);
+  const addr = loopbackAddr((await wa.waitFor(/--join \/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/\w+/))[0]);
+  const wb = new CliProcess(['worker', '--study-name', 's', '--data-dir', join(dir, 'b'), '--join', addr, '--n-trials', '14', ...slow], { PEERTUNE_LOG_LEVEL: 'debug' });
+  assert.equal(await wa.exit(60_000), 0, wa.stderr);
+  assert.equal(await wb.exit(90_000), 0, wb.stderr);
+  assert.match(wb.stderr, /ran 14 trials/);
+  // B did lose A while it ran (the debug line proves the path was taken), and said so quietly.
+  assert.match(wb.stderr, /\[D [^\]]+\] Lost \/ip4\/127\.0\.0\.1/);
+  assert.doesNotMatch(wb.stderr, /Cannot reach/);
 });
