@@ -1,6 +1,6 @@
 // Each example in examples/ runs as its README says, briefly (fewer trials and epochs).
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -87,4 +87,27 @@ test('examples/pytorch-digits through the command objective', { skip: py ? false
   assert.equal(values.length, 2, r.stderr);
   for (const v of values) assert.ok(v > 0 && v <= 1);
   assert.match(r.stderr, /\(2 complete, 0 pruned, 0 failed\)/);
+});
+
+test('examples/pytorch-digits as an Optuna script through the Python study API', { skip: py ? false : 'torch or scikit-learn is missing (apt-get install python3-torch python3-sklearn)' }, async () => {
+  const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const child = spawn(py!, ['examples/pytorch-digits/train.py', '--epochs', '2', '--n-trials', '3'], { cwd: repo, env: { ...process.env, PEERTUNE_CLI: join(repo, 'dist', 'cli', 'main.js') } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`timed out\n${stderr}`));
+    }, 180_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /Number of finished trials: 3 \(\d+ pruned\)/);
+  assert.match(r.stdout, /Best trial: \d+ with accuracy 0\.\d+/);
+  // Optuna's log lines, printed by the peer the client started.
+  assert.match(r.stderr, /Trial 0 finished with value: [\d.]+ and parameters: \{'n_layers'/);
 });
