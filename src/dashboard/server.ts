@@ -12,7 +12,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { timingSafeEqual, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -20,6 +19,7 @@ import { PeertuneError } from '../errors.js';
 import { Worker } from 'node:worker_threads';
 import type { PeerInfo, Storage, StudyInfo, TrialState } from '../storage/storage.js';
 import { TRIAL_STATES } from '../storage/storage.js';
+import { plotlyBundlePath } from '../visualization/plotly-bundle.js';
 import { StudyFeed } from './feed.js';
 import type { ImportanceJob } from './importance-worker.js';
 
@@ -110,10 +110,7 @@ function webAsset(name: string): Promise<Asset> {
 }
 
 function plotlyAsset(): Promise<Asset> {
-  return asset('plotly', async () => {
-    const path = createRequire(import.meta.url).resolve('plotly.js-dist-min/plotly.min.js');
-    return { body: readFileSync(path), type: 'text/javascript' };
-  });
+  return asset('plotly', async () => ({ body: readFileSync(plotlyBundlePath()), type: 'text/javascript' }));
 }
 
 export function validateDashboardOptions(opts: Pick<DashboardOptions, 'host' | 'port' | 'token'>): { host: string; port: number; token: string | null } {

@@ -3,13 +3,13 @@
  * plot made on a cluster node opens on a laptop with no server and no internet.
  */
 import { readFile, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import type { Figure } from './figures.js';
+import { plotlyBundlePath } from './plotly-bundle.js';
 
 let plotlySource: Promise<string> | null = null;
 
 function plotly(): Promise<string> {
-  plotlySource ??= readFile(createRequire(import.meta.url).resolve('plotly.js-dist-min/plotly.min.js'), 'utf8');
+  plotlySource ??= readFile(plotlyBundlePath(), 'utf8');
   return plotlySource;
 }
 
@@ -24,9 +24,9 @@ export async function figureHtml(figure: Figure, opts: { title?: string } = {}):
   const fig = JSON.stringify({ data: figure.data, layout: { autosize: true, ...figure.layout } });
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${esc}</title>
-<style>html,body{margin:0;height:100%}#plot{width:100%;height:100vh}</style>
-<script>${scriptSafe(await plotly())}</script></head>
+<style>html,body{margin:0;height:100%}#plot{width:100%;height:100vh}</style></head>
 <body><div id="plot"></div>
+<script>${scriptSafe(await plotly())}</script>
 <script>const fig = ${scriptSafe(fig)}; Plotly.newPlot('plot', fig.data, fig.layout, { responsive: true, displaylogo: false });</script>
 </body></html>
 `;
