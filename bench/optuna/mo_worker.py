@@ -1,7 +1,7 @@
 """Optuna side of the multi-objective benchmark.
 
 Reads jobs (one JSON object per line) on stdin: {"n_vars": int, "n_objectives": int, "sampler": "tpe" |
-"nsga2", "seed": int, "n_trials": int}. Each trial suggests x0..x{n_vars-1} in [0, 1], writes
+"tpe-mv" | "nsga2", "seed": int, "n_trials": int}. Each trial suggests x0..x{n_vars-1} in [0, 1], writes
 {"ask": params} and reads back {"values": [float, ...]}: the problem is evaluated by peertune's
 TypeScript benchmark, so both libraries optimize the very same code. After the last trial it writes
 {"done": true, "seconds": <time spent inside Optuna and I/O>}.
@@ -20,9 +20,11 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 def make_sampler(kind, seed):
     if kind == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
+    if kind == "tpe-mv":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
     if kind == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
-    raise ValueError(f"unknown sampler kind {kind!r}; use 'tpe' or 'nsga2'")
+    raise ValueError(f"unknown sampler kind {kind!r}; use 'tpe', 'tpe-mv' or 'nsga2'")
 
 
 def send(obj):

@@ -53,7 +53,8 @@ export interface TPESamplerOptions {
    * Several objectives: how the good group is chosen. 'rank': whole non-dominated fronts, the last
    * one cut by age, with the usual weights. 'hypervolume' (Optuna's MOTPE): the last front cut by
    * greedy hypervolume subset selection, good observations weighted by their hypervolume contribution.
-   * Default 'rank' (see bench/multi-objective.bench.ts).
+   * Default 'hypervolume': over ZDT1, ZDT2, ZDT3 and DTLZ2 at 50, 100 and 200 trials (10 seeds) its
+   * median hypervolume was higher in 10 of the 12 cells (bench/multi-objective.bench.ts).
    */
   multiObjectiveSplit?: 'rank' | 'hypervolume';
   /** Constraint values of a finished trial, feasible when all are <= 0; infeasible trials rank last. */
@@ -201,7 +202,7 @@ export class TPESampler implements Sampler {
       throw new TPEOptionError(`TPESampler: seed must be a finite number, got ${String(opts.seed)}`);
     }
     this.seed = opts.seed ?? randomSeed();
-    const moSplit = opts.multiObjectiveSplit ?? 'rank';
+    const moSplit = opts.multiObjectiveSplit ?? 'hypervolume';
     if (moSplit !== 'rank' && moSplit !== 'hypervolume') {
       throw new TPEOptionError(`TPESampler: multiObjectiveSplit must be "rank" or "hypervolume", got ${JSON.stringify(moSplit)}`);
     }
