@@ -292,7 +292,7 @@ function freePort(): Promise<number> {
 
 // ---------------------------------------------------------------- partition heal
 
-async function partitionHeal(perSide: number): Promise<{ ms: number; total: number }> {
+export async function partitionHeal(perSide: number): Promise<{ ms: number; total: number }> {
   const [a, b] = await swarm(2, 'heal');
   try {
     const sid = a!.getStudy('heal')!.studyId;

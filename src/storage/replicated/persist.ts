@@ -91,40 +91,62 @@ export class ReplicaDb {
     await this.db.put('format', enc.encode(String(REPLICA_FORMAT)));
   }
 
+  /**
+   * Everything stored, without reading the change batches of sealed shards (their final records are
+   * enough to load; the batches are read only to serve a peer that lacks the shard).
+   */
   async loadAll(): Promise<{ studies: StoredStudy[]; deleted: Set<string> }> {
     const studies = new Map<string, StoredStudy>();
     const deleted = new Set<string>();
-    for await (const [key, value] of this.db.iterator()) {
+    const small: string[] = [];
+    const batchKeys = new Map<string, string[]>(); // `${study}/${shard}` -> batch keys in order
+    for await (const key of this.db.keys()) {
       const parts = key.split('/');
       if (parts[0] === 'del') deleted.add(parts[1]!);
       if (parts[0] !== 's') continue;
       const id = parts[1]!;
-      let s = studies.get(id);
-      if (!s) {
-        s = { studyId: id, name: '', meta: null, shards: new Map() };
-        studies.set(id, s);
-      }
-      const shardOf = (k: string): StoredShard => {
-        let sh = s!.shards.get(k);
-        if (!sh) s!.shards.set(k, (sh = { key: k, batches: [], sealed: null }));
-        return sh;
-      };
+      if (!studies.has(id)) studies.set(id, { studyId: id, name: '', meta: null, shards: new Map() });
+      if (parts[2] === 'c' && parts.length === 5) {
+        const k = `${id}/${parts[3]}`;
+        let l = batchKeys.get(k);
+        if (!l) batchKeys.set(k, (l = []));
+        l.push(key); // keys sort by their zero-padded sequence
+        this.seq.set(k, Math.max(this.seq.get(k) ?? 0, parseInt(parts[4]!, 10) + 1));
+      } else small.push(key);
+    }
+    const values = small.length ? await this.db.getMany(small) : [];
+    const shardOf = (s: StoredStudy, k: string): StoredShard => {
+      let sh = s.shards.get(k);
+      if (!sh) s.shards.set(k, (sh = { key: k, batches: [], sealed: null }));
+      return sh;
+    };
+    small.forEach((key, i) => {
+      const value = values[i];
+      if (!value) return;
+      const parts = key.split('/');
+      const s = studies.get(parts[1]!)!;
       if (parts[2] === 'name') {
         s.name = dec.decode(value);
-        this.named.add(id);
+        this.named.add(s.studyId);
       } else if (parts[2] === 'meta') s.meta = value;
-      else if (parts[2] === 'c' && parts.length === 5) {
-        shardOf(parts[3]!).batches.push(value); // keys sort by their zero-padded sequence
-        const k = `${id}/${parts[3]}`;
-        this.seq.set(k, Math.max(this.seq.get(k) ?? 0, parseInt(parts[4]!, 10) + 1));
-      } else if (parts[2] === 'r' && parts.length === 4) {
+      else if (parts[2] === 'r' && parts.length === 4) {
         try {
           const o = unpackUntrusted(value, { maxBytes: 1 << 30, maxDepth: 4, maxNodes: 1_000_000 }) as { h: string[]; n: number; r: Uint8Array[]; b: number };
-          if (Array.isArray(o.h) && Array.isArray(o.r) && typeof o.n === 'number') shardOf(parts[3]!).sealed = { heads: o.h, changes: o.n, records: o.r, batches: o.b };
+          if (Array.isArray(o.h) && Array.isArray(o.r) && typeof o.n === 'number') shardOf(s, parts[3]!).sealed = { heads: o.h, changes: o.n, records: o.r, batches: o.b };
         } catch {
           /* a damaged cache: the shard loads from its changes instead */
         }
       }
+    });
+    for (const [k, keys] of batchKeys) {
+      const [id, shard] = [k.slice(0, k.indexOf('/')), k.slice(k.indexOf('/') + 1)];
+      const sh = shardOf(studies.get(id)!, shard);
+      if (sh.sealed && sh.sealed.batches === keys.length) {
+        sh.batches = new Array(keys.length); // counted, not read
+        continue;
+      }
+      sh.sealed = null;
+      sh.batches = (await this.db.getMany(keys)).filter((v): v is Uint8Array => v !== undefined);
     }
     return { studies: [...studies.values()].filter((s) => !deleted.has(s.studyId)), deleted };
   }

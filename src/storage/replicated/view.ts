@@ -79,16 +79,16 @@ export class TrialView {
 
   /**
    * Takes records (new or newer versions) into the view; returns the numbers of shown trials that
-   * changed (the partition-heal / race case; empty when trials only appended).
+   * changed (the partition-heal / race case; empty when trials only appended). New trials are sorted
+   * and merged in one pass, so a batch costs O(batch log batch) when it appends and O(shown) when it
+   * lands in the middle (a catch-up piece), never O(shown) per trial.
    */
   put(recs: Iterable<TrialRecord>, now = Date.now()): NumberChange[] {
-    let lowest = Infinity;
-    const before = new Map<string, number>();
     const touched: string[] = [];
-    const fresh = new Set<string>();
+    let fresh: TrialRecord[] = [];
+    const removed = new Set<string>();
     for (const rec of recs) {
       const prev = this.records.get(rec.id);
-      if (prev && prev.o === this.self && rec.o === this.self && prev.v > rec.v) continue;
       if (prev && prev.v > rec.v) continue;
       this.records.set(rec.id, rec);
       touched.push(rec.id);
@@ -97,74 +97,58 @@ export class TrialView {
       if (rec.s === 'RUNNING' && rec.o !== this.self) this.runningRemote.add(rec.id);
       else this.runningRemote.delete(rec.id);
       if (prev) {
-        // The sort key (c, claim, id) never changes between versions of a trial; the state might hide it.
-        this.frozenCache.delete(rec.id);
+        // The sort key (c, claim, id) never changes between versions of a trial.
         const at = this.index.get(rec.id);
-        if (at !== undefined && this.order[at]?.id === rec.id) this.order[at] = rec;
-        else if (at !== undefined) this.order[this.order.findIndex((r) => r.id === rec.id)] = rec;
+        if (at !== undefined) this.order[this.order[at]?.id === rec.id ? at : this.order.findIndex((r) => r.id === rec.id)] = rec;
         continue;
       }
-      fresh.add(rec.id);
       if (rec.claim) {
         const cur = this.claimedBy.get(rec.claim);
         if (cur === undefined || rec.id < cur) {
           this.claimedBy.set(rec.claim, rec.id);
-          const waiting = this.records.get(rec.claim);
-          if (waiting && waiting.s === 'WAITING' && this.index.has(waiting.id)) lowest = Math.min(lowest, this.removeAt(waiting.id, before));
+          if (this.index.has(rec.claim)) removed.add(rec.claim);
         }
       }
-      if (rec.s === 'WAITING' && this.claimedBy.has(rec.id)) continue;
-      lowest = Math.min(lowest, this.insertAt(rec, before));
+      fresh.push(rec);
     }
     if (touched.length) this.touch(touched);
-    if (lowest === Infinity) return [];
+    // A WAITING trial with a known claim is hidden (the claim may have come later in the batch).
+    fresh = fresh.filter((r) => !(r.s === 'WAITING' && this.claimedBy.has(r.id)));
+    if (fresh.length === 0 && removed.size === 0) return [];
+    fresh.sort(sortKey);
+    const old = this.order;
+    if (removed.size === 0 && (old.length === 0 || sortKey(old[old.length - 1]!, fresh[0]!) < 0)) {
+      for (const r of fresh) {
+        this.index.set(r.id, old.length);
+        old.push(r);
+      }
+      return [];
+    }
+    const merged: TrialRecord[] = [];
+    let i = 0;
+    let j = 0;
+    while (i < old.length || j < fresh.length) {
+      if (i < old.length && removed.has(old[i]!.id)) {
+        this.index.delete(old[i]!.id);
+        this.frozenCache.delete(old[i]!.id);
+        i++;
+        continue;
+      }
+      if (j >= fresh.length || (i < old.length && sortKey(old[i]!, fresh[j]!) < 0)) merged.push(old[i++]!);
+      else merged.push(fresh[j++]!);
+    }
+    const freshIds = new Set(fresh.map((r) => r.id));
     const changes: NumberChange[] = [];
-    for (let i = lowest; i < this.order.length; i++) {
-      const id = this.order[i]!.id;
-      if (this.index.get(id) !== i) {
-        this.index.set(id, i);
-        this.frozenCache.delete(id);
-      }
-      const from = before.get(id);
-      if (from !== undefined && from !== i && !fresh.has(id)) changes.push({ trialId: id, from, to: i });
+    for (let k = 0; k < merged.length; k++) {
+      const id = merged[k]!.id;
+      const was = this.index.get(id);
+      if (was === k) continue;
+      if (was !== undefined && !freshIds.has(id)) changes.push({ trialId: id, from: was, to: k });
+      this.index.set(id, k);
+      this.frozenCache.delete(id);
     }
+    this.order = merged;
     return changes;
-  }
-
-  /** Inserts a shown trial at its place; returns the first index whose number may have changed. */
-  private insertAt(rec: TrialRecord, before: Map<string, number>): number {
-    const o = this.order;
-    let lo = 0;
-    let hi = o.length;
-    // Appends are the common case: check the end first.
-    if (hi === 0 || sortKey(o[hi - 1]!, rec) < 0) lo = hi;
-    else {
-      while (lo < hi) {
-        const mid = (lo + hi) >> 1;
-        if (sortKey(o[mid]!, rec) < 0) lo = mid + 1;
-        else hi = mid;
-      }
-    }
-    if (lo === o.length) {
-      o.push(rec);
-      this.index.set(rec.id, lo);
-      return Infinity;
-    }
-    for (let i = lo; i < o.length; i++) if (!before.has(o[i]!.id)) before.set(o[i]!.id, i);
-    o.splice(lo, 0, rec);
-    return lo;
-  }
-
-  private removeAt(id: string, before: Map<string, number>): number {
-    const at = this.index.get(id)!;
-    for (let i = at + 1; i < this.order.length; i++) if (!before.has(this.order[i]!.id)) before.set(this.order[i]!.id, i);
-    // Refresh stale indexes first (a previous splice in this batch may have moved it).
-    let pos = at;
-    if (this.order[pos]?.id !== id) pos = this.order.findIndex((r) => r.id === id);
-    this.order.splice(pos, 1);
-    this.index.delete(id);
-    this.frozenCache.delete(id);
-    return pos;
   }
 
   /** Marks trials changed (frozen copies rebuilt on the next read). */
