@@ -61,7 +61,7 @@ const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 const isLoopback = (host: string): boolean => LOOPBACK.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host);
 
 /** Modules of src/ the page imports (only these are served). */
-const BROWSER_MODULES = new Set(['visualization/data', 'visualization/figures', 'visualization/hypervolume', 'multi-objective', 'errors']);
+const BROWSER_MODULES = new Set(['visualization/data', 'visualization/figures', 'visualization/pareto', 'hypervolume', 'multi-objective', 'errors']);
 
 const here = fileURLToPath(import.meta.url);
 const srcRoot = dirname(dirname(here));

@@ -11,7 +11,8 @@
 import type { Distribution } from '../distributions.js';
 import type { StudyDirection } from '../storage/storage.js';
 import { PlotError, paramCoordinate, paramsOf, isLogParam, targetOf, type PlotStudy, type PlotTrial, type Target } from './data.js';
-import { hypervolume, nonDominatedIndices } from './hypervolume.js';
+import { hypervolume } from '../hypervolume.js';
+import { nonDominatedIndices } from './pareto.js';
 
 export interface Figure {
   data: Record<string, unknown>[];

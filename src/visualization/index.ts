@@ -25,7 +25,7 @@ export {
 } from './figures.js';
 export type { Figure, HistoryOptions, TargetOptions } from './figures.js';
 export { PlotError, type PlotStudy, type PlotTrial, type Target } from './data.js';
-export { hypervolume, nonDominatedIndices } from './hypervolume.js';
+export { nonDominatedIndices } from './pareto.js';
 export { writeHtml, figureHtml } from './html.js';
 
 /** Optuna's plot_param_importances: bars of getParamImportances (fANOVA by default). */

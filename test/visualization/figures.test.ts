@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { test } from 'node:test';
 import { createStudy, RandomSampler, setVerbosity } from '../../src/index.js';
+import { hypervolume } from '../../src/hypervolume.js';
 import {
-  hypervolume,
   hypervolumeHistory,
   nonDominatedIndices,
   plotContour,
