@@ -38,3 +38,5 @@ export async function openPeerStorage(opts: PeerStorageOptions): Promise<PeerSto
 }
 export type { CheckpointConfig } from './checkpoints/keep.js';
 export type { Checkpoint, CheckpointRef } from './checkpoints/manager.js';
+export * from './visualization/index.js';
+export * from './importance/index.js';
