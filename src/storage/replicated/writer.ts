@@ -7,7 +7,7 @@
  */
 import { logger } from '../../logging.js';
 import { pack } from '../../net/wire.js';
-import { StorageError, isFinished, type TrialTemplate } from '../storage.js';
+import { StorageError, type TrialTemplate } from '../storage.js';
 import { checkAttrs, checkNewTrialState, copyAttr } from '../contract.js';
 import { OUTBOX_DELAY_MS, topicOf } from './options.js';
 import type { Ctx, Replica, Shard } from './replica.js';
@@ -241,4 +241,3 @@ function copyAll(attrs: Readonly<Record<string, unknown>> | undefined): Record<s
   return out;
 }
 
-export { isFinished };
