@@ -178,3 +178,17 @@ test('bad options and multi-objective studies are refused with a message naming 
   const study = await createStudy({ directions: ['minimize', 'minimize'], sampler: new GPSampler({ seed: 0, nStartupTrials: 2 }) });
   await assert.rejects(study.optimize((t) => [t.suggestFloat('x', 0, 1), t.suggestFloat('y', 0, 1)], { nTrials: 3 }), /single-objective/);
 });
+
+test('past 100 observations the kernel is reused between refits and suggestions stay deterministic and useful', async () => {
+  const run = async () => {
+    const storage = new InMemoryStorage();
+    const seedStudy = await createStudy({ storage, studyName: 'long', sampler: new RandomSampler({ seed: 9 }) });
+    await seedStudy.optimize(branin, { nTrials: 102 });
+    const study = await createStudy({ storage, studyName: 'long', loadIfExists: true, sampler: new GPSampler({ seed: 9 }) });
+    await study.optimize(branin, { nTrials: 4 }); // 102 (fit), then 103..105 (< 102 * 1.05: reused)
+    return study.trials.slice(102).map((t) => t.values![0]!);
+  };
+  const a = await run();
+  assert.deepEqual(a, await run());
+  assert.ok(Math.min(...a) - BRANIN_MIN < 0.1, `GP suggestions after 102 random trials reached only ${Math.min(...a)}`);
+});

@@ -122,6 +122,9 @@ class CubeMap implements CubeSpace {
   }
 }
 
+/** Up to this many observations the kernel is refitted at every ask. */
+const REFIT_ALWAYS = 100;
+
 function standardize(values: readonly number[]): { y: Float64Array; mean: number; std: number } {
   const n = values.length;
   const mean = values.reduce((a, b) => a + b, 0) / n;
@@ -132,8 +135,11 @@ function standardize(values: readonly number[]): { y: Float64Array; mean: number
 
 interface StudyState {
   readonly space: IntersectionSearchSpace;
-  /** Last fitted kernel parameters (objective first, then each constraint), keyed by the space's names. */
-  cache: { key: string; params: (KernelParams | null)[] } | null;
+  /**
+   * Last fitted kernel parameters (objective first, then each constraint), keyed by the space's names,
+   * with the number of observations they were fitted to.
+   */
+  cache: { key: string; params: (KernelParams | null)[]; n: number } | null;
 }
 
 export class GPSampler implements Sampler {
@@ -206,8 +212,14 @@ export class GPSampler implements Sampler {
     const st = this.state(study);
     const key = cube.names.join('\u0000');
     const cached = st.cache?.key === key ? st.cache.params : [];
+    // Past REFIT_ALWAYS observations the kernel is refitted once the history has grown by 5% since the
+    // last fit (every 10 trials at 200), and reused in between: one more trial barely moves it, and a
+    // fit costs O(n^3) per likelihood evaluation.
+    const reuse = st.cache?.key === key && X.length > REFIT_ALWAYS && X.length < st.cache.n * 1.05;
+    const fitOrReuse = (Xs: Float64Array[], ys: Float64Array, init: KernelParams | null | undefined): GaussianProcess =>
+      reuse && init ? GaussianProcess.withParams(Xs, ys, cube.isCategorical, init) : GaussianProcess.fit(Xs, ys, cube.isCategorical, { deterministic: this.deterministic, init: init ?? null });
     const { y } = standardize(raw);
-    let gp = GaussianProcess.fit(X, y, cube.isCategorical, { deterministic: this.deterministic, init: cached[0] ?? null });
+    let gp = fitOrReuse(X, y, cached[0]);
     const fitted: (KernelParams | null)[] = [gp.params];
 
     // Constraints: a GP per constraint over trials that have values; feasibility is P(c <= 0).
@@ -221,12 +233,12 @@ export class GPSampler implements Sampler {
         const idx = cs.map((c, i) => (c && c.length === m ? i : -1)).filter((i) => i >= 0);
         if (idx.length === 0) continue;
         const s = standardize(idx.map((i) => -cs[i]![j]!)); // the GP maximizes: feasible is -c >= 0
-        const cgp = GaussianProcess.fit(idx.map((i) => X[i]!), s.y, cube.isCategorical, { deterministic: this.deterministic, init: cached[j + 1] ?? null });
+        const cgp = fitOrReuse(idx.map((i) => X[i]!), s.y, cached[j + 1]);
         fitted.push(cgp.params);
         constraintGps.push({ gp: cgp, threshold: -s.mean / s.std });
       }
     }
-    st.cache = { key, params: fitted };
+    st.cache = { key, params: fitted, n: reuse ? st.cache!.n : X.length };
 
     let threshold = -Infinity;
     let bestIndex = -1;
