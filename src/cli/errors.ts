@@ -1,8 +1,8 @@
 /**
  * How the command reports failure: a user mistake (bad flag value, unknown study, a data dir in use)
  * is one line on stderr and a non-zero exit, never a stack trace. Errors are told apart by class: a
- * `PeertuneError` whose `userFacing` is set carries a message written for users; so do the library
- * errors listed below that do not derive from it yet.
+ * `PeertuneError` whose `userFacing` is set carries a message written for users; anything else is a
+ * bug or an error of the objective, shown with its class name.
  */
 import { PeertuneError } from '../errors.js';
 
@@ -11,30 +11,12 @@ export class UsageError extends PeertuneError {
   override name = 'UsageError';
 }
 
-/** Library errors written for users that predate PeertuneError (shown as one line, exit code 1). */
-const USER_FACING_LEGACY = new Set([
-  'StudyUsageError',
-  'DistributionError',
-  'StorageError',
-  'DuplicatedStudyError',
-  'StudyNotFoundError',
-  'ExportFormatError',
-  'SwarmKeyError',
-  'AllowlistError',
-  'DataDirError',
-  'CommandObjectiveError',
-  'TPEOptionError',
-  'NetError',
-  'RecordError',
-]);
-
 export function exitCodeFor(err: unknown): number {
   return err instanceof UsageError ? 2 : 1;
 }
 
 function userFacing(err: Error): boolean {
-  if (err instanceof PeertuneError) return err.userFacing;
-  return USER_FACING_LEGACY.has(err.name);
+  return err instanceof PeertuneError && err.userFacing;
 }
 
 /** One line describing the error, for stderr. */

@@ -23,6 +23,7 @@ import { logger } from '../logging.js';
 import { allowlistGater } from '../security/allowlist.js';
 import { swarmProtector } from '../security/swarm-key.js';
 import { readFrames, frame } from './wire.js';
+import { PeertuneError } from '../errors.js';
 
 export const SYNC_PROTOCOL = '/peertune/sync/1.0.0';
 /** Largest gossip message accepted (gossipsub itself refuses to publish above 4 MiB). */
@@ -46,7 +47,7 @@ function fastMessageId(msg: { from?: Uint8Array; seqno?: Uint8Array; data?: Uint
   return h.digest('base64');
 }
 
-export class NetError extends Error {
+export class NetError extends PeertuneError {
   override name = 'NetError';
 }
 

@@ -6,8 +6,9 @@
  */
 import { Packr } from 'msgpackr';
 import { decodeUntrusted, UntrustedInputError, type RejectReason } from '../security/untrusted.js';
+import { PeertuneError } from '../errors.js';
 
-export class WireError extends Error {
+export class WireError extends PeertuneError {
   override name = 'WireError';
   constructor(
     readonly reason: string,

@@ -53,11 +53,12 @@ import {
 import { logger } from '../logging.js';
 import type { Objective } from '../study.js';
 import { TrialPruned, type Trial } from '../trial.js';
+import { PeertuneError } from '../errors.js';
 
 export const PROTOCOL_VERSION = 2;
 
 /** Why a command objective's trial failed; `optimize` catches it so the worker keeps going. */
-export class CommandObjectiveError extends Error {
+export class CommandObjectiveError extends PeertuneError {
   override name = 'CommandObjectiveError';
   constructor(
     message: string,

@@ -7,8 +7,9 @@
  */
 import type { ConnectionGater, PeerId } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
+import { PeertuneError } from '../errors.js';
 
-export class AllowlistError extends Error {
+export class AllowlistError extends PeertuneError {
   override name = 'AllowlistError';
 }
 

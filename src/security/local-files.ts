@@ -5,8 +5,9 @@
  */
 import { chmod, mkdir, stat } from 'node:fs/promises';
 import { logger } from '../logging.js';
+import { PeertuneError } from '../errors.js';
 
-export class DataDirError extends Error {
+export class DataDirError extends PeertuneError {
   override name = 'DataDirError';
 }
 

@@ -9,12 +9,13 @@ import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { preSharedKey } from '@libp2p/pnet';
 import { logger } from '../logging.js';
+import { PeertuneError } from '../errors.js';
 
 const HEADER = '/key/swarm/psk/1.0.0/';
 const CODEC = '/base16/';
 const KEY_BYTES = 32;
 
-export class SwarmKeyError extends Error {
+export class SwarmKeyError extends PeertuneError {
   override name = 'SwarmKeyError';
 }
 

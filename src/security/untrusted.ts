@@ -12,6 +12,7 @@
  * caller's job; this module only guarantees the value is safe to look at.
  */
 import { Unpackr } from 'msgpackr';
+import { PeertuneError } from '../errors.js';
 
 export type RejectReason =
   | 'too-large'
@@ -26,7 +27,7 @@ export type RejectReason =
   | 'replay'
   | 'signature';
 
-export class UntrustedInputError extends Error {
+export class UntrustedInputError extends PeertuneError {
   override name = 'UntrustedInputError';
   constructor(
     readonly reason: RejectReason,

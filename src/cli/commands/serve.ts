@@ -23,12 +23,13 @@ import { subcommand } from '../args.js';
 import { trialJson } from '../format.js';
 import { createPruner, createSampler, storedSpec, type AlgorithmSpec } from '../registry.js';
 import { findStudy, openStorage, type OpenedStorage } from '../storage.js';
+import { PeertuneError } from '../../errors.js';
 
 export const SERVE_PROTOCOL = 'peertune-serve/1';
 
 type Req = Record<string, unknown>;
 
-class ServeError extends Error {
+class ServeError extends PeertuneError {
   override name = 'ValueError';
 }
 

@@ -3,9 +3,12 @@
  * definite matrices, triangular solves and the inverse from a factor. Matrices are row-major
  * Float64Arrays of n*n; the sizes here (a few hundred trials) never need blocking or BLAS.
  */
+import { PeertuneError } from '../../errors.js';
 
-export class NotPositiveDefiniteError extends Error {
+export class NotPositiveDefiniteError extends PeertuneError {
   override name = 'NotPositiveDefiniteError';
+  /** A numerical failure inside the GP, not a user mistake. */
+  override readonly userFacing = false;
 }
 
 /** Lower-triangular L with A = L L^T (A is read, not changed; only its lower triangle is used). */

@@ -20,6 +20,7 @@ import { checkConstraintsFunc, recordConstraints, violation, type ConstraintsFun
 import { sampleUniform } from '../random.js';
 import { GroupDecomposedSearchSpace, IntersectionSearchSpace } from '../search-space.js';
 import { ParzenEstimator, fromModel, paramModel, sortPairs, toModel, type BandwidthRule, type ParamModel, type ParzenOptions } from './parzen-estimator.js';
+import { PeertuneError } from '../../errors.js';
 
 export interface TPESamplerOptions {
   /** Trials sampled at random before TPE starts (counted over finished trials). Default 10. */
@@ -79,7 +80,7 @@ export const OPTUNA3_TPE_OPTIONS: Readonly<TPESamplerOptions> = Object.freeze({
   kernelWeighting: 'bandwidth',
 });
 
-export class TPEOptionError extends Error {
+export class TPEOptionError extends PeertuneError {
   override name = 'TPEOptionError';
 }
 

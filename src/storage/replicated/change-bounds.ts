@@ -12,8 +12,9 @@
  * message (uleb len, bytes), other actors (uleb n, each uleb len + bytes), column metadata
  * (uleb n, n x (uleb spec, uleb length)), the column data, and extra bytes.
  */
+import { PeertuneError } from '../../errors.js';
 
-export class ChangeBoundsError extends Error {
+export class ChangeBoundsError extends PeertuneError {
   override name = 'ChangeBoundsError';
   constructor(
     readonly reason: string,
