@@ -261,8 +261,8 @@ it('sync path: a change whose dependencies are missing is refused, so it cannot 
   assert.ok(Object.keys(d).some((k) => /^sync:(rejected-)?missing-deps/.test(k)), `V refused it: ${JSON.stringify(d)}`);
   V.unblockPeers([Y.peerId]);
   Y.unblockPeers([V.peerId]);
-  await waitFor(() => V.getAllTrials(study.studyId).some((x) => x.trialId === t.trialId), 'V to receive the trial', 15_000);
-  await sleep(500);
+  // Y's own history reaches V (by sync once unblocked); V must end on Y's COMPLETE, never the replayed RUNNING.
+  await waitFor(() => V.getAllTrials(study.studyId).find((x) => x.trialId === t.trialId)?.state === 'COMPLETE', 'V to show Y\'s COMPLETE', 15_000);
   assert.equal(V.getTrial(study.studyId, t.trialId).state, 'COMPLETE', `V shows ${V.getTrial(study.studyId, t.trialId).state}; Y finished the trial`);
 });
 
@@ -291,8 +291,16 @@ it('unsigned gossip messages are dropped before validation', async (t0) => {
     const to = await anon.publish(studyTopic(study.studyId), pack({ c: [change], n: i }));
     assert.ok(to.includes(V.peerId), 'the message was sent to V');
   }
-  await sleep(800);
-  assert.deepEqual(diffCounters(before, counters(V)), {}, 'the validator never saw them');
+  // Sentinel: a signed peer then sends one invalid change, which the validator must see and count.
+  // Once it is counted, V has processed gossip that arrived after the unsigned messages.
+  const signed = await Attacker.start();
+  t0.after(() => signed.stop());
+  await signed.connect(V.multiaddrs());
+  await signed.joinTopic(studyTopic(study.studyId), V.peerId);
+  await signed.publish(studyTopic(study.studyId), pack({ c: [new Uint8Array([1, 2, 3])] }));
+  await waitFor(() => Object.keys(diffCounters(before, counters(V))).length > 0, 'V to judge the signed sentinel', 15_000);
+  const seen = diffCounters(before, counters(V));
+  assert.equal(Object.values(seen).reduce((a, b) => a + b, 0), 1, `the validator saw only the sentinel, never the unsigned messages: ${JSON.stringify(seen)}`);
   assert.deepEqual(savedBytes(V, study.studyId), saved);
   assert.equal(V.getAllTrials(study.studyId).length, 1);
 });

@@ -149,8 +149,10 @@ describe('holes in the replicated storage', () => {
     assert.ok(rejects >= 32 && rejects <= 50, `quarantined after ${rejects} rejects`);
     assert.equal(countOf(V, 'quarantine:'), 1);
     // Refused when it dials again (the gater counts 'denied-quarantined:inbound').
+    const denied = countOf(V, 'denied-quarantined:');
     await atk.connect(V.multiaddrs()).catch(() => {});
-    await sleep(500);
+    // Positive evidence that the dial reached V and was refused, then the check.
+    await waitFor(() => countOf(V, 'denied-quarantined:') > denied, 'V\'s gater to refuse the quarantined peer', 10_000);
     assert.ok(!connected(), `the attacker got back in: ${JSON.stringify(counters(V))}`);
     assert.ok(V.getStudy('h4'), 'V still runs its study');
   });
@@ -433,7 +435,8 @@ describe('holes in the replicated storage', () => {
       const studies = Array.from({ length: 16 }, (_, i) => [`s${(id * 16 + i).toString(16).padStart(24, 'f')}`, `fake-${id}-${i}`, 'x'] as [string, string, string]);
       await atk.publishAs(HEARTBEAT_TOPIC, encodeHeartbeat({ ts: Date.now(), addrs: ['/ip4/127.0.0.1/tcp/9'], studies }));
     }
-    await sleep(500);
+    // The attack has landed once V refuses offers from that connection (128 made-up studies, past its per-peer cap).
+    await waitFor(() => countOf(V, 'offer:refused-full') > 0, 'V to cap the offers of the attacking connection', 10_000);
     const real = await studyWithTrials(Y, 'h15-real', 1);
     const ok = await waitFor(() => V.getStudy('h15-real') !== null, 'V to learn the real study', 6000).then(
       () => true,

@@ -9,6 +9,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createStudy, loadStudy, RandomSampler, setVerbosity } from '../../src/index.js';
 import { openPeerStorage, type PeerStorage } from '../../src/storage/replicated/index.js';
+import { waitFor } from '../fixtures/wait.js';
 
 setVerbosity('error');
 const dirs: string[] = [];
@@ -26,23 +27,19 @@ async function peer(join?: string[], dir?: string): Promise<PeerStorage> {
   return s;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 test('an enqueued trial runs once across peers and keeps its number', async () => {
   const a = await peer();
   const sa = await createStudy({ studyName: 'queue', storage: a, sampler: new RandomSampler({ seed: 1 }) });
   const b = await peer(a.multiaddrs());
   const sb = await loadStudy({ studyName: 'queue', storage: b, sampler: new RandomSampler({ seed: 2 }) });
-  await sleep(600);
   await sa.enqueueTrial({ x: 0.25 });
   const waiting = sa.trials.find((t) => t.state === 'WAITING')!;
-  for (let i = 0; i < 50 && !sb.trials.some((t) => t.state === 'WAITING'); i++) await sleep(50);
-  assert.ok(sb.trials.some((t) => t.state === 'WAITING'), 'b sees the enqueued trial');
-  // b claims it (it runs first), then both run more.
+  await waitFor('b to see the enqueued trial', 10_000, () => sb.trials.some((t) => t.state === 'WAITING'));
+  // b claims it (it runs first), then both run more once a has seen the claim.
   await sb.optimize((t) => t.suggestFloat('x', 0, 1), { nTrials: 1 });
-  for (let i = 0; i < 50 && sa.trials.some((t) => t.state === 'WAITING'); i++) await sleep(50);
+  await waitFor('a to see b\'s claim of the enqueued trial', 10_000, () => !sa.trials.some((t) => t.state === 'WAITING'));
   await Promise.all([sa.optimize((t) => t.suggestFloat('x', 0, 1), { nTrials: 3 }), sb.optimize((t) => t.suggestFloat('x', 0, 1), { nTrials: 3 })]);
-  for (let i = 0; i < 100 && !(sa.trials.length === 7 && sb.trials.length === 7); i++) await sleep(50);
+  await waitFor('both replicas to hold all 7 trials', 10_000, () => sa.trials.length === 7 && sb.trials.length === 7);
   for (const s of [sa, sb]) {
     const runs = s.trials.filter((t) => t.params['x'] === 0.25);
     assert.equal(runs.length, 1, 'the enqueued params ran exactly once');
