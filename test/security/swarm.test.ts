@@ -51,9 +51,15 @@ async function node(opts: { key?: Uint8Array; gater?: ConnectionGater } = {}): P
 async function canConnect(from: Libp2p, to: Libp2p): Promise<boolean> {
   try {
     const conn = await from.dial(to.getMultiaddrs()[0]!, { signal: AbortSignal.timeout(3000) });
-    // A connection the remote refuses after the handshake is closed right away; give it a moment.
-    await new Promise((r) => setTimeout(r, 150));
-    return conn.status === 'open' && to.getConnections(from.peerId).some((c) => c.status === 'open');
+    // A connection the remote refuses after the handshake is closed right away: wait until the remote
+    // holds it open (accepted) or our side sees it closed (refused), whichever comes first.
+    const deadline = Date.now() + 3000;
+    while (Date.now() < deadline) {
+      if (conn.status !== 'open') return false;
+      if (to.getConnections(from.peerId).some((c) => c.status === 'open')) return true;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return false;
   } catch {
     return false;
   }

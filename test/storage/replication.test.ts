@@ -113,16 +113,17 @@ class Peer {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Polls until `pred` holds (or fails the test with `what` after `ms`). */
 async function eventually<T>(what: string, ms: number, f: () => Promise<T>, pred: (x: T) => boolean): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: T;
-  for (;;) {
-    last = await f();
-    if (pred(last)) return last;
-    if (Date.now() > deadline) assert.fail(`${what}: not reached within ${ms} ms; last: ${JSON.stringify(last).slice(0, 400)}`);
-    await sleep(200);
+  // The one polling helper, keeping the last value for the failure message.
+  let last: T | undefined;
+  try {
+    return (await waitFor(what, ms, async () => {
+      last = await f();
+      return pred(last) ? { v: last } : null;
+    })).v;
+  } catch {
+    return assert.fail(`${what}: not reached within ${ms} ms; last: ${JSON.stringify(last).slice(0, 400)}`);
   }
 }
 
