@@ -142,6 +142,25 @@ export interface OptimizerOptions {
   nCandidates: number;
   nLocalSearch: number;
   maxIter: number;
+  /**
+   * Points not to return (trials observed or in flight). Once the GP has converged, EI is near zero
+   * everywhere and the local search can end on its warm start or on a believed point, so two peers
+   * would run the same trial; the best result away from every such point is taken instead.
+   */
+  avoid?: readonly Float64Array[];
+}
+
+/** Closer than this in the unit cube (max over coordinates) counts as the same point. */
+const SAME_POINT = 1e-4;
+
+function nearAny(x: Float64Array, pts: readonly Float64Array[] | undefined): boolean {
+  if (!pts) return false;
+  for (const p of pts) {
+    let far = false;
+    for (let d = 0; d < x.length && !far; d++) if (Math.abs(x[d]! - p[d]!) > SAME_POINT) far = true;
+    if (!far) return true;
+  }
+  return false;
 }
 
 /** Draws a uniform point of the cube (categoricals: a uniform choice index; grids: snapped). */
@@ -182,7 +201,9 @@ export function maximizeAcquisition(acq: Acquisition, space: CubeSpace, rng: Rng
     if (starts.length >= opts.nLocalSearch) break;
     starts.push(c.x);
   }
-  let best = { x: cands[0]!.x, value: cands[0]!.v };
+  // The best candidate away from the points to avoid (random candidates almost never hit one).
+  const firstFree = cands.find((c) => !nearAny(c.x, opts.avoid)) ?? cands[0]!;
+  let best = { x: firstFree.x, value: firstFree.v };
   const continuous = space.nChoices.map((c) => c === 0);
   const anyContinuous = continuous.some(Boolean);
   const lower = new Float64Array(space.dim);
@@ -226,7 +247,7 @@ export function maximizeAcquisition(acq: Acquisition, space: CubeSpace, rng: Rng
     // Grids: the continuous optimum snapped, which is what the trial will really evaluate.
     const snapped = Float64Array.from(x, (v, d) => (continuous[d] ? space.round(d, v) : v));
     const sv = acq.evaluate(snapped);
-    if (sv > best.value) best = { x: snapped, value: sv };
+    if (sv > best.value && !nearAny(snapped, opts.avoid)) best = { x: snapped, value: sv };
   }
   return best;
 }

@@ -254,7 +254,7 @@ export class GPSampler implements Sampler {
     const acq = new LogEIAcquisition(gp, threshold, constraintGps);
     const rng = Rng.from(this.seed, trial.trialId, 'gp');
     const warm = bestIndex >= 0 ? [X[bestIndex]!] : [];
-    const best = maximizeAcquisition(acq, cube, rng, warm, { nCandidates: this.nCandidates, nLocalSearch: this.nLocalSearch, maxIter: 50 });
+    const best = maximizeAcquisition(acq, cube, rng, warm, { nCandidates: this.nCandidates, nLocalSearch: this.nLocalSearch, maxIter: 50, avoid: [...X, ...running] });
     return cube.decode(best.x);
   }
 
