@@ -4,7 +4,7 @@
  * and calls `ctx.writeResult(name, data, markdown)`, which stores bench/results/<name>.json and
  * rebuilds bench/RESULTS.md from every stored result, so a partial run keeps the other tables.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, fork, spawn } from 'node:child_process';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -194,4 +194,49 @@ export async function peertuneOptuna3Preset(): Promise<TPEOptions | null> {
   const lib = (await import('../src/index.js')) as Record<string, unknown>;
   const preset = lib['OPTUNA3_TPE_OPTIONS'];
   return preset && typeof preset === 'object' ? (preset as TPEOptions) : null;
+}
+
+/**
+ * Runs `tasks` on `n` forked copies of `file` (started with `workerEnv` set to 1), one task at a time
+ * per lane; resolves with every result, rejects on the first failure. The worker side answers each
+ * task message with `{ ok, result | error }` and exits on the message 'exit'.
+ */
+export async function runPool<Task, Result>(
+  file: string,
+  workerEnv: string,
+  tasks: Task[],
+  n: number,
+  describe: (task: Task) => string,
+  onDone: (done: number) => void,
+): Promise<Result[]> {
+  const results: Result[] = [];
+  let nextIndex = 0;
+  const lane = async (): Promise<void> => {
+    const child = fork(file, [], { env: { ...process.env, [workerEnv]: '1' }, execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    try {
+      while (nextIndex < tasks.length) {
+        const task = tasks[nextIndex++]!;
+        const reply = await new Promise<{ ok: boolean; result?: Result; error?: string }>((resolve, reject) => {
+          const onExit = (code: number | null) => reject(new Error(`a benchmark worker exited with code ${code} while running ${JSON.stringify(task)}`));
+          child.once('exit', onExit);
+          child.once('message', (m) => {
+            child.off('exit', onExit);
+            resolve(m as { ok: boolean; result?: Result; error?: string });
+          });
+          child.send(task as object);
+        });
+        if (!reply.ok) throw new Error(`${describe(task)} failed: ${reply.error}`);
+        results.push(reply.result!);
+        onDone(results.length);
+      }
+    } catch (err) {
+      nextIndex = tasks.length; // the bench has failed: let the other lanes stop after their current task
+      throw err;
+    } finally {
+      if (child.connected) child.send('exit');
+      await new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
+    }
+  };
+  await Promise.all(Array.from({ length: n }, () => lane()));
+  return results;
 }

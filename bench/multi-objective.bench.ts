@@ -6,12 +6,12 @@
  * and gets their values from here). Problems: ZDT1, ZDT2, DTLZ2 (3 objectives) from the issue, and
  * ZDT3 (a disconnected front), on which no default was chosen.
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { createStudy, hypervolume, NSGAIISampler, setVerbosity, TPESampler, type Sampler } from '../src/index.js';
-import { fmt, iqr, mannWhitneyP, median, OPTUNA_SCRIPTS, optunaAvailable, PYTHON, table, type BenchContext } from './lib.js';
+import { fmt, iqr, mannWhitneyP, median, OPTUNA_SCRIPTS, optunaAvailable, PYTHON, table, type BenchContext, runPool } from './lib.js';
 
 interface Problem {
   name: string;
@@ -124,38 +124,6 @@ if (process.env[WORKER_ENV] === '1' && process.send) {
   });
 }
 
-async function runPool(tasks: Task[], n: number, onDone: (done: number) => void): Promise<TaskResult[]> {
-  const results: TaskResult[] = [];
-  let nextIndex = 0;
-  const lane = async (): Promise<void> => {
-    const child = fork(THIS_FILE, [], { env: { ...process.env, [WORKER_ENV]: '1' }, execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    try {
-      while (nextIndex < tasks.length) {
-        const task = tasks[nextIndex++]!;
-        const reply = await new Promise<{ ok: boolean; result?: TaskResult; error?: string }>((resolve, reject) => {
-          const onExit = (code: number | null) => reject(new Error(`a benchmark worker exited with code ${code} while running ${JSON.stringify(task)}`));
-          child.once('exit', onExit);
-          child.once('message', (m) => {
-            child.off('exit', onExit);
-            resolve(m as { ok: boolean; result?: TaskResult; error?: string });
-          });
-          child.send(task);
-        });
-        if (!reply.ok) throw new Error(`${LABEL[task.config]} on ${task.problem} (seed ${task.seed}) failed: ${reply.error}`);
-        results.push(reply.result!);
-        onDone(results.length);
-      }
-    } catch (err) {
-      nextIndex = tasks.length;
-      throw err;
-    } finally {
-      if (child.connected) child.send('exit');
-      await new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
-    }
-  };
-  await Promise.all(Array.from({ length: n }, () => lane()));
-  return results;
-}
 
 export default async function multiObjective(ctx: BenchContext): Promise<void> {
   // 10 seeds x 4 problems x 200 trials. Optuna 3.1's MOTPE is the slow part: in its default univariate
@@ -175,7 +143,7 @@ export default async function multiObjective(ctx: BenchContext): Promise<void> {
   ctx.log(`${tasks.length} studies (${configs.length} samplers x ${PROBLEMS.length} problems x ${seeds} seeds x ${nTrials} trials) on 2 workers`);
   const t0 = performance.now();
   let lastPct = -1;
-  const results = await runPool(tasks, 2, (done) => {
+  const results = await runPool<Task, TaskResult>(THIS_FILE, WORKER_ENV, tasks, 2, (t) => `${LABEL[t.config]} on ${t.problem} (seed ${t.seed})`, (done) => {
     const pct = Math.floor((done / tasks.length) * 10) * 10;
     if (pct !== lastPct) {
       lastPct = pct;

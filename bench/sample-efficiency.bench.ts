@@ -7,13 +7,13 @@
  * asks Optuna for points and gets their values from bench/suite.ts, so both libraries optimize the
  * same implementation of each function.
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { createStudy, GPSampler, RandomSampler, setVerbosity, type Sampler } from '../src/index.js';
 import { EXTRA_FUNCTIONS, evaluateAny, objectiveAny } from './extra-functions.js';
-import { fmt, iqr, mannWhitneyP, median, OPTUNA_SCRIPTS, optunaAvailable, peertuneOptuna3Preset, peertuneTPE, PYTHON, table, type BenchContext } from './lib.js';
+import { fmt, iqr, mannWhitneyP, median, OPTUNA_SCRIPTS, optunaAvailable, peertuneOptuna3Preset, peertuneTPE, PYTHON, table, type BenchContext, runPool } from './lib.js';
 import { groupFunctions, type SuiteFunction, type SuiteValue } from './suite.js';
 
 type Config = 'pt-random' | 'pt-tpe' | 'pt-tpe-mv' | 'pt-tpe-optuna3' | 'pt-gp' | 'optuna-tpe' | 'optuna-tpe-mv-cl';
@@ -121,39 +121,6 @@ if (process.env[WORKER_ENV] === '1' && process.send) {
 // ------------------------------------------------------------------------------------------------
 // Parent side.
 
-/** Runs tasks on `n` forked workers; resolves with every result (rejects on the first error). */
-async function runPool(tasks: Task[], n: number, onDone: (done: number) => void): Promise<TaskResult[]> {
-  const results: TaskResult[] = [];
-  let nextIndex = 0;
-  const lane = async (): Promise<void> => {
-    const child = fork(THIS_FILE, [], { env: { ...process.env, [WORKER_ENV]: '1' }, execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    try {
-      while (nextIndex < tasks.length) {
-        const task = tasks[nextIndex++]!;
-        const reply = await new Promise<{ ok: boolean; result?: TaskResult; error?: string }>((resolve, reject) => {
-          const onExit = (code: number | null) => reject(new Error(`a benchmark worker exited with code ${code} while running ${JSON.stringify(task)}`));
-          child.once('exit', onExit);
-          child.once('message', (m) => {
-            child.off('exit', onExit);
-            resolve(m as { ok: boolean; result?: TaskResult; error?: string });
-          });
-          child.send(task);
-        });
-        if (!reply.ok) throw new Error(`${LABEL[task.config]} on ${task.fn} (seed ${task.seed}) failed: ${reply.error}`);
-        results.push(reply.result!);
-        onDone(results.length);
-      }
-    } catch (err) {
-      nextIndex = tasks.length; // the bench has failed: let the other lane stop after its current study
-      throw err;
-    } finally {
-      if (child.connected) child.send('exit');
-      await new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
-    }
-  };
-  await Promise.all(Array.from({ length: n }, () => lane()));
-  return results;
-}
 
 interface Cell {
   median: number;
@@ -213,7 +180,7 @@ export default async function sampleEfficiency(ctx: BenchContext): Promise<void>
 
   const t0 = performance.now();
   let lastPct = -1;
-  const results = await runPool(tasks, 2, (done) => {
+  const results = await runPool<Task, TaskResult>(THIS_FILE, WORKER_ENV, tasks, 2, (t) => `${LABEL[t.config]} on ${t.fn} (seed ${t.seed})`, (done) => {
     const pct = Math.floor((done / tasks.length) * 10) * 10;
     if (pct !== lastPct) {
       lastPct = pct;

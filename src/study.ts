@@ -148,9 +148,6 @@ export async function loadStudy(opts: {
   return new Study(info, opts.storage, opts.sampler ?? defaultSampler(), opts.pruner ?? defaultPruner(), { checkpointConfig: opts.checkpointConfig, maxRetries: opts.maxRetries, retryFailed: opts.retryFailed });
 }
 
-/** A peer seen within this long counts as alive for retry assignment (the replica's staleness window). */
-const LIVE_WINDOW_MS = 10_000;
-
 /** Rendezvous hashing: the worker whose hash with the trial id is highest takes the retry. */
 function assignee(trialId: string, workers: readonly string[]): string | null {
   let best: string | null = null;
@@ -179,6 +176,8 @@ export class Study {
   private readonly inFlight = new Map<string, Trial>();
 
   private checkpointManager: Promise<CheckpointManager> | null = null;
+  /** Failed trials this process has already started a retry of (its record may not be visible yet). */
+  private readonly retrying = new Set<string>();
   readonly checkpointConfig: CheckpointConfig;
 
   constructor(
@@ -205,7 +204,7 @@ export class Study {
    * The FAIL trial this peer should run again now, if any: not retried yet, under the retry limit,
    * stale (or any failure with retryFailed), and assigned to this peer. In a connected swarm every peer
    * computes the same assignment (rendezvous hashing of the trial id over the peers that run trials and
-   * were seen within the liveness window), so one failure gets one retry. Across a partition each side
+   * are online by the storage's liveness window), so one failure gets one retry. Across a partition each side
    * may retry it; both results stand.
    */
   private retryCandidate(): FrozenTrial | null {
@@ -230,17 +229,11 @@ export class Study {
     return null;
   }
 
-  private readonly retrying = new Set<string>();
-
   /** This peer and the peers seen lately that run trials (a replica-only node never retries). */
   private liveWorkers(): string[] {
     const self = this.storage.ownerId;
     const out = new Set<string>([self]);
-    const now = Date.now();
-    for (const p of this.storage.peers?.(this.studyId) ?? []) {
-      if (p.self || p.trialsRun === 0 || !p.lastSeen) continue;
-      if (now - p.lastSeen.getTime() <= LIVE_WINDOW_MS) out.add(p.peerId);
-    }
+    for (const p of this.storage.peers?.(this.studyId) ?? []) if (!p.self && p.online && p.trialsRun > 0) out.add(p.peerId);
     return [...out].sort();
   }
 

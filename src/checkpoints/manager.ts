@@ -95,7 +95,7 @@ export class CheckpointManager {
     const seq = refs.reduce((m, r) => Math.max(m, r.seq), 0) + 1;
     const ref: CheckpointRef = { id: `${trialId}#${seq}`, trialId, ...blob, seq, step: info.step ?? null, metrics, createdAt: Date.now(), holders: [this.opts.peerId] };
     const all = [...refs, ref];
-    const kept = selectKept(all, this.config, this.pinned(studyId));
+    const kept = selectKept(all, this.config);
     const stay = all.filter((r) => kept.has(r.id));
     this.storage.setTrialSystemAttr(studyId, trialId, CHECKPOINTS_ATTR, stay.map(toAttr));
     await this.collectNow();
@@ -126,17 +126,6 @@ export class CheckpointManager {
       if (refs.length) {
         const latest = refs.reduce((a, b) => (b.seq > a.seq ? b : a));
         return this.materialize(latest);
-      }
-      const from = t.systemAttrs['pbtCheckpoint'] ?? null;
-      if (from && typeof from === 'object') {
-        // A PBT member starts from the exact checkpoint it cloned, not the parent's latest.
-        const c = from as Partial<CheckpointRef>;
-        const parent = typeof c.trialId === 'string' ? c.trialId : null;
-        if (parent) {
-          const pt = this.tryTrial(studyId, parent);
-          const match = pt ? checkpointRefs(pt).find((r) => r.seq === c.seq) : undefined;
-          if (match) return this.materialize(match);
-        }
       }
       const next = t.systemAttrs['retryOf'] ?? t.systemAttrs['pbtParent'];
       id = typeof next === 'string' ? next : null;
@@ -205,24 +194,6 @@ export class CheckpointManager {
       }
     }
     return dropped;
-  }
-
-  /** References a running trial resumes from (retries and PBT clones): never dropped by keep-N. */
-  private pinned(studyId: string): Set<string> {
-    const out = new Set<string>();
-    for (const t of this.storage.getAllTrials(studyId, ['RUNNING', 'WAITING'])) {
-      const c = t.systemAttrs['pbtCheckpoint'] as Partial<CheckpointRef> | undefined;
-      if (c && typeof c.trialId === 'string' && Number.isSafeInteger(c.seq)) out.add(`${c.trialId}#${c.seq}`);
-    }
-    return out;
-  }
-
-  private tryTrial(studyId: string, id: string): FrozenTrial | null {
-    try {
-      return this.storage.getTrial(studyId, id);
-    } catch {
-      return null;
-    }
   }
 
   private async unpackRoot(): Promise<string> {

@@ -13,7 +13,7 @@
  */
 import type { PeerId, Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
-import { frame, pack, readFrames, unpackUntrusted, asObject, WireError } from '../net/wire.js';
+import { frame, pack, pushable, readFrames, unpackUntrusted, asObject, WireError } from '../net/wire.js';
 import { BlobError, isBlobHash, type BlobStore } from './blob-store.js';
 
 export const BLOB_PROTOCOL = '/peertune/blob/1.0.0';
@@ -46,32 +46,6 @@ async function* one(x: Uint8Array): AsyncGenerator<Uint8Array> {
  * for a 400 MiB blob). The asker therefore grants credit itself: at most two windows outstanding.
  */
 const WINDOW = 4 << 20;
-
-/** A push-fed source for a stream's sink (the asker sends requests as it consumes windows). */
-function outbox(): { push(x: Uint8Array): void; end(): void; source: AsyncGenerator<Uint8Array> } {
-  const queue: Uint8Array[] = [];
-  let ended = false;
-  let wake: (() => void) | null = null;
-  async function* source(): AsyncGenerator<Uint8Array> {
-    for (;;) {
-      while (queue.length) yield queue.shift()!;
-      if (ended) return;
-      await new Promise<void>((r) => (wake = r));
-      wake = null;
-    }
-  }
-  return {
-    push(x) {
-      if (!ended) queue.push(x);
-      wake?.();
-    },
-    end() {
-      ended = true;
-      wake?.();
-    },
-    source: source(),
-  };
-}
 
 /** Starts answering blob requests from `store`. */
 export async function serveBlobs(host: BlobHost, store: BlobStore, opts: ServeOptions): Promise<void> {
@@ -162,7 +136,7 @@ export async function fetchBlob(host: BlobHost, peer: string, blob: { hash: stri
   const writer = await store.writer(blob);
   let received = 0;
   let stream: Stream | null = null;
-  const out = outbox();
+  const out = pushable();
   try {
     stream = await host.dialProtocol(peerIdFromString(peer), BLOB_PROTOCOL, { signal: opts.signal ?? AbortSignal.timeout(10_000) });
     const sinkDone = stream.sink(out.source).catch(() => {});

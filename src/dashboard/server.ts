@@ -257,7 +257,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
 
   function peersOf(info: StudyInfo) {
     const now = Date.now();
-    const list: PeerInfo[] = storage.peers ? storage.peers(info.studyId) : [{ peerId: storage.ownerId, addresses: [], lastSeen: null, trialsRun: 0, self: true }];
+    const list: PeerInfo[] = storage.peers ? storage.peers(info.studyId) : [{ peerId: storage.ownerId, addresses: [], lastSeen: null, trialsRun: 0, self: true, online: true }];
     const stats = storage.stats?.();
     const connected = new Set(stats?.connectedPeers ?? []);
     const byOwner = new Map<string, { states: Record<string, number>; running: { number: number; startedAt: number | null }[] }>();
@@ -268,7 +268,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
       if (t.state === 'RUNNING') e.running.push({ number: t.number, startedAt: t.datetimeStart?.getTime() ?? null });
     }
     const ids = new Set(list.map((p) => p.peerId));
-    for (const owner of byOwner.keys()) if (!ids.has(owner)) list.push({ peerId: owner, addresses: [], lastSeen: null, trialsRun: 0, self: false });
+    for (const owner of byOwner.keys()) if (!ids.has(owner)) list.push({ peerId: owner, addresses: [], lastSeen: null, trialsRun: 0, self: false, online: false });
     const replica = stats?.studies.find((s) => s.studyId === info.studyId) ?? null;
     const rejects = { ...(stats?.counters ?? {}) };
     return {

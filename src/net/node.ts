@@ -22,7 +22,7 @@ import { TopicValidatorResult } from '@libp2p/interface';
 import { logger } from '../logging.js';
 import { allowlistGater } from '../security/allowlist.js';
 import { swarmProtector } from '../security/swarm-key.js';
-import { readFrames, frame } from './wire.js';
+import { readFrames, frame, pushable } from './wire.js';
 import { PeertuneError } from '../errors.js';
 
 export const SYNC_PROTOCOL = '/peertune/sync/1.0.0';
@@ -118,32 +118,6 @@ export function parseJoinAddress(addr: string): { ma: Multiaddr; peerId: string 
   }
   const peerId = ma.getPeerId();
   return { ma, peerId };
-}
-
-function pushable(): { push(x: Uint8Array): void; end(): void; source: AsyncGenerator<Uint8Array> } {
-  const queue: Uint8Array[] = [];
-  let ended = false;
-  let wake: (() => void) | null = null;
-  async function* source(): AsyncGenerator<Uint8Array> {
-    for (;;) {
-      while (queue.length) yield queue.shift()!;
-      if (ended) return;
-      await new Promise<void>((r) => (wake = r));
-      wake = null;
-    }
-  }
-  return {
-    push(x) {
-      if (ended) return;
-      queue.push(x);
-      wake?.();
-    },
-    end() {
-      ended = true;
-      wake?.();
-    },
-    source: source(),
-  };
 }
 
 function channel(stream: Stream, remotePeer: string, onInvalid: (peerId: string, reason: string) => void): Channel {

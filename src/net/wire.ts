@@ -143,3 +143,33 @@ export async function* readFrames(source: AsyncIterable<Uint8Array | { subarray(
   }
   chunks = [];
 }
+
+/**
+ * A push-fed byte source for a stream's sink: frames queue until the sink pulls them; `end()` closes
+ * the source once the queue drains.
+ */
+export function pushable(): { push(x: Uint8Array): void; end(): void; source: AsyncGenerator<Uint8Array> } {
+  const queue: Uint8Array[] = [];
+  let ended = false;
+  let wake: (() => void) | null = null;
+  async function* source(): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      while (queue.length) yield queue.shift()!;
+      if (ended) return;
+      await new Promise<void>((r) => (wake = r));
+      wake = null;
+    }
+  }
+  return {
+    push(x) {
+      if (ended) return;
+      queue.push(x);
+      wake?.();
+    },
+    end() {
+      ended = true;
+      wake?.();
+    },
+    source: source(),
+  };
+}

@@ -86,6 +86,8 @@ export interface PeerInfo {
   /** Trials in this study owned by the peer. */
   readonly trialsRun: number;
   readonly self: boolean;
+  /** Heard from within the storage's liveness window (its staleAfterMs); always true for this peer. */
+  readonly online: boolean;
 }
 
 export interface StudyInfo {

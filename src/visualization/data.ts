@@ -11,7 +11,7 @@
  * browser as ES modules.
  */
 import type { Distribution, ParamValue } from '../distributions.js';
-import type { StudyDirection, TrialState } from '../storage/storage.js';
+import type { FrozenTrial, StudyDirection, TrialState } from '../storage/storage.js';
 import { PeertuneError } from '../errors.js';
 
 /** A plot asked for something the study cannot give (no target for a multi-objective study, an unknown param). */
@@ -22,20 +22,11 @@ export class PlotError extends PeertuneError {
 export const STATES: readonly TrialState[] = ['WAITING', 'RUNNING', 'COMPLETE', 'PRUNED', 'FAIL'];
 
 /** The fields of a FrozenTrial the plots read. */
-export interface PlotTrial {
-  readonly trialId: string;
-  readonly number: number;
-  readonly owner: string;
-  readonly state: TrialState;
-  readonly values: readonly number[] | null;
-  readonly params: Readonly<Record<string, ParamValue>>;
-  readonly distributions: Readonly<Record<string, Distribution>>;
-  readonly intermediateValues: ReadonlyMap<number, number>;
-  readonly userAttrs: Readonly<Record<string, unknown>>;
-  readonly systemAttrs: Readonly<Record<string, unknown>>;
-  readonly datetimeStart: Date | null;
-  readonly datetimeComplete: Date | null;
-}
+/** The fields of a FrozenTrial the plots read (the dashboard's decoded rows have exactly these). */
+export type PlotTrial = Pick<
+  FrozenTrial,
+  'trialId' | 'number' | 'owner' | 'state' | 'values' | 'params' | 'distributions' | 'intermediateValues' | 'userAttrs' | 'systemAttrs' | 'datetimeStart' | 'datetimeComplete'
+>;
 
 export interface PlotStudy {
   readonly directions: readonly StudyDirection[];

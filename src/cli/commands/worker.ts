@@ -31,7 +31,7 @@ import { UsageError } from '../errors.js';
 import { trialsTable } from '../format.js';
 import { loadModuleObjective } from '../objective-module.js';
 import { createPruner, createSampler, storedSpec } from '../registry.js';
-import { LIVE_WITHIN_MS, findStudy } from '../storage.js';
+import { findStudy } from '../storage.js';
 
 interface WorkerOpts extends CommonOpts, AlgorithmFlags {
   nTrials?: number;
@@ -197,7 +197,7 @@ async function workerCommand(o: WorkerOpts, operands: string[], dashDash: boolea
  * minute and starts anyway.
  */
 async function waitForPeers(study: Study, n: number): Promise<void> {
-  const live = () => study.peers.filter((p) => !p.self && p.lastSeen !== null && Date.now() - p.lastSeen.getTime() < LIVE_WITHIN_MS).length;
+  const live = () => study.peers.filter((p) => !p.self && p.online).length;
   if (live() >= n) return;
   logger.info(`Waiting for ${n} other peer(s) to join study "${study.studyName}"...`);
   const deadline = Date.now() + 60_000;

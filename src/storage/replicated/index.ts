@@ -440,21 +440,19 @@ export class PeerStorage implements Storage {
   }
 
   setTrialUserAttr(studyId: string, trialId: string, key: string, value: unknown): void {
-    checkAttr(key, value);
-    const r = this.#replica(studyId);
-    const v = copyAttr(value);
-    this.#writer.mutate(r, trialId, (x) => {
-      x.ua = { ...x.ua, [key]: v };
-    });
-    this.#writer.scheduleFlush(r, false);
+    this.#setTrialAttr(studyId, trialId, 'ua', key, value);
   }
 
   setTrialSystemAttr(studyId: string, trialId: string, key: string, value: unknown): void {
+    this.#setTrialAttr(studyId, trialId, 'sa', key, value);
+  }
+
+  #setTrialAttr(studyId: string, trialId: string, field: 'ua' | 'sa', key: string, value: unknown): void {
     checkAttr(key, value);
     const r = this.#replica(studyId);
     const v = copyAttr(value);
     this.#writer.mutate(r, trialId, (x) => {
-      x.sa = { ...x.sa, [key]: v };
+      x[field] = { ...x[field], [key]: v };
     });
     this.#writer.scheduleFlush(r, false);
   }
@@ -502,9 +500,11 @@ export class PeerStorage implements Storage {
     for (const rec of r.view.records.values()) if (rec.s !== 'WAITING') owners.set(rec.o, (owners.get(rec.o) ?? 0) + 1);
     const ids = new Set<string>([this.peerId, ...owners.keys()]);
     for (const [peer, studies] of this.#ae.peerStudies) if (studies.has(studyId)) ids.add(peer);
+    const now = Date.now();
     return [...ids].map((id) => {
       const last = this.#ctx.liveness.get(id);
       return {
+        online: id === this.peerId || (last !== undefined && now - last <= this.#ctx.opts.staleMs),
         peerId: id,
         addresses: id === this.peerId ? this.multiaddrs() : (this.#ae.peerAddrs.get(id) ?? []),
         lastSeen: id === this.peerId ? null : last !== undefined ? new Date(last) : null,

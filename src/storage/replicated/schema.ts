@@ -575,20 +575,8 @@ export function inspectChanges(ctx: InspectContext, batch: DecodedChange[]): Ins
       if (trialsObj !== null && op.obj === trialsObj) {
         // Trials live in their shard documents; the study document's trials map stays empty.
         if (!ctx.trialsInStudyDoc) throw new RejectedChange('wrong-document', 'a change writes a trial into the study document (trials live in shard documents)');
-        let rec: TrialRecord;
-        try {
-          rec = decodeTrial(value);
-        } catch (e) {
-          throw new RejectedChange((e as WireError).reason ?? 'bad-record', `trial ${op.key.slice(0, 100)}: ${(e as Error).message}`);
-        }
-        if (rec.id !== op.key) throw new RejectedChange('wrong-key', `a record of trial ${rec.id.slice(0, 100)} is stored under ${op.key.slice(0, 100)}`);
-        if (rec.st !== ctx.studyId) throw new RejectedChange('wrong-study', `a record of study ${rec.st.slice(0, 40)} was sent for ${ctx.studyId}`);
-        const prev = working.get(rec.id) ?? ctx.current(rec.id);
-        const why = forwardReason(prev, rec);
-        if (why) throw new RejectedChange(why, `trial ${rec.id.slice(0, 100)} v${rec.v} ${rec.s} cannot replace v${prev!.v} ${prev!.s}`);
-        working.set(rec.id, rec);
-        result.trials.add(rec.id);
-        result.records.set(rec.id, rec);
+        const rec = trialRecordOf(value, op.key, ctx.studyId);
+        acceptForward(rec, working, ctx.current, result);
       } else if (attrsObj !== null && op.obj === attrsObj) {
         let rec: AttrRecord;
         try {
@@ -675,26 +663,42 @@ export function inspectShardChanges(ctx: ShardInspectContext, batch: DecodedChan
       if (op.action !== 'set' || typeof op.key !== 'string' || (op as { insert?: boolean }).insert) throw new RejectedChange('bad-op', `a change has a ${op.action} operation`);
       const value = opBytes(op.value);
       if (value === null) throw new RejectedChange('not-bytes', 'a change writes a value that is not bytes');
-      let rec: TrialRecord;
-      try {
-        rec = decodeTrial(value);
-      } catch (e) {
-        throw new RejectedChange((e as WireError).reason ?? 'bad-record', `trial ${op.key.slice(0, 100)}: ${(e as Error).message}`);
-      }
-      if (rec.id !== op.key) throw new RejectedChange('wrong-key', `a record of trial ${rec.id.slice(0, 100)} is stored under ${op.key.slice(0, 100)}`);
-      if (rec.st !== ctx.studyId) throw new RejectedChange('wrong-study', `a record of study ${rec.st.slice(0, 40)} was sent for ${ctx.studyId}`);
+      const rec = trialRecordOf(value, op.key, ctx.studyId);
       if (rec.o !== ctx.shard.owner || Math.floor(rec.q / SHARD_TRIALS) !== ctx.shard.bucket) {
         throw new RejectedChange('wrong-shard', `trial ${rec.id.slice(0, 100)} does not belong in shard ${ctx.shard.key.slice(0, 80)}`);
       }
-      const prev = working.get(rec.id) ?? ctx.current(rec.id);
-      const why = forwardReason(prev, rec);
-      if (why) throw new RejectedChange(why, `trial ${rec.id.slice(0, 100)} v${rec.v} ${rec.s} cannot replace v${prev!.v} ${prev!.s}`);
-      working.set(rec.id, rec);
-      result.trials.add(rec.id);
-      result.records.set(rec.id, rec);
+      acceptForward(rec, working, ctx.current, result);
     }
   }
   return result;
+}
+
+/** Decodes a trial record written under `key` and checks it belongs there and to this study. */
+function trialRecordOf(value: Uint8Array, key: string, studyId: string): TrialRecord {
+  let rec: TrialRecord;
+  try {
+    rec = decodeTrial(value);
+  } catch (e) {
+    throw new RejectedChange((e as WireError).reason ?? 'bad-record', `trial ${key.slice(0, 100)}: ${(e as Error).message}`);
+  }
+  if (rec.id !== key) throw new RejectedChange('wrong-key', `a record of trial ${rec.id.slice(0, 100)} is stored under ${key.slice(0, 100)}`);
+  if (rec.st !== studyId) throw new RejectedChange('wrong-study', `a record of study ${rec.st.slice(0, 40)} was sent for ${studyId}`);
+  return rec;
+}
+
+/** Accepts `rec` only if it moves its trial forward from the newest version seen (in this change or before). */
+function acceptForward(
+  rec: TrialRecord,
+  working: Map<string, TrialRecord>,
+  current: (id: string) => TrialRecord | undefined,
+  result: { trials: Set<string>; records: Map<string, TrialRecord> },
+): void {
+  const prev = working.get(rec.id) ?? current(rec.id);
+  const why = forwardReason(prev, rec);
+  if (why) throw new RejectedChange(why, `trial ${rec.id.slice(0, 100)} v${rec.v} ${rec.s} cannot replace v${prev!.v} ${prev!.s}`);
+  working.set(rec.id, rec);
+  result.trials.add(rec.id);
+  result.records.set(rec.id, rec);
 }
 
 /** Writes several of this peer's sealed records into a shard document in one change. */
