@@ -88,6 +88,20 @@ export interface PeerInfo {
   readonly self: boolean;
   /** Heard from within the storage's liveness window (its staleAfterMs); always true for this peer. */
   readonly online: boolean;
+  /**
+   * Replicated storages: the digest of this study's replica the peer last advertised (its heartbeat;
+   * for this peer, our own), and its change count. Equal digests mean equal replicas.
+   */
+  readonly digest?: string;
+  readonly changes?: number;
+  /**
+   * Replicated storages: the peer's advertised replica against ours: `agree` (same digest), `behind`
+   * (fewer changes: it lacks some of ours), `ahead` (more: we lack some of its), `differs` (as many,
+   * different ones), `unknown` (it advertised none for this study).
+   */
+  readonly replica?: 'self' | 'agree' | 'behind' | 'ahead' | 'differs' | 'unknown';
+  /** Replicated storages: messages from this peer (gossip, heartbeats, sync frames) that this replica rejected since it opened. */
+  readonly rejects?: number;
 }
 
 export interface StudyInfo {

@@ -18,7 +18,8 @@ import type { StudyDoc } from './schema.js';
 
 export class AntiEntropy {
   readonly peerAddrs = new Map<string, string[]>();
-  readonly peerStudies = new Map<string, Set<string>>();
+  /** Per peer: the studies it announced, each with its advertised replica state (`<digest>:<changes>`). */
+  readonly peerStudies = new Map<string, Map<string, string>>();
   deleted = new Set<string>();
 
   constructor(
@@ -60,11 +61,11 @@ export class AntiEntropy {
     ctx.liveness.seen(from);
     this.peerAddrs.set(from, hb.addrs);
     ctx.node?.want(from, hb.addrs, false);
-    const studies = new Set<string>();
+    const studies = new Map<string, string>();
     const now = Date.now();
     let needSync = false;
     for (const [id, name, state] of hb.studies) {
-      studies.add(id);
+      studies.set(id, state);
       const r = ctx.replicas.get(id);
       if (!r) {
         // Charged to the connection it came through: identities are free, connections are not.

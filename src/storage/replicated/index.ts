@@ -10,6 +10,8 @@
 import * as A from '@automerge/automerge';
 import type { PrivateKey } from '@libp2p/interface';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import type { CheckpointRef } from '../../checkpoints/refs.js';
+import type { CheckpointSwarm } from '../../checkpoints/swarm.js';
 import type { Distribution, ParamValue } from '../../distributions.js';
 import { logger } from '../../logging.js';
 import { PeerNode, type Channel } from '../../net/node.js';
@@ -31,6 +33,7 @@ import {
   type TrialTemplate,
 } from '../storage.js';
 import { AntiEntropy } from './anti-entropy.js';
+import { checkpointDirOf, startCheckpointSwarm, studyOfTrial } from './checkpoints.js';
 import { Inbox } from './inbox.js';
 import { resolveOptions, topicOf, MAX_STUDIES, type PeerStorageOptions, type ResolvedOptions } from './options.js';
 import { ReplicaDb, loadOrCreateKey, type StoredStudy } from './persist.js';
@@ -67,12 +70,15 @@ export class PeerStorage implements Storage {
   readonly #sync: SyncAdapter;
   readonly #ae: AntiEntropy;
   readonly #counters = new Map<string, number>();
+  /** Rejected messages per delivering peer (gossip, heartbeats, sync frames), for peers(); bounded. */
+  readonly #rejectsFrom = new Map<string, number>();
   readonly #sessions = new Map<string, { again: boolean }>();
   readonly #waiters = new Set<() => void>();
   readonly #listeners = new Set<(studyId: string) => void>();
   readonly #openedAt = Date.now();
   #writeChain: Promise<void> = Promise.resolve();
   #timers: NodeJS.Timeout[] = [];
+  #checkpoints: CheckpointSwarm | null = null;
 
   /** @internal use openPeerStorage */
   constructor(opts: ResolvedOptions, key: PrivateKey, db: ReplicaDb, token: symbol) {
@@ -98,6 +104,7 @@ export class PeerStorage implements Storage {
         return p;
       },
       changed: (studyId) => {
+        this.#checkpoints?.invalidate();
         for (const l of this.#listeners) {
           try {
             l(studyId);
@@ -118,6 +125,17 @@ export class PeerStorage implements Storage {
     this.#ae = new AntiEntropy(this.#ctx, (r) => this.#subscribe(r), (p) => void this.#syncWith(p));
     this.#sync = new SyncAdapter(this.#ctx, this.#writer, this.#inbox, (e, from) => this.#ae.offer(e, from));
     internalsOf.set(this, { ctx: this.#ctx, writer: this.#writer, inbox: this.#inbox });
+  }
+
+  /** Checkpoint blobs live in the data dir, beside the replica (issue 9). */
+  get checkpointDir(): string {
+    return checkpointDirOf(this.#ctx.opts.dataDir);
+  }
+
+  /** Brings blobs of a checkpoint from the peers that hold it into `checkpointDir`. */
+  async fetchCheckpointBlobs(ref: CheckpointRef, blobs: { hash: string; size: number }[]): Promise<void> {
+    if (!this.#checkpoints) throw new StorageError(`checkpoint ${ref.id} is not on this peer, and this peer has no network to fetch it (it was opened without listen addresses)`);
+    await this.#checkpoints.fetch(studyOfTrial(this.#ctx, ref.trialId), ref, blobs);
   }
 
   get ownerId(): string {
@@ -256,16 +274,37 @@ export class PeerStorage implements Storage {
     );
     ctx.node = node;
     await node.handleSync((ch) => void this.#serveSync(ch));
-    node.subscribe(HEARTBEAT_TOPIC, (from, data, via) => this.#ae.onHeartbeat(from, data, via));
+    node.subscribe(HEARTBEAT_TOPIC, (from, data, via) => this.#charge(via, this.#ae.onHeartbeat(from, data, via)));
     for (const r of ctx.replicas.values()) this.#subscribe(r);
     const hb = setInterval(() => void this.#ae.sendHeartbeat(), o.heartbeatMs);
     hb.unref();
     this.#timers.push(hb);
+    this.#checkpoints = await startCheckpointSwarm(ctx, node, {
+      studyPeers: (studyId) => [...this.#ae.peerStudies].filter(([, s]) => s.has(studyId)).map(([p]) => p),
+      setSystemAttr: (studyId, trialId, key, value) => this.#setTrialAttr(studyId, trialId, 'sa', key, value),
+      rejected: (peer) => this.#rejected(peer),
+    });
     logger.info(`Peer ${this.peerId} listening on ${node.multiaddrs().join(' ')}`);
   }
 
   #subscribe(r: Replica): void {
-    this.#ctx.node?.subscribe(topicOf(r.studyId), (from, data, via) => this.#inbox.onGossip(r, from, data, via));
+    this.#ctx.node?.subscribe(topicOf(r.studyId), (from, data, via) => this.#charge(via, this.#inbox.onGossip(r, from, data, via)));
+  }
+
+  /** Counts a rejected message against the peer that delivered it (as the node's quarantine does). */
+  #charge<V extends string>(via: string, verdict: V): V {
+    if (verdict === 'reject') this.#rejected(via);
+    return verdict;
+  }
+
+  #rejected(peerId: string): void {
+    if (!this.#rejectsFrom.has(peerId) && this.#rejectsFrom.size >= 4096) this.#rejectsFrom.delete(this.#rejectsFrom.keys().next().value!);
+    this.#rejectsFrom.set(peerId, (this.#rejectsFrom.get(peerId) ?? 0) + 1);
+  }
+
+  /** The channel, with what its remote sent invalid also counted for peers(). */
+  #counted(ch: Channel): Channel {
+    return { ...ch, reportInvalid: (reason) => (this.#rejected(ch.remotePeer), ch.reportInvalid(reason)) };
   }
 
   async close(): Promise<void> {
@@ -284,6 +323,8 @@ export class PeerStorage implements Storage {
       }
     }
     ctx.notify();
+    await this.#checkpoints?.stop();
+    this.#checkpoints = null;
     if (ctx.node) await ctx.node.stop().catch((e: Error) => logger.warn(`Stopping the network failed: ${e.message}`));
     ctx.node = null;
     await this.#writeChain.catch(() => {});
@@ -500,10 +541,20 @@ export class PeerStorage implements Storage {
     for (const rec of r.view.records.values()) if (rec.s !== 'WAITING') owners.set(rec.o, (owners.get(rec.o) ?? 0) + 1);
     const ids = new Set<string>([this.peerId, ...owners.keys()]);
     for (const [peer, studies] of this.#ae.peerStudies) if (studies.has(studyId)) ids.add(peer);
+    for (const peer of this.#rejectsFrom.keys()) ids.add(peer);
     const now = Date.now();
+    const mine = r.digest();
     return [...ids].map((id) => {
       const last = this.#ctx.liveness.get(id);
+      const [digest, countText] = id === this.peerId ? [mine.digest, String(mine.count)] : (this.#ae.peerStudies.get(id)?.get(studyId)?.split(':') ?? []);
+      const changes = countText !== undefined && Number.isSafeInteger(Number(countText)) ? Number(countText) : undefined;
+      const replica: PeerInfo['replica'] =
+        id === this.peerId ? 'self' : !digest || changes === undefined ? 'unknown' : digest === mine.digest ? 'agree' : changes < mine.count ? 'behind' : changes > mine.count ? 'ahead' : 'differs';
       return {
+        ...(digest ? { digest } : {}),
+        ...(changes !== undefined ? { changes } : {}),
+        replica,
+        rejects: this.#rejectsFrom.get(id) ?? 0,
         online: id === this.peerId || (last !== undefined && now - last <= this.#ctx.opts.staleMs),
         peerId: id,
         addresses: id === this.peerId ? this.multiaddrs() : (this.#ae.peerAddrs.get(id) ?? []),
@@ -572,7 +623,7 @@ export class PeerStorage implements Storage {
 
   async #serveSync(ch: Channel): Promise<void> {
     this.#ctx.count('sync:sessions-served');
-    await runSyncSession(ch, this.#sync.target(), false, this.#limits());
+    await runSyncSession(this.#counted(ch), this.#sync.target(), false, this.#limits());
   }
 
   /** One outbound session at a time per peer; a request during one runs another after it. */
@@ -597,7 +648,7 @@ export class PeerStorage implements Storage {
           break;
         }
         ctx.count('sync:sessions-started');
-        await runSyncSession(ch, this.#sync.target(), true, this.#limits());
+        await runSyncSession(this.#counted(ch), this.#sync.target(), true, this.#limits());
       }
     } finally {
       this.#sessions.delete(peerId);
