@@ -287,9 +287,14 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
           trialsRun: Object.values(e.states).reduce((a, b) => a + b, 0),
           states: e.states,
           running: e.running,
+          // What the peer advertises of its replica against ours (replicated storages), and what we rejected from it.
+          replica: p.replica ?? (p.self ? 'self' : 'unknown'),
+          digest: p.digest ?? null,
+          changes: p.changes ?? null,
+          rejects: p.rejects ?? null,
         };
       }),
-      replica: replica ? { trials: replica.trials, pendingChanges: replica.pendingChanges, heads: replica.heads } : null,
+      replica: replica ? { trials: replica.trials, pendingChanges: replica.pendingChanges, heads: replica.heads, changes: list.find((p) => p.self)?.changes ?? null } : null,
       rejects,
     };
   }

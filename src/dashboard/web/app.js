@@ -562,6 +562,9 @@ function tableView(source) {
 
 // ---------------------------------------------------------------- peers
 
+// A peer's advertised replica of the study against this one (its last heartbeat).
+const REPLICA_LABEL = { self: 'this replica', agree: 'agree', behind: 'behind (lacks some of ours)', ahead: 'ahead (has changes we lack)', differs: 'differs', unknown: 'not advertised' };
+
 function peersView() {
   const el = h('div', { id: 'peers' });
   return {
@@ -584,15 +587,17 @@ function peersView() {
             h('td', {}, x.trialsRun),
             h('td', {}, Object.entries(x.states).map(([s, n]) => h('span', {}, h('span', { class: `badge ${s}` }, s), ` ${n} `))),
             h('td', {}, x.running.length ? x.running.map((r) => h('div', {}, h('a', { href: link(S.study.studyName, 'trial', `/${r.number}`) }, `#${r.number}`), ` for ${runningAge(r)}`)) : '—'),
+            h('td', { class: 'replica', 'data-replica': x.replica, title: x.digest ? `digest ${x.digest}, ${x.changes} changes (as of its last heartbeat)` : 'no digest advertised for this study' }, h('span', { class: `badge replica-${x.replica}` }, REPLICA_LABEL[x.replica] ?? x.replica)),
+            h('td', { class: 'rejects', 'data-rejects': x.rejects ?? '' }, x.self ? '—' : x.rejects === null ? '?' : h('span', { class: x.rejects > 0 ? 'error' : '' }, x.rejects)),
             h('td', { class: 'muted' }, x.addresses.slice(0, 2).join(' ')),
           ),
         );
       const rejects = Object.entries(p.rejects ?? {});
       el.replaceChildren(
-        h('table', { class: 'simple', id: 'peers-table' }, h('thead', {}, h('tr', {}, ...['peer', 'status', 'last seen', 'trials', 'by state', 'RUNNING (age)', 'addresses'].map((c) => h('th', {}, c)))), h('tbody', {}, rows)),
+        h('table', { class: 'simple', id: 'peers-table' }, h('thead', {}, h('tr', {}, ...['peer', 'status', 'last seen', 'trials', 'by state', 'RUNNING (age)', 'replica', 'rejected from it', 'addresses'].map((c) => h('th', {}, c)))), h('tbody', {}, rows)),
         h('h3', {}, 'This replica'),
         p.replica
-          ? h('p', {}, `trials ${p.replica.trials}, changes waiting for dependencies ${p.replica.pendingChanges}, heads digest `, h('code', { id: 'heads' }, p.replica.heads), ' (equal digests on two peers mean equal replicas)')
+          ? h('p', {}, `trials ${p.replica.trials}${p.replica.changes !== null ? `, changes ${p.replica.changes}` : ''}, changes waiting for dependencies ${p.replica.pendingChanges}, heads digest `, h('code', { id: 'heads' }, p.replica.heads), ' (equal digests on two peers mean equal replicas; each peer advertises its digest in its heartbeat)')
           : h('p', { class: 'muted' }, 'in-memory storage: no replica'),
         h('h3', {}, 'Replica counters: rejected messages by reason, sync sessions (all peers together)'),
         rejects.length ? h('table', { class: 'simple' }, h('tbody', {}, rejects.map(([k, v]) => h('tr', {}, h('td', {}, k), h('td', {}, v))))) : h('p', { class: 'muted', id: 'no-rejects' }, 'none'),
