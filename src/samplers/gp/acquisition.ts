@@ -72,8 +72,11 @@ export function logEI(mean: number, variance: number, f0: number): { value: numb
 /** Something to maximize over the unit cube: a value and (over continuous coordinates) its gradient. */
 export interface Acquisition {
   evaluate(x: Float64Array, grad?: Float64Array): number;
-  /** A cheap value never below `evaluate(x)`, used to skip candidates that cannot make the shortlist. */
-  upperBound?(x: Float64Array): number;
+  /**
+   * `evaluate(x)` when it is at least `floor`; otherwise it may return any value below `floor` (an
+   * upper bound found before the exact value was complete), which is cheaper.
+   */
+  evaluateAbove?(x: Float64Array, floor: number): number;
 }
 
 /** log EI of a GP, plus log P(feasible) of each constraint GP (Gardner et al. 2014), as Optuna's logCEI. */
@@ -91,12 +94,22 @@ export class LogEIAcquisition implements Acquisition {
   }
 
   /**
-   * log EI grows with the posterior standard deviation, which is at most sqrt(scale): the mean alone
-   * (O(n d), no triangular solve) bounds log EI; log P(feasible) is bounded by 0.
+   * log EI grows with the posterior standard deviation, and log P(feasible) is at most 0: log EI at the
+   * variance given the first inputs alone (GaussianProcess.posteriorOrBound) bounds the total, and a
+   * candidate is dropped as soon as that bound falls below `floor`.
    */
-  upperBound(x: Float64Array): number {
-    if (!Number.isFinite(this.threshold)) return 0;
-    return logEI(this.gp.mean(x), this.gp.params.scale + 1e-12, this.threshold).value;
+  evaluateAbove(x: Float64Array, floor: number): number {
+    if (!Number.isFinite(this.threshold) || !(floor > -Infinity)) return this.evaluate(x);
+    // log P(feasible) <= 0, so log EI alone bounds the total.
+    const f0 = this.threshold;
+    const p = this.gp.posteriorOrBound(x, (mean, varianceUpper) => logEI(mean, varianceUpper * (1 + 1e-9) + 2e-12, f0).value < floor);
+    if (!p.exact) return logEI(p.mean, p.variance * (1 + 1e-9) + 2e-12, f0).value;
+    let total = logEI(p.mean, p.variance + 1e-12, f0).value;
+    for (const c of this.constraints) {
+      const q = c.gp.posterior(x);
+      total += logCdf((q.mean - c.threshold) / Math.sqrt(q.variance + 1e-12));
+    }
+    return total;
   }
 
   evaluate(x: Float64Array, grad?: Float64Array): number {
@@ -175,24 +188,19 @@ export function randomPoint(space: CubeSpace, rng: Rng): Float64Array {
 
 /** The maximizer found: random candidates, the best of them and the warm starts refined locally. */
 export function maximizeAcquisition(acq: Acquisition, space: CubeSpace, rng: Rng, warmStarts: readonly Float64Array[], opts: OptimizerOptions): { x: Float64Array; value: number } {
-  const pool: { x: Float64Array; bound: number }[] = [];
+  // Every candidate is scored, in the order drawn; once the shortlist is full, a candidate is only
+  // scored as far as it takes to prove it falls below the shortlist's worst value (evaluateAbove),
+  // which gives the same shortlist as scoring every candidate exactly.
+  const need = Math.max(1, opts.nLocalSearch - warmStarts.length);
+  const cands: { x: Float64Array; v: number }[] = [];
   for (let i = 0; i < opts.nCandidates; i++) {
     const x = randomPoint(space, rng);
-    pool.push({ x, bound: acq.upperBound ? acq.upperBound(x) : Infinity });
-  }
-  // Exact values in order of the bound; once the bound falls below the shortlist's worst exact value,
-  // no later candidate can enter it. The shortlist is the same as scoring every candidate.
-  const need = Math.max(1, opts.nLocalSearch - warmStarts.length);
-  const order = pool.map((_, i) => i).sort((a, b) => pool[b]!.bound - pool[a]!.bound || a - b);
-  const cands: { x: Float64Array; v: number; i: number }[] = [];
-  for (const i of order) {
-    if (cands.length >= need && pool[i]!.bound < cands[need - 1]!.v) break;
-    const v = acq.evaluate(pool[i]!.x);
-    // Keep only the shortlist, sorted best first (insertion: it is short).
+    const v = acq.evaluateAbove && cands.length >= need ? acq.evaluateAbove(x, cands[need - 1]!.v) : acq.evaluate(x);
+    // Keep only the shortlist, sorted best first (insertion: it is short; ties keep the earlier candidate).
     let at = cands.length;
-    while (at > 0 && (cands[at - 1]!.v < v || (cands[at - 1]!.v === v && cands[at - 1]!.i > i))) at--;
+    while (at > 0 && cands[at - 1]!.v < v) at--;
     if (at < need) {
-      cands.splice(at, 0, { x: pool[i]!.x, v, i });
+      cands.splice(at, 0, { x, v });
       if (cands.length > need) cands.pop();
     }
   }
@@ -209,10 +217,13 @@ export function maximizeAcquisition(acq: Acquisition, space: CubeSpace, rng: Rng
   const lower = new Float64Array(space.dim);
   const upper = new Float64Array(space.dim).fill(1);
   for (let d = 0; d < space.dim; d++) if (!continuous[d]) upper[d] = lower[d] = 0; // placeholders, replaced per start
+  // Rounds alternate the continuous search with a pass over each categorical coordinate; with no
+  // categorical coordinate there is nothing to alternate with, and one L-BFGS run is the search.
+  const rounds = continuous.every(Boolean) ? 1 : 3;
   for (const start of starts) {
     let x = start;
     let value = acq.evaluate(x);
-    for (let round = 0; round < 3; round++) {
+    for (let round = 0; round < rounds; round++) {
       const before = value;
       if (anyContinuous) {
         // Categorical coordinates are held fixed by pinning their box to the current value.

@@ -54,6 +54,9 @@ export class GaussianProcess {
   /** The inputs row by row in one array, and 1 for categorical coordinates (the hot loops read these). */
   private readonly flat: Float64Array;
   private readonly cat: Uint8Array;
+  private readonly anyCategorical: boolean;
+  private readonly bufK: Float64Array;
+  private readonly bufDk: Float64Array;
 
   private constructor(
     readonly X: readonly Float64Array[],
@@ -66,6 +69,9 @@ export class GaussianProcess {
     this.flat = new Float64Array(this.n * this.dim);
     X.forEach((x, i) => this.flat.set(x.subarray(0, this.dim), i * this.dim));
     this.cat = Uint8Array.from(isCategorical, (c) => (c ? 1 : 0));
+    this.anyCategorical = isCategorical.some(Boolean);
+    this.bufK = new Float64Array(this.n);
+    this.bufDk = new Float64Array(this.n);
     const K = this.gram();
     this.chol = cholesky(K, this.n);
     this.alpha = solveUpperT(this.chol, this.n, solveLower(this.chol, this.n, Float64Array.from(y)));
@@ -120,63 +126,113 @@ export class GaussianProcess {
     return K;
   }
 
-  /** The posterior mean alone (no solve: O(n d)); the variance is at most `params.scale`. */
-  mean(x: ArrayLike<number>): number {
-    const { n, dim, flat, cat } = this;
+  /**
+   * Writes k(x, X_i) into bufK (and scale * m'(r^2) into bufDk when `withDeriv`); returns the
+   * posterior mean k^T alpha.
+   */
+  private kernelVector(x: ArrayLike<number>, withDeriv: boolean): number {
+    const { n, dim, flat, cat, alpha } = this;
     const lam = this.params.inverseSquaredLengthscales;
+    const scale = this.params.scale;
+    const anyCat = this.anyCategorical;
+    const v = this.bufK;
+    const dk = this.bufDk;
     let mean = 0;
     for (let i = 0, o = 0; i < n; i++, o += dim) {
       let r2 = 0;
-      for (let d = 0; d < dim; d++) {
-        const diff = x[d]! - flat[o + d]!;
-        r2 += lam[d]! * (cat[d] ? (diff === 0 ? 0 : 1) : diff * diff);
+      if (anyCat) {
+        for (let d = 0; d < dim; d++) {
+          const diff = x[d]! - flat[o + d]!;
+          r2 += lam[d]! * (cat[d] ? (diff === 0 ? 0 : 1) : diff * diff);
+        }
+      } else {
+        for (let d = 0; d < dim; d++) {
+          const diff = x[d]! - flat[o + d]!;
+          r2 += lam[d]! * diff * diff;
+        }
       }
       const s5 = Math.sqrt(5 * r2);
-      mean += (1 + s5 + (5 / 3) * r2) * Math.exp(-s5) * this.alpha[i]!;
+      const e = Math.exp(-s5);
+      const ki = scale * (1 + s5 + (5 / 3) * r2) * e;
+      v[i] = ki;
+      if (withDeriv) dk[i] = scale * (-5 / 6) * (1 + s5) * e;
+      mean += ki * alpha[i]!;
     }
-    return this.params.scale * mean;
+    return mean;
+  }
+
+  /**
+   * The posterior mean and variance at x, unless `stop` says the point is of no interest first. The
+   * forward substitution v = L^-1 k runs row by row, and after the first j rows
+   * scale - sum_{i<j} v_i^2 is the variance given the first j inputs alone: an upper bound on the
+   * variance that tightens as j grows. At a few checkpoints `stop(mean, varianceUpperBound)` is asked;
+   * when it returns true the result is that bound, flagged `exact: false`. Otherwise the result is
+   * exactly posterior(x).
+   */
+  posteriorOrBound(x: ArrayLike<number>, stop: (mean: number, varianceUpperBound: number) => boolean): { mean: number; variance: number; exact: boolean } {
+    const n = this.n;
+    const L = this.chol;
+    const scale = this.params.scale;
+    const mean = this.kernelVector(x, false);
+    const b = this.bufK;
+    let vv = 0;
+    let next = n >= 32 ? n >> 3 : n; // checkpoints at n/8, n/4, n/2, 3n/4
+    for (let i = 0; i < n; i++) {
+      if (i === next) {
+        if (stop(mean, Math.max(0, scale - vv))) return { mean, variance: Math.max(0, scale - vv), exact: false };
+        next = next === n >> 3 ? n >> 2 : next === n >> 2 ? n >> 1 : next === n >> 1 ? (3 * n) >> 2 : n;
+      }
+      const ri = i * n;
+      let s0 = b[i]!, s1 = 0, s2 = 0, s3 = 0;
+      let k = 0;
+      for (; k + 3 < i; k += 4) {
+        s0 -= L[ri + k]! * b[k]!;
+        s1 -= L[ri + k + 1]! * b[k + 1]!;
+        s2 -= L[ri + k + 2]! * b[k + 2]!;
+        s3 -= L[ri + k + 3]! * b[k + 3]!;
+      }
+      for (; k < i; k++) s0 -= L[ri + k]! * b[k]!;
+      const bi = (s0 + s1 + s2 + s3) / L[ri + i]!;
+      b[i] = bi;
+      vv += bi * bi;
+    }
+    return { mean, variance: Math.max(0, scale - vv), exact: true };
   }
 
   /** Posterior mean and variance at x; with `grad`, also their gradients over the continuous coordinates. */
   posterior(x: ArrayLike<number>, grad?: { mean: Float64Array; variance: Float64Array }): { mean: number; variance: number } {
-    const { n, dim, flat, cat } = this;
+    const { n, dim, flat, cat, alpha } = this;
     const lam = this.params.inverseSquaredLengthscales;
     const scale = this.params.scale;
-    const k = new Float64Array(n);
-    const dk = grad ? new Float64Array(n) : null; // m'(r^2) * scale per input
-    let mean = 0;
-    for (let i = 0, o = 0; i < n; i++, o += dim) {
-      let r2 = 0;
-      for (let d = 0; d < dim; d++) {
-        const diff = x[d]! - flat[o + d]!;
-        r2 += lam[d]! * (cat[d] ? (diff === 0 ? 0 : 1) : diff * diff);
-      }
-      const s5 = Math.sqrt(5 * r2);
-      const e = Math.exp(-s5);
-      k[i] = scale * (1 + s5 + (5 / 3) * r2) * e;
-      if (dk) dk[i] = scale * (-5 / 6) * (1 + s5) * e;
-      mean += k[i]! * this.alpha[i]!;
-    }
-    const v = solveLower(this.chol, n, Float64Array.from(k));
+    const mean = this.kernelVector(x, !!grad);
+    const v = this.bufK; // k, then L^-1 k in place
+    const dk = this.bufDk;
+    solveLower(this.chol, n, v);
     let vv = 0;
     for (let i = 0; i < n; i++) vv += v[i]! * v[i]!;
     const variance = Math.max(0, scale - vv);
-    if (grad && dk) {
-      const w = solveUpperT(this.chol, n, v); // (K + noise I)^-1 k
-      grad.mean.fill(0);
-      grad.variance.fill(0);
+    if (grad) {
+      const w = solveUpperT(this.chol, n, v); // (K + noise I)^-1 k, in place
+      const gm = grad.mean;
+      const gv = grad.variance;
+      gm.fill(0);
+      gv.fill(0);
       // d k_i / d x_d = m'(r_i^2) * scale * lambda_d * 2 (x_d - X_id)
       for (let i = 0, o = 0; i < n; i++, o += dim) {
-        const a = dk[i]! * this.alpha[i]!;
+        const a = dk[i]! * alpha[i]!;
         const b = dk[i]! * w[i]!;
+        if (a === 0 && b === 0) continue;
         for (let d = 0; d < dim; d++) {
-          if (cat[d]) continue;
-          const t = 2 * lam[d]! * (x[d]! - flat[o + d]!);
-          grad.mean[d]! += a * t;
-          grad.variance[d]! += b * t;
+          const diff = x[d]! - flat[o + d]!;
+          gm[d]! += a * diff;
+          gv[d]! += b * diff;
         }
       }
-      for (let d = 0; d < dim; d++) grad.variance[d] = variance > 0 ? -2 * grad.variance[d]! : 0;
+      for (let d = 0; d < dim; d++) {
+        const f = cat[d] ? 0 : 2 * lam[d]!;
+        gm[d] = f * gm[d]!;
+        gv[d] = variance > 0 ? -2 * f * gv[d]! : 0;
+      }
     }
     return { mean, variance };
   }
