@@ -7,6 +7,7 @@
 import { parseDistribution, type Distribution, type ParamValue } from './distributions.js';
 import { PeertuneError } from './errors.js';
 import { TRIAL_STATES, frozenTrial, type FrozenTrial, type StudyDirection, type TrialState } from './storage/storage.js';
+import { describeChanges, hasLineage, memberOf } from './pbt/lineage.js';
 
 export type Cell = string | number | boolean | null;
 export type Row = Record<string, Cell>;
@@ -34,6 +35,9 @@ export function trialsToRows(study: StudyLike): { columns: string[]; rows: Row[]
     Object.keys(t.systemAttrs).forEach((k) => sysKeys.add(k));
   }
   const valueCols = multi ? study.directions.map((_, i) => `values_${i}`) : ['value'];
+  // Population-based training: each trial's member (population slot), the trial it cloned, the step it
+  // started from and its perturbation, as this replica's trial numbers.
+  const lineageCols = hasLineage(trials) ? ['pbt_member', 'pbt_parent', 'pbt_start_step', 'pbt_perturbation'] : [];
   const columns = [
     'number',
     ...valueCols,
@@ -43,10 +47,12 @@ export function trialsToRows(study: StudyLike): { columns: string[]; rows: Row[]
     ...[...paramNames].sort().map((k) => `params_${k}`),
     ...[...userKeys].sort().map((k) => `user_attrs_${k}`),
     ...[...sysKeys].sort().map((k) => `system_attrs_${k}`),
+    ...lineageCols,
     'state',
     'trial_id',
     'owner',
   ];
+  const byId = new Map(trials.map((t) => [t.trialId, t] as const));
   const rows = trials.map((t) => {
     const r: Row = {};
     for (const c of columns) r[c] = null;
@@ -58,6 +64,13 @@ export function trialsToRows(study: StudyLike): { columns: string[]; rows: Row[]
     for (const [k, v] of Object.entries(t.params)) r[`params_${k}`] = cell(v);
     for (const [k, v] of Object.entries(t.userAttrs)) r[`user_attrs_${k}`] = cell(v);
     for (const [k, v] of Object.entries(t.systemAttrs)) r[`system_attrs_${k}`] = cell(v);
+    if (lineageCols.length) {
+      const parent = typeof t.systemAttrs['pbtParent'] === 'string' ? byId.get(t.systemAttrs['pbtParent']) : undefined;
+      r['pbt_member'] = byId.get(memberOf(t, byId))?.number ?? null;
+      r['pbt_parent'] = parent?.number ?? null;
+      r['pbt_start_step'] = typeof t.systemAttrs['pbtStartStep'] === 'number' ? t.systemAttrs['pbtStartStep'] : null;
+      r['pbt_perturbation'] = describeChanges(t) || null;
+    }
     r['state'] = t.state;
     r['trial_id'] = t.trialId;
     r['owner'] = t.owner;

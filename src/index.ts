@@ -38,5 +38,7 @@ export async function openPeerStorage(opts: PeerStorageOptions): Promise<PeerSto
 }
 export type { CheckpointConfig } from './checkpoints/keep.js';
 export type { Checkpoint, CheckpointRef } from './checkpoints/manager.js';
+export { PopulationBasedTraining, policyOf, globalPolicy } from './pbt/index.js';
+export type { PopulationBasedTrainingOptions, Mutation, ParamChange, PolicyLine } from './pbt/index.js';
 export * from './visualization/index.js';
 export * from './importance/index.js';

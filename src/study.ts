@@ -483,6 +483,14 @@ export class Study {
       const worker = async (): Promise<void> => {
         while (!this.stopRequested && !fatal && (nTrials === undefined || started < nTrials) && Date.now() < deadline) {
           if (maxTrials !== undefined && this.countTowardsBudget() >= maxTrials) break;
+          // A scheduling pruner (PBT) may hold the loop until a continuation waits, or end it. No await
+          // between its last 'start' and ask(), so two jobs cannot both take the last place.
+          let turn = this.pruner.admit?.(this) ?? 'start';
+          while (turn === 'wait' && !this.stopRequested && !fatal && Date.now() < deadline) {
+            await this.historyChange(Math.min(1000, deadline - Date.now()));
+            turn = this.pruner.admit!(this);
+          }
+          if (turn !== 'start') break;
           started++;
           const { frozen, error } = await this.runOne(objective);
           bar?.update(this.bestText());
@@ -498,6 +506,15 @@ export class Study {
       bar?.stop();
     }
     if (fatal) throw (fatal as { err: unknown }).err;
+  }
+
+  /** Resolves when the study's trials change (here or by a merge), or after `ms`. */
+  private async historyChange(ms: number): Promise<void> {
+    const v = this.storage.getVersion(this.studyId);
+    const until = Date.now() + Math.max(0, ms);
+    while (Date.now() < until && this.storage.getVersion(this.studyId) === v && !this.stopRequested) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   /** Trials counted against `maxTrials`: finished ones except FAIL, plus those in flight anywhere. */

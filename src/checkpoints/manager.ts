@@ -16,6 +16,7 @@ import { CHECKPOINTS_ATTR, checkpointRefs, type CheckpointRef } from './refs.js'
 
 export { CHECKPOINTS_ATTR, checkpointRefs, type CheckpointRef };
 import { bestCheckpoint, checkCheckpointConfig, selectKept, type CheckpointConfig } from './keep.js';
+import { clonedCheckpoint, pinnedCheckpointIds } from '../pbt/lineage.js';
 
 /** What `trial.getCheckpoint()` returns. */
 export interface Checkpoint {
@@ -95,7 +96,7 @@ export class CheckpointManager {
     const seq = refs.reduce((m, r) => Math.max(m, r.seq), 0) + 1;
     const ref: CheckpointRef = { id: `${trialId}#${seq}`, trialId, ...blob, seq, step: info.step ?? null, metrics, createdAt: Date.now(), holders: [this.opts.peerId] };
     const all = [...refs, ref];
-    const kept = selectKept(all, this.config);
+    const kept = selectKept(all, this.config, pinnedCheckpointIds(this.storage.getAllTrials(studyId, ['RUNNING', 'WAITING'])));
     const stay = all.filter((r) => kept.has(r.id));
     this.storage.setTrialSystemAttr(studyId, trialId, CHECKPOINTS_ATTR, stay.map(toAttr));
     await this.collectNow();
@@ -126,6 +127,19 @@ export class CheckpointManager {
       if (refs.length) {
         const latest = refs.reduce((a, b) => (b.seq > a.seq ? b : a));
         return this.materialize(latest);
+      }
+      // A PBT continuation starts from the exact checkpoint it cloned, not its parent's latest.
+      const cloned = clonedCheckpoint(t);
+      if (cloned) {
+        let parent: FrozenTrial | null = null;
+        try {
+          parent = this.storage.getTrial(studyId, cloned.trialId);
+        } catch {
+          parent = null;
+        }
+        const match = parent ? checkpointRefs(parent).find((r) => r.seq === cloned.seq) : undefined;
+        if (!match) throw new CheckpointError(`trial ${t.number} clones checkpoint ${cloned.trialId}#${cloned.seq}, which its trial no longer lists`);
+        return this.materialize(match);
       }
       const next = t.systemAttrs['retryOf'] ?? t.systemAttrs['pbtParent'];
       id = typeof next === 'string' ? next : null;

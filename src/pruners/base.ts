@@ -8,4 +8,9 @@ import type { Study } from '../study.js';
 
 export interface Pruner {
   prune(study: Study, trial: FrozenTrial): boolean;
+  /**
+   * Optional, for pruners that schedule a population (PopulationBasedTraining): whether optimize() may
+   * start a trial now, should wait for the history to change, or has nothing left to run.
+   */
+  admit?(study: Study): 'start' | 'wait' | 'done';
 }

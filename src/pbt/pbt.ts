@@ -1,0 +1,212 @@
+/**
+ * PopulationBasedTraining: Ray Tune's PBT scheduler (asynchronous mode) as an Optuna pruner. Plug it in
+ * as the study's pruner; the objective reports a score every step, calls `shouldPrune()`, saves a
+ * checkpoint at least once per perturbation interval and starts from `getCheckpoint()`.
+ *
+ * At a member's perturbation point (its time, the reported step by default, is at least
+ * `perturbationInterval` past its last point and past `burnInPeriod`), the quantiles of the live
+ * members' scores at their last points are computed from this peer's replica, so two peers holding the
+ * same trials decide the same. A member in the bottom quantile clones a random top-quantile member:
+ * params are immutable here (as in Optuna), so the bottom member's trial ends PRUNED with the reason,
+ * and a NEW trial is enqueued with the explored values (clipped to their distributions), the cloned
+ * checkpoint (the one the top member recorded at its last point), `pbtParent` and the step it starts
+ * from; whichever peer claims it resumes from that checkpoint, fetched from a holder if need be. With
+ * `populationSize`, `optimize()` starts members until the population is full, then only runs
+ * continuations, and returns when every member has finished.
+ */
+import type { Distribution, ParamValue } from '../distributions.js';
+import { checkOptions, OptionError, rules } from '../errors.js';
+import { logger } from '../logging.js';
+import type { Pruner } from '../pruners/base.js';
+import { lastStep } from '../pruners/percentile.js';
+import { Rng, randomSeed } from '../rng.js';
+import type { FrozenTrial } from '../storage/storage.js';
+import type { Study } from '../study.js';
+import { explore, type Mutation } from './explore.js';
+import { describeChanges, lastPoint, memberOf, offeredCheckpoint, type PerturbationPoint } from './lineage.js';
+
+export interface PopulationBasedTrainingOptions {
+  /**
+   * What measures a member's progress: 'step' (default), the step given to `trial.report`, or
+   * 'time_total_s', the seconds its lineage has trained (Ray's default).
+   */
+  timeAttr?: 'step' | 'time_total_s';
+  /** Time between a member's perturbation points (Ray's default 60; steps or seconds after timeAttr). */
+  perturbationInterval?: number;
+  /** No perturbation before this time (default 0). */
+  burnInPeriod?: number;
+  /** The share of members in the top and in the bottom quantile, in [0, 0.5] (default 0.25). */
+  quantileFraction?: number;
+  /** The chance that a mutated parameter is drawn anew instead of perturbed (default 0.25). */
+  resampleProbability?: number;
+  /** Numeric parameters are multiplied by one of these (default [1.2, 0.8]). */
+  perturbationFactors?: readonly number[];
+  /** The parameters PBT changes and how: a distribution, a list of choices, or a function that draws a value. */
+  hyperparamMutations?: Readonly<Record<string, Mutation>>;
+  /** Called with the explored config; returns the config to use (clipped to the distributions afterwards). */
+  customExploreFn?: (config: Record<string, ParamValue>) => Record<string, ParamValue>;
+  /**
+   * Members in the whole study (Ray's num_samples): optimize() starts new members until this many exist,
+   * then runs only continuations, and returns once all have finished. Without it, optimize() starts a
+   * new member whenever no continuation is waiting (bounded by nTrials or timeout as usual).
+   */
+  populationSize?: number;
+  /** Seed of the exploit and explore draws (each decision draws from (seed, trial id, step)). */
+  seed?: number;
+}
+
+const OPTION_RULES = {
+  timeAttr: rules.oneOf(['step', 'time_total_s']),
+  perturbationInterval: rules.positive(),
+  burnInPeriod: rules.finite(0),
+  quantileFraction: rules.finite(0, 0.5),
+  resampleProbability: rules.finite(0, 1),
+  perturbationFactors: {
+    valid: 'a non-empty array of positive numbers',
+    test: (v: unknown) => Array.isArray(v) && v.length > 0 && v.every((f) => typeof f === 'number' && Number.isFinite(f) && f > 0),
+  },
+  hyperparamMutations: {
+    valid: 'an object mapping parameter names to a distribution, a non-empty list of choices or a function',
+    test: (v: unknown) =>
+      !!v && typeof v === 'object' && !Array.isArray(v) &&
+      Object.values(v).every((m) => typeof m === 'function' || (Array.isArray(m) && m.length > 0) || (!!m && typeof m === 'object' && ['float', 'int', 'categorical'].includes((m as { type?: string }).type ?? ''))),
+  },
+  customExploreFn: { valid: 'a function', test: (v: unknown) => typeof v === 'function' },
+  populationSize: rules.integer(2),
+  seed: rules.integer(0),
+};
+
+export class PopulationBasedTraining implements Pruner {
+  readonly timeAttr: 'step' | 'time_total_s';
+  readonly perturbationInterval: number;
+  readonly burnInPeriod: number;
+  readonly quantileFraction: number;
+  readonly resampleProbability: number;
+  readonly perturbationFactors: readonly number[];
+  readonly hyperparamMutations: Readonly<Record<string, Mutation>>;
+  readonly customExploreFn: PopulationBasedTrainingOptions['customExploreFn'];
+  readonly populationSize: number | undefined;
+  readonly seed: number;
+
+  constructor(opts: PopulationBasedTrainingOptions = {}) {
+    checkOptions('PopulationBasedTraining', opts, OPTION_RULES, { rejectUnknown: true });
+    if (!opts.hyperparamMutations && !opts.customExploreFn) {
+      throw new OptionError('PopulationBasedTraining: give hyperparamMutations or customExploreFn (or both), or PBT has nothing to explore', 'hyperparamMutations', undefined);
+    }
+    this.timeAttr = opts.timeAttr ?? 'step';
+    this.perturbationInterval = opts.perturbationInterval ?? 60;
+    this.burnInPeriod = opts.burnInPeriod ?? 0;
+    this.quantileFraction = opts.quantileFraction ?? 0.25;
+    this.resampleProbability = opts.resampleProbability ?? 0.25;
+    this.perturbationFactors = [...(opts.perturbationFactors ?? [1.2, 0.8])];
+    this.hyperparamMutations = { ...(opts.hyperparamMutations ?? {}) };
+    this.customExploreFn = opts.customExploreFn;
+    this.populationSize = opts.populationSize;
+    this.seed = opts.seed ?? randomSeed();
+  }
+
+  /** The member's time at its latest report. */
+  private timeOf(trial: FrozenTrial, step: number): number {
+    if (this.timeAttr === 'step') return step;
+    const base = typeof trial.systemAttrs['pbtTimeBase'] === 'number' ? (trial.systemAttrs['pbtTimeBase'] as number) : 0;
+    return base + (Date.now() - (trial.datetimeStart?.getTime() ?? Date.now())) / 1000;
+  }
+
+  /**
+   * Called by `trial.shouldPrune()` after each report: true when this member was exploited (its
+   * continuation is enqueued; the objective should throw TrialPruned).
+   */
+  prune(study: Study, trial: FrozenTrial): boolean {
+    if (study.isMultiObjective) return false;
+    if (trial.systemAttrs['pbtExploited'] !== undefined) return true;
+    const step = lastStep(trial);
+    if (step === null) return false;
+    const time = this.timeOf(trial, step);
+    const last = lastPoint(trial);
+    if (last && last.step === step && last.score !== undefined) return false; // decided at this step already
+    const lastTime = last?.time ?? 0;
+    if (time < this.burnInPeriod || time - lastTime < this.perturbationInterval) return false;
+
+    const raw = trial.intermediateValues.get(step)!;
+    const sign = study.direction === 'maximize' ? 1 : -1;
+    const stored = Number.isNaN(raw) ? null : sign * raw;
+    const point = { time, step, score: stored };
+    study.storage.setTrialSystemAttr(study.studyId, trial.trialId, 'pbtLast', point);
+    return this.decide(study, trial.trialId, { time, step, score: stored ?? -Infinity });
+  }
+
+  private decide(study: Study, trialId: string, point: Required<PerturbationPoint>): boolean {
+    const storage = study.storage;
+    const scored = study
+      .getTrials({ states: ['RUNNING'] })
+      .map((t) => ({ t, p: lastPoint(t) }))
+      .filter((x): x is { t: FrozenTrial; p: Required<PerturbationPoint> } => x.p?.score !== undefined);
+    if (scored.length <= 1) return false;
+    scored.sort((a, b) => a.p.score - b.p.score || (a.t.trialId < b.t.trialId ? -1 : 1));
+    const n = Math.min(Math.ceil(scored.length * this.quantileFraction), Math.floor(scored.length / 2));
+    if (n === 0) return false;
+    const lower = scored.slice(0, n);
+    const upper = scored.slice(scored.length - n);
+    const me = lower.find((x) => x.t.trialId === trialId);
+    if (!me) return false;
+
+    const rng = Rng.from(this.seed, trialId, point.step, 'pbt');
+    const top = upper[rng.int(0, upper.length - 1)]!.t;
+    const ck = offeredCheckpoint(top);
+    if (!ck) {
+      logger.info(`[pbt]: no checkpoint for trial ${top.number} at or before step ${lastPoint(top)!.step}. Skip exploit (trial ${me.t.number}).`);
+      return false;
+    }
+    const online = new Set([storage.ownerId, ...study.peers.filter((p) => p.online).map((p) => p.peerId)]);
+    if (!ck.holders.some((h) => online.has(h))) {
+      logger.info(`[pbt]: checkpoint ${ck.id} of trial ${top.number} has no copy on a peer online now (holders: ${ck.holders.join(', ') || 'none'}). Skip exploit (trial ${me.t.number}).`);
+      return false;
+    }
+
+    const { params, changes } = explore(top.params, this.hyperparamMutations, top.distributions as Record<string, Distribution>, {
+      resampleProbability: this.resampleProbability,
+      perturbationFactors: this.perturbationFactors,
+      customExploreFn: this.customExploreFn,
+    }, rng);
+    const byId = new Map(study.trials.map((t) => [t.trialId, t] as const));
+    const topPoint = lastPoint(top)!;
+    const startStep = ck.step!;
+    const timeBase = this.timeAttr === 'step' ? startStep : topPoint.time;
+    const child = storage.createTrial(study.studyId, {
+      state: 'WAITING',
+      systemAttrs: {
+        fixedParams: params,
+        pbtMember: memberOf(me.t, byId),
+        pbtParent: top.trialId,
+        pbtCheckpoint: { trialId: ck.trialId, seq: ck.seq, step: ck.step },
+        pbtStartStep: startStep,
+        pbtReplaces: trialId,
+        pbtChanges: changes,
+        pbtTimeBase: timeBase,
+        pbtLast: { time: timeBase, step: startStep },
+      },
+    });
+    const cut = upper[0]!.p.score;
+    const fmt = (v: number) => (Number.isFinite(v) ? String(Number((v * (study.direction === 'maximize' ? 1 : -1)).toPrecision(6))) : 'NaN');
+    const what = describeChanges(child) || 'no change';
+    const reason = `PBT: bottom ${this.quantileFraction} quantile at step ${point.step} (value ${fmt(point.score)}, top quantile from ${fmt(cut)}); continues as a clone of trial ${top.number} from its checkpoint at step ${startStep}: ${what}`;
+    storage.setTrialSystemAttr(study.studyId, trialId, 'pbtExploited', { step: point.step, time: point.time, parent: top.trialId, continuation: child.trialId });
+    storage.setTrialSystemAttr(study.studyId, trialId, 'pbtReason', reason);
+    logger.info(`[pbt]: trial ${me.t.number} is in the bottom quantile at step ${point.step}; it clones trial ${top.number} (checkpoint at step ${startStep}) as a new trial with ${what}.`);
+    return true;
+  }
+
+  /**
+   * Whether optimize() may start a trial now: 'start' while a continuation waits or the population is not
+   * full, 'wait' while members still run (their continuations may come here), 'done' when none is left.
+   */
+  admit(study: Study): 'start' | 'wait' | 'done' {
+    if (this.populationSize === undefined) return 'start';
+    const trials = study.trials;
+    if (trials.some((t) => t.state === 'WAITING')) return 'start';
+    let members = 0;
+    for (const t of trials) if (t.systemAttrs['pbtMember'] === undefined && t.systemAttrs['retryOf'] === undefined) members++;
+    if (members < this.populationSize) return 'start';
+    return trials.some((t) => t.state === 'RUNNING') ? 'wait' : 'done';
+  }
+}

@@ -1,0 +1,189 @@
+// PopulationBasedTraining in one process (in memory): Ray's explore with clipping; an exploited member
+// ends PRUNED and its NEW trial starts from the top member's checkpoint (step and state); keep-N never
+// drops a checkpoint a continuation clones; and on a problem that needs a learning-rate schedule,
+// PBT with population 8 beats random search and TPE given at least the same total steps, over 5 seeds.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  createStudy,
+  categoricalDistribution,
+  floatDistribution,
+  intDistribution,
+  NopPruner,
+  OptionError,
+  PopulationBasedTraining,
+  RandomSampler,
+  Rng,
+  setVerbosity,
+  TPESampler,
+  policyOf,
+} from '../../src/index.js';
+import { explore } from '../../src/pbt/explore.js';
+import { toyObjective } from './toy.js';
+
+setVerbosity('error');
+
+const lrDist = floatDistribution('lr', 1e-3, 1, { log: true });
+
+test('explore: factors, neighbouring choices and resampling as in Ray, every value clipped to its distribution', () => {
+  const dists = { lr: floatDistribution('lr', 0, 1), n: intDistribution('n', 1, 10), act: categoricalDistribution('act', ['a', 'b', 'c']) };
+  const settings = { resampleProbability: 0, perturbationFactors: [1.2] };
+  const up = explore({ lr: 0.9, n: 10, act: 'c', keep: 7 }, { lr: dists.lr, n: dists.n, act: ['a', 'b', 'c'] }, dists, settings, new Rng(1));
+  assert.equal(up.params['lr'], 1, '0.9 * 1.2 clipped to high = 1 (Ray would give 1.08)');
+  assert.equal(up.changes['lr']!.how, '*1.2,clipped');
+  assert.equal(up.params['n'], 10, 'an int at its high stays there');
+  assert.ok(['b', 'c'].includes(up.params['act'] as string), 'a choice moves to a neighbour or stays at the end');
+  assert.equal(up.params['keep'], 7, 'a parameter without a mutation is copied from the clone');
+  const down = explore({ lr: 0.5, n: 5 }, { lr: dists.lr, n: dists.n }, dists, { resampleProbability: 0, perturbationFactors: [0.8] }, new Rng(2));
+  assert.equal(down.params['lr'], 0.4);
+  assert.equal(down.params['n'], 4, 'ints round to the grid');
+  for (let seed = 0; seed < 50; seed++) {
+    const r = explore({ lr: 0.5 }, { lr: lrDist }, { lr: lrDist }, { resampleProbability: 1, perturbationFactors: [1.2, 0.8] }, new Rng(seed));
+    assert.ok((r.params['lr'] as number) >= 1e-3 && (r.params['lr'] as number) <= 1 && r.changes['lr']!.how === 'resample');
+  }
+  const custom = explore({ lr: 0.5 }, { lr: dists.lr }, dists, { ...settings, customExploreFn: (c) => ({ ...c, lr: 7 }) }, new Rng(3));
+  assert.equal(custom.params['lr'], 1, 'customExploreFn output is clipped too');
+  assert.throws(() => new PopulationBasedTraining({}), (e: unknown) => e instanceof OptionError && e.option === 'hyperparamMutations');
+  assert.throws(() => new PopulationBasedTraining({ hyperparamMutations: { lr: lrDist }, quantileFraction: 0.6 }), (e: unknown) => e instanceof OptionError && e.option === 'quantileFraction');
+  assert.throws(() => new PopulationBasedTraining({ hyperparamMutations: { lr: lrDist }, perturbationFactor: [2] } as never), (e: unknown) => e instanceof OptionError && /unknown option "perturbationFactor"/.test(e.message));
+  const pbt = new PopulationBasedTraining({ hyperparamMutations: { lr: lrDist } });
+  assert.deepEqual([pbt.timeAttr, pbt.perturbationInterval, pbt.burnInPeriod, pbt.quantileFraction, pbt.resampleProbability, pbt.perturbationFactors], ['step', 60, 0, 0.25, 0.25, [1.2, 0.8]], "Ray's defaults (time in steps)");
+});
+
+/** Two members driven by ask(): A (good) and B (bad) report 4 steps, A saving a checkpoint of its state each step. */
+async function twoMembers(opts: { numToKeep?: number } = {}) {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pt-pbt-'));
+  const pbt = new PopulationBasedTraining({ perturbationInterval: 4, resampleProbability: 0, seed: 7, hyperparamMutations: { lr: floatDistribution('lr', 0.01, 0.5) } });
+  const study = await createStudy({ direction: 'maximize', pruner: pbt, checkpointConfig: opts.numToKeep ? { numToKeep: opts.numToKeep } : {} });
+  await study.enqueueTrial({ lr: 0.45 });
+  await study.enqueueTrial({ lr: 0.02 });
+  const a = study.ask();
+  const b = study.ask();
+  a.suggestFloat('lr', 0.01, 0.5);
+  b.suggestFloat('lr', 0.01, 0.5);
+  const decisions: boolean[] = [];
+  for (let step = 1; step <= 4; step++) {
+    const f = path.join(dir, `a-${step}.json`);
+    await writeFile(f, JSON.stringify({ weights: [step, step * 10], owner: 'A' }));
+    await a.saveCheckpoint(f, { step });
+    a.report(10 * step, step);
+    decisions.push(a.shouldPrune());
+    b.report(step, step);
+    decisions.push(b.shouldPrune());
+  }
+  return { dir, study, a, b, decisions };
+}
+
+test("a bottom member ends PRUNED and its new trial starts from the top member's checkpoint, step and state", async () => {
+  const { dir, study, a, b, decisions } = await twoMembers();
+  assert.deepEqual(decisions, [false, false, false, false, false, false, false, true], 'only B, at its perturbation point (step 4), is exploited');
+  assert.equal(b.shouldPrune(), true, 'asking again gives the same answer and no second continuation');
+  await study.tell(b, null, { state: 'PRUNED' });
+  const waiting = study.getTrials({ states: ['WAITING'] });
+  assert.equal(waiting.length, 1);
+  const bDone = study.trials.find((t) => t.trialId === b.trialId)!;
+  assert.equal(bDone.state, 'PRUNED');
+  assert.match(String(bDone.systemAttrs['pbtReason']), /bottom 0.25 quantile at step 4 .*clone of trial 0 from its checkpoint at step 4: lr 0.45→0.(54|36|5)/);
+
+  const c = study.ask();
+  assert.equal(c.snapshot().systemAttrs['pbtParent'], a.trialId);
+  assert.equal(c.snapshot().systemAttrs['pbtReplaces'], b.trialId);
+  assert.equal(c.snapshot().systemAttrs['pbtMember'], b.trialId, 'the continuation keeps the population slot of the member it replaces');
+  assert.equal(c.snapshot().systemAttrs['pbtStartStep'], 4);
+  const lr = c.suggestFloat('lr', 0.01, 0.5);
+  assert.ok(lr === 0.5 || Math.abs(lr - 0.36) < 1e-12, `the clone's 0.45 times 1.2 (clipped to 0.5) or 0.8, got ${lr}`);
+  const ck = await c.getCheckpoint();
+  assert.ok(ck, 'the new trial has a checkpoint to start from');
+  assert.equal(ck.trialId, a.trialId);
+  assert.equal(ck.step, 4);
+  assert.deepEqual(JSON.parse(await readFile(ck.path, 'utf8')), { weights: [4, 40], owner: 'A' }, "the top member's state at step 4");
+  c.report(50, 5);
+  await study.tell(c, 50);
+  const policy = policyOf(c.trialId, study.trials);
+  assert.equal(policy.length, 1);
+  assert.deepEqual([policy[0]!.trial, policy[0]!.clonedTrial, policy[0]!.step, policy[0]!.clonedStep], [b.trialId, a.trialId, 4, 4]);
+  assert.deepEqual(policy[0]!.clonedConfig, { lr: 0.45 });
+  assert.deepEqual(policy[0]!.newConfig, { lr });
+  const rows = study.trialsDataframe();
+  assert.ok(rows.columns.includes('pbt_parent') && rows.columns.includes('pbt_perturbation'));
+  const row = rows.rows.find((r) => r['trial_id'] === c.trialId)!;
+  assert.equal(row['pbt_parent'], 0);
+  assert.equal(row['pbt_member'], 1);
+  assert.equal(row['pbt_start_step'], 4);
+  assert.match(String(row['pbt_perturbation']), /^lr 0.45→/);
+  await study.tell(a, 40);
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('keep-N (numToKeep 1) never drops the checkpoint a continuation clones, and drops it once nothing needs it', async () => {
+  const { dir, study, a, b } = await twoMembers({ numToKeep: 1 });
+  await study.tell(b, null, { state: 'PRUNED' });
+  const m = await study.checkpoints();
+  const cloned = a.checkpoints.find((r) => r.step === 4)!;
+  assert.ok(cloned);
+  // A trains on past its perturbation point: with numToKeep 1 its step-4 checkpoint would go at once.
+  for (let step = 5; step <= 6; step++) {
+    const f = path.join(dir, `a-${step}.json`);
+    await writeFile(f, JSON.stringify({ weights: [step], owner: 'A' }));
+    await a.saveCheckpoint(f, { step });
+  }
+  assert.deepEqual(a.checkpoints.map((r) => r.step), [4, 6], 'the cloned step-4 checkpoint is pinned by the WAITING continuation');
+  assert.ok(await m.store.has(cloned.hash), 'and its blob is on disk');
+  const c = study.ask();
+  const ck = await c.getCheckpoint();
+  assert.equal(ck?.step, 4);
+  await study.tell(c, 1);
+  const f = path.join(dir, 'a-7.json');
+  await writeFile(f, JSON.stringify({ weights: [7], owner: 'A' }));
+  await a.saveCheckpoint(f, { step: 7 });
+  assert.deepEqual(a.checkpoints.map((r) => r.step), [4, 7], "A's own last perturbation checkpoint (step 4) stays while A runs: it offers it for cloning");
+  a.report(80, 8);
+  a.shouldPrune(); // A's next perturbation point: it now offers step 8's checkpoint or earlier (7)
+  await writeFile(f, JSON.stringify({ weights: [9], owner: 'A' }));
+  await a.saveCheckpoint(f, { step: 9 });
+  assert.deepEqual(a.checkpoints.map((r) => r.step), [7, 9], 'the step-4 checkpoint goes once no member needs it');
+  assert.equal(await m.store.has(cloned.hash), false);
+  await study.tell(a, 90);
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Best final loss of PBT, random search and TPE on the toy problem for one seed. */
+async function compare(seed: number, dir: string) {
+  const T = 100;
+  const interval = 5;
+  const run = { steps: 0 };
+  const pbt = new PopulationBasedTraining({ perturbationInterval: interval, populationSize: 8, seed, hyperparamMutations: { lr: lrDist } });
+  const study = await createStudy({ sampler: new RandomSampler({ seed }), pruner: pbt, checkpointConfig: { numToKeep: 2 } });
+  await study.optimize(toyObjective(dir, { steps: T, saveEvery: interval, run }), { nJobs: 4 });
+  const members = new Set(study.trials.map((t) => String(t.systemAttrs['pbtMember'] ?? t.trialId)));
+  assert.equal(members.size, 8, 'population 8');
+  assert.equal(study.getTrials({ states: ['COMPLETE'] }).length, 8, 'every member trained to the end');
+  // The baselines get at least PBT's total steps: whole runs of T steps with one fixed rate.
+  const n = Math.ceil(run.steps / T);
+  const out = { pbt: study.bestValue, random: 0, tpe: 0, pbtSteps: run.steps, baselineSteps: n * T };
+  for (const [name, sampler] of [['random', new RandomSampler({ seed })], ['tpe', new TPESampler({ seed, nStartupTrials: 4 })]] as const) {
+    const s = await createStudy({ sampler, pruner: new NopPruner() });
+    await s.optimize(toyObjective(dir, { steps: T, saveEvery: Infinity, run: { steps: 0 } }), { nTrials: n });
+    out[name] = s.bestValue;
+  }
+  return out;
+}
+
+test('on a problem that needs a learning-rate schedule, PBT (population 8) beats random search and TPE with the same total steps, over 5 seeds', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pt-pbt-toy-'));
+  const results = [];
+  for (const seed of [1, 2, 3, 4, 5]) results.push(await compare(seed, dir));
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const table = results.map((r, i) => `seed ${i + 1}: pbt ${r.pbt.toFixed(4)} random ${r.random.toFixed(4)} tpe ${r.tpe.toFixed(4)} (steps ${r.pbtSteps} vs ${r.baselineSteps})`).join('\n');
+  for (const r of results) {
+    assert.ok(r.baselineSteps >= r.pbtSteps);
+    assert.ok(r.pbt < r.random && r.pbt < r.tpe, `PBT wins on every seed:\n${table}`);
+  }
+  const ratio = median(results.map((r) => r.pbt)) / Math.min(median(results.map((r) => r.random)), median(results.map((r) => r.tpe)));
+  assert.ok(ratio < 0.5, `median PBT loss under half the best baseline's median (ratio ${ratio.toFixed(3)}):\n${table}`);
+  if (process.env['PBT_TABLE']) console.log(table);
+  await rm(dir, { recursive: true, force: true });
+});
