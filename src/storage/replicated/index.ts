@@ -12,8 +12,6 @@ import type { PrivateKey } from '@libp2p/interface';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import type { CheckpointRef } from '../../checkpoints/refs.js';
 import type { CheckpointSwarm } from '../../checkpoints/swarm.js';
-import type { CheckpointRef } from '../../checkpoints/refs.js';
-import type { CheckpointSwarm } from '../../checkpoints/swarm.js';
 import type { Distribution, ParamValue } from '../../distributions.js';
 import { logger } from '../../logging.js';
 import { PeerNode, type Channel } from '../../net/node.js';
@@ -35,7 +33,6 @@ import {
   type TrialTemplate,
 } from '../storage.js';
 import { AntiEntropy } from './anti-entropy.js';
-import { checkpointDirOf, startCheckpointSwarm, studyOfTrial } from './checkpoints.js';
 import { checkpointDirOf, startCheckpointSwarm, studyOfTrial } from './checkpoints.js';
 import { Inbox } from './inbox.js';
 import { resolveOptions, topicOf, MAX_STUDIES, type PeerStorageOptions, type ResolvedOptions } from './options.js';
@@ -82,7 +79,6 @@ export class PeerStorage implements Storage {
   #writeChain: Promise<void> = Promise.resolve();
   #timers: NodeJS.Timeout[] = [];
   #checkpoints: CheckpointSwarm | null = null;
-  #checkpoints: CheckpointSwarm | null = null;
 
   /** @internal use openPeerStorage */
   constructor(opts: ResolvedOptions, key: PrivateKey, db: ReplicaDb, token: symbol) {
@@ -109,7 +105,6 @@ export class PeerStorage implements Storage {
       },
       changed: (studyId) => {
         this.#checkpoints?.invalidate();
-        this.#checkpoints?.invalidate();
         for (const l of this.#listeners) {
           try {
             l(studyId);
@@ -130,17 +125,6 @@ export class PeerStorage implements Storage {
     this.#ae = new AntiEntropy(this.#ctx, (r) => this.#subscribe(r), (p) => void this.#syncWith(p));
     this.#sync = new SyncAdapter(this.#ctx, this.#writer, this.#inbox, (e, from) => this.#ae.offer(e, from));
     internalsOf.set(this, { ctx: this.#ctx, writer: this.#writer, inbox: this.#inbox });
-  }
-
-  /** Checkpoint blobs live in the data dir, beside the replica (issue 9). */
-  get checkpointDir(): string {
-    return checkpointDirOf(this.#ctx.opts.dataDir);
-  }
-
-  /** Brings blobs of a checkpoint from the peers that hold it into `checkpointDir`. */
-  async fetchCheckpointBlobs(ref: CheckpointRef, blobs: { hash: string; size: number }[]): Promise<void> {
-    if (!this.#checkpoints) throw new StorageError(`checkpoint ${ref.id} is not on this peer, and this peer has no network to fetch it (it was opened without listen addresses)`);
-    await this.#checkpoints.fetch(studyOfTrial(this.#ctx, ref.trialId), ref, blobs);
   }
 
   /** Checkpoint blobs live in the data dir, beside the replica (issue 9). */
@@ -300,11 +284,6 @@ export class PeerStorage implements Storage {
       setSystemAttr: (studyId, trialId, key, value) => this.#setTrialAttr(studyId, trialId, 'sa', key, value),
       rejected: (peer) => this.#rejected(peer),
     });
-    this.#checkpoints = await startCheckpointSwarm(ctx, node, {
-      studyPeers: (studyId) => [...this.#ae.peerStudies].filter(([, s]) => s.has(studyId)).map(([p]) => p),
-      setSystemAttr: (studyId, trialId, key, value) => this.#setTrialAttr(studyId, trialId, 'sa', key, value),
-      rejected: (peer) => this.#rejected(peer),
-    });
     logger.info(`Peer ${this.peerId} listening on ${node.multiaddrs().join(' ')}`);
   }
 
@@ -344,8 +323,6 @@ export class PeerStorage implements Storage {
       }
     }
     ctx.notify();
-    await this.#checkpoints?.stop();
-    this.#checkpoints = null;
     await this.#checkpoints?.stop();
     this.#checkpoints = null;
     if (ctx.node) await ctx.node.stop().catch((e: Error) => logger.warn(`Stopping the network failed: ${e.message}`));
