@@ -94,7 +94,7 @@ export class CheckpointManager {
     }
     const refs = checkpointRefs(trial);
     const seq = refs.reduce((m, r) => Math.max(m, r.seq), 0) + 1;
-    const ref: CheckpointRef = { id: `${trialId}#${seq}`, trialId, ...blob, seq, step: info.step ?? null, metrics, createdAt: Date.now(), holders: [this.opts.peerId] };
+    const ref: CheckpointRef = { id: `${trialId}#${seq}`, trialId, ...blob, seq, step: info.step ?? null, metrics, createdAt: Date.now(), holders: [this.opts.peerId], replicas: this.config.minReplicas };
     const all = [...refs, ref];
     const kept = selectKept(all, this.config, pinnedCheckpointIds(this.storage.getAllTrials(studyId, ['RUNNING', 'WAITING'])));
     const stay = all.filter((r) => kept.has(r.id));
@@ -220,6 +220,7 @@ export class CheckpointManager {
   }
 }
 
-function toAttr(r: CheckpointRef): Record<string, unknown> {
-  return { hash: r.hash, size: r.size, kind: r.kind, ...(r.manifestSize === undefined ? {} : { manifestSize: r.manifestSize }), seq: r.seq, step: r.step, metrics: r.metrics, createdAt: r.createdAt, holders: r.holders };
+/** A reference as the `checkpoints` system attr stores it. */
+export function toAttr(r: CheckpointRef): Record<string, unknown> {
+  return { hash: r.hash, size: r.size, kind: r.kind, ...(r.manifestSize === undefined ? {} : { manifestSize: r.manifestSize }), seq: r.seq, step: r.step, metrics: r.metrics, createdAt: r.createdAt, holders: r.holders, ...(r.replicas === undefined ? {} : { replicas: r.replicas }) };
 }

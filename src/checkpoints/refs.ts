@@ -27,6 +27,8 @@ export interface CheckpointRef {
   createdAt: number;
   /** Peers that hold a verified copy (the owner first). */
   holders: string[];
+  /** Copies on other peers the owner asks for (the study's checkpointConfig.minReplicas when saved). */
+  replicas?: number;
 }
 
 /** The checkpoint references of a trial, checked (a record from another peer may carry anything). */
@@ -50,6 +52,7 @@ export function checkpointRefs(t: { readonly trialId: string; readonly systemAtt
       createdAt: typeof c.createdAt === 'number' ? c.createdAt : 0,
       ...(c.kind === 'dir' && Number.isSafeInteger(c.manifestSize) ? { manifestSize: c.manifestSize as number } : {}),
       holders: Array.isArray(c.holders) ? c.holders.filter((h): h is string => typeof h === 'string').slice(0, 32) : [],
+      ...(Number.isSafeInteger(c.replicas) && (c.replicas as number) >= 0 && (c.replicas as number) <= 16 ? { replicas: c.replicas as number } : {}),
     });
   }
   return out;
