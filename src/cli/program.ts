@@ -11,6 +11,7 @@ import * as dashboard from './commands/dashboard.js';
 import * as deleteStudy from './commands/delete-study.js';
 import * as enqueue from './commands/enqueue.js';
 import * as node from './commands/node.js';
+import * as pbtPolicy from './commands/pbt-policy.js';
 import * as query from './commands/query.js';
 import * as serve from './commands/serve.js';
 import * as worker from './commands/worker.js';
@@ -26,6 +27,7 @@ const COMMANDS: { register(program: Command): void }[] = [
   enqueue,
   deleteStudy,
   dashboard,
+  pbtPolicy,
   serve,
 ];
 
