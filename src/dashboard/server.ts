@@ -11,7 +11,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { timingSafeEqual, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -19,7 +19,7 @@ import { PeertuneError } from '../errors.js';
 import { Worker } from 'node:worker_threads';
 import type { PeerInfo, Storage, StudyInfo, TrialState } from '../storage/storage.js';
 import { TRIAL_STATES } from '../storage/storage.js';
-import { plotlyBundlePath } from '../visualization/plotly-bundle.js';
+import { plotlyBundlePath, plotlyModulesDir } from '../visualization/plotly-bundle.js';
 import { StudyFeed } from './feed.js';
 import type { ImportanceJob } from './importance-worker.js';
 
@@ -66,7 +66,8 @@ const BROWSER_MODULES = new Set(['visualization/data', 'visualization/figures', 
 const here = fileURLToPath(import.meta.url);
 const srcRoot = dirname(dirname(here));
 const fromSource = here.endsWith('.ts');
-const webDir = [join(dirname(here), 'web'), resolve(srcRoot, '..', 'src', 'dashboard', 'web')].find((d) => existsSync(join(d, 'index.html')));
+// Compiled, the page's files are those `npm run build` copied into dist/dashboard/web (never src/).
+const webDir = existsSync(join(dirname(here), 'web', 'index.html')) ? join(dirname(here), 'web') : null;
 
 interface Asset {
   body: Buffer;
@@ -103,10 +104,40 @@ const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.j
 
 function webAsset(name: string): Promise<Asset> {
   return asset(`web:${name}`, async () => {
-    if (!webDir) throw new DashboardError('the dashboard web assets (src/dashboard/web) are missing from this install');
+    if (!webDir) throw new DashboardError(`the dashboard's web assets are missing from this install (${join(dirname(here), 'web')}); \`npm run build\` copies them there`);
     const ext = name.slice(name.lastIndexOf('.'));
-    return { body: readFileSync(join(webDir, name)), type: TYPES[ext] ?? 'application/octet-stream' };
+    const body = readFileSync(join(webDir, name));
+    return { body: name === 'index.html' ? withPlotly(body.toString()) : body, type: TYPES[ext] ?? 'application/octet-stream' };
   });
+}
+
+/**
+ * The page's Plotly script tags: the split build when it was built (its entry and the chunks it
+ * imports at once, preloaded; the lazy ones stay out), else the one-file bundle. Both are async, so
+ * Plotly evaluates while the page's own modules load.
+ */
+function withPlotly(html: string): string {
+  const dir = plotlyModulesDir();
+  let tags = '<link rel="preload" href="/static/plotly.min.js" as="script">\n<script id="plotly" src="/static/plotly.min.js" async></script>';
+  if (dir) {
+    const entry = readFileSync(join(dir, 'plotly.js'), 'utf8');
+    const lazy = new Set([...entry.matchAll(/import\("\.\/(chunk-[A-Za-z0-9_-]+\.js)"\)/g)].map((m) => m[1]!));
+    const eager = [...new Set([...entry.matchAll(/from\s*"\.\/(chunk-[A-Za-z0-9_-]+\.js)"/g)].map((m) => m[1]!))].filter((c) => !lazy.has(c));
+    tags = [...eager.map((c) => `<link rel="modulepreload" href="/static/plotly/${c}">`), '<script id="plotly" type="module" src="/static/plotly/plotly.js" async></script>'].join('\n');
+  }
+  return html.replace(/^.*<!-- plotly -->.*$/m, tags);
+}
+
+function plotlyModule(name: string): Promise<Asset> {
+  return asset(`plotly:${name}`, async () => {
+    const dir = plotlyModulesDir();
+    if (!dir || !existsSync(join(dir, name))) throw new NotFound(`no Plotly module ${name}`);
+    return { body: readFileSync(join(dir, name)), type: 'text/javascript' };
+  });
+}
+
+class NotFound extends DashboardError {
+  override name = 'NotFound';
 }
 
 function plotlyAsset(): Promise<Asset> {
@@ -178,7 +209,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
 
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((e: unknown) => {
-      if (!res.headersSent) send(res, e instanceof DashboardError ? 400 : 500, { error: (e as Error).message });
+      if (!res.headersSent) send(res, e instanceof NotFound ? 404 : e instanceof DashboardError ? 400 : 500, { error: (e as Error).message });
       else res.end();
     });
   });
@@ -205,6 +236,9 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
       return sendAsset(req, res, await webAsset('index.html'));
     }
     if (path === '/static/plotly.min.js') return sendAsset(req, res, await plotlyAsset(), true);
+    const pm = /^\/static\/plotly\/((?:plotly|chunk-[A-Za-z0-9_-]+)\.js)$/.exec(path);
+    // Chunk names carry their content hash; the entry's does not.
+    if (pm) return sendAsset(req, res, await plotlyModule(pm[1]!), pm[1] !== 'plotly.js');
     const web = /^\/static\/([a-z0-9-]+\.(?:js|css))$/.exec(path);
     if (web) return sendAsset(req, res, await webAsset(web[1]!));
     const mod = /^\/mod\/([a-z/-]+)\.js$/.exec(path);
@@ -221,7 +255,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
       if (!info) return send(res, 404, { error: `no study named "${name}" in this replica` });
       const what = m[2] ?? 'summary';
       if (what === 'summary') return send(res, 200, summary(info));
-      if (what === 'trials') return send(res, 200, feedOf(info).snapshot());
+      if (what === 'trials') return sendJson(res, 200, feedOf(info).snapshotJson());
       if (what === 'events') return stream(req, res, info);
       if (what === 'peers') return send(res, 200, peersOf(info));
       if (what === 'importances') return send(res, 200, await importances(info, url));
@@ -364,7 +398,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
       res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     };
     res.write('retry: 1000\n\n');
-    write('snapshot', feed.snapshot());
+    res.write(`event: snapshot\ndata: ${feed.snapshotJson()}\n\n`);
     write('peers', peersOf(info));
     const off = feed.subscribe((d) => write('delta', d));
     const peersTimer = setInterval(() => {
@@ -391,6 +425,19 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     );
     server.listen(port, host, () => resolveListen());
   });
+  // The first page load should not pay for reading and compressing 2 MB of scripts, nor for the
+  // study's first snapshot: both are prepared once the server listens, off the request path.
+  const warm = setImmediate(() => {
+    const loads: Promise<unknown>[] = [webAsset('index.html'), webAsset('app.js'), webAsset('boot.js'), webAsset('app.css'), ...[...BROWSER_MODULES].map(browserModule)];
+    const dir = plotlyModulesDir();
+    if (dir) for (const f of readdirSync(dir)) if (/^(plotly|chunk-[A-Za-z0-9_-]+)\.js$/.test(f)) loads.push(plotlyModule(f));
+    if (!dir) loads.push(plotlyAsset());
+    for (const l of loads) l.catch(() => {});
+    if (opts.studyName) {
+      const info = storage.getStudy(opts.studyName);
+      if (info) void Promise.all(loads).then(() => feedOf(info).snapshotJson(), () => {});
+    }
+  });
   const addr = server.address();
   const boundPort = typeof addr === 'object' && addr ? addr.port : port;
   const shownHost = host.includes(':') ? `[${host}]` : host;
@@ -402,6 +449,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     host,
     token,
     close: async () => {
+      clearImmediate(warm);
       for (const t of timers) clearInterval(t);
       for (const f of feeds.values()) f.stop();
       await worker?.terminate();
@@ -428,7 +476,10 @@ function bearer(req: IncomingMessage): string | null {
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
+  sendJson(res, status, JSON.stringify(body));
+}
+
+function sendJson(res: ServerResponse, status: number, text: string): void {
   res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
   res.end(text);
 }

@@ -58,8 +58,14 @@ function openStream(name) {
   S.sorted = null;
   S.brush = new Map();
   S.importance = { key: null, body: null, at: 0, loading: false };
-  const es = new EventSource(`/api/studies/${encodeURIComponent(name)}/events`);
+  // boot.js may have opened this stream already, while the modules loaded: adopt it.
+  const early = window.__peertuneEarly;
+  window.__peertuneEarly = null;
+  const adopted = early && early.name === name && early.es.readyState !== 2 ? early : null;
+  if (early && !adopted) early.es.close();
+  const es = adopted ? adopted.es : new EventSource(`/api/studies/${encodeURIComponent(name)}/events`);
   S.es = es;
+  if (es.readyState === 1) setLive(true);
   es.addEventListener('open', () => setLive(true));
   es.addEventListener('error', () => setLive(false));
   es.addEventListener('snapshot', (ev) => {
@@ -97,6 +103,11 @@ function openStream(name) {
     // Once a second: the peers view's ages, and RUNNING bars of the timeline growing to now.
     if (S.route.view === 'peers' || (S.route.view === 'timeline' && trialsSorted().some((t) => t.state === 'RUNNING'))) scheduleRender();
   });
+  if (adopted) {
+    const missed = adopted.events;
+    adopted.events = null;
+    for (const ev of missed) es.dispatchEvent(new MessageEvent(ev.type, { data: ev.data }));
+  }
 }
 
 function setLive(on) {
@@ -152,16 +163,36 @@ async function route() {
 
 // ---------------------------------------------------------------- render loop
 
-// Plotly (4.7 MB) is parsed while the snapshot streams in, not before the page can ask for it.
+// Plotly is an async script of index.html (the server writes its tags): it evaluates while the
+// snapshot streams in and the page's modules load.
 const plotlyReady = new Promise((resolve, reject) => {
-  const s = document.createElement('script');
-  s.src = '/static/plotly.min.js';
-  s.onload = resolve;
-  s.onerror = () => reject(new Error('could not load /static/plotly.min.js'));
-  document.head.append(s);
+  if (window.Plotly) return resolve();
+  const s = document.getElementById('plotly');
+  if (!s) return reject(new Error('the page has no Plotly script'));
+  s.addEventListener('load', () => resolve());
+  s.addEventListener('error', () => reject(new Error(`could not load ${s.src}`)));
 });
 
-plotlyReady.then(() => scheduleRender(true), (e) => dash.errors.push(String(e)));
+// Traces the split Plotly build loads on first use (3-D scatter): true once the figure's are there.
+const lazyTraces = new Map();
+function tracesReady(fig) {
+  const lazy = window.Plotly.peertuneLazy;
+  if (!lazy) return true;
+  let ready = true;
+  for (const d of fig.data) {
+    if (!lazy[d.type]) continue;
+    let p = lazyTraces.get(d.type);
+    if (!p) {
+      p = { done: false };
+      p.promise = lazy[d.type]().then(() => ((p.done = true), scheduleRender(true)), (e) => dash.errors.push(`could not load the ${d.type} trace: ${e}`));
+      lazyTraces.set(d.type, p);
+    }
+    if (!p.done) ready = false;
+  }
+  return ready;
+}
+
+plotlyReady.then(() => ((dash.timing.plotlyLoaded = performance.now()), scheduleRender(true)), (e) => dash.errors.push(String(e)));
 
 let pending = false;
 let lastRender = 0;
@@ -254,9 +285,10 @@ function renderSummary() {
 
 function plotInto(el, fig) {
   // Until Plotly has loaded the rest of the page (summary, table, peers) is already usable.
-  if (!window.Plotly) return;
+  if (!window.Plotly || !tracesReady(fig)) return;
   const layout = { autosize: true, margin: { t: 40, l: 60, r: 20, b: 50 }, ...fig.layout };
   Plotly.react(el, fig.data, layout, { responsive: true, displaylogo: false });
+  dash.timing.firstPlot ??= performance.now();
   el.dataset.traces = String(fig.data.length);
   el.dataset.points = String(fig.data.reduce((n, d) => n + (Array.isArray(d.x) ? d.x.length : Array.isArray(d.y) ? d.y.length : 0), 0));
   if (!el.__peertuneClick) {
@@ -703,7 +735,10 @@ async function renderStudyList() {
 window.__dashTrial = (n) => !!dash.rendered && dash.rendered.some((t) => t.number === n && t.state === 'COMPLETE');
 window.addEventListener('error', (e) => dash.errors.push(String(e.message)));
 window.addEventListener('hashchange', () => void route());
+// A study URL opens at once; the config (which study a bare URL opens) is only needed without one.
+const routedEarly = !!location.hash;
+if (routedEarly) void route();
 const cfg = await (await fetch('/api/config')).json();
 S.config = cfg;
 if (!location.hash && cfg.studyName) location.hash = link(cfg.studyName, 'history');
-else void route();
+else if (!routedEarly) void route();
