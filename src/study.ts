@@ -42,6 +42,11 @@ export interface CreateStudyOptions {
   /** Load the study if one with this name exists instead of failing (Optuna's load_if_exists). */
   loadIfExists?: boolean;
   /**
+   * With loadIfExists: the id of the study to load when the storage holds several of this name (a
+   * replica can: anyone may create a study of any name); the study must exist and have this name.
+   */
+  studyId?: string;
+  /**
    * Which checkpoints `trial.saveCheckpoint` keeps (Ray's CheckpointConfig: numToKeep, scoreAttribute,
    * scoreOrder; minReplicas for replicated storages). Checked here; default keeps all.
    */
@@ -111,7 +116,8 @@ export async function createStudy(opts: CreateStudyOptions = {}): Promise<Study>
   const studyName = opts.studyName ?? `no-name-${process.pid}-${Date.now().toString(36)}-${anonymousStudies++}`;
   if (typeof studyName !== 'string' || studyName.length === 0) throw new StudyUsageError('studyName must be a non-empty string');
   let info: StudyInfo;
-  const existing = storage.getStudy(studyName);
+  if (opts.studyId !== undefined && !opts.loadIfExists) throw new StudyUsageError('studyId chooses a study to load: pass it with loadIfExists: true, or use loadStudy()');
+  const existing = opts.studyId !== undefined ? await studyById(storage, opts.studyId, studyName) : storage.getStudy(studyName);
   if (existing) {
     if (!opts.loadIfExists) {
       throw new DuplicatedStudyError(`a study named "${studyName}" already exists; pass loadIfExists: true or use loadStudy()`);
@@ -129,8 +135,23 @@ export async function createStudy(opts: CreateStudyOptions = {}): Promise<Study>
   return new Study(info, storage, opts.sampler ?? defaultSampler(), opts.pruner ?? defaultPruner(), { checkpointConfig: opts.checkpointConfig, maxRetries: opts.maxRetries, retryFailed: opts.retryFailed });
 }
 
+/** The study with this id (waiting for it like loadStudy when the storage replicates), checked against `name`. */
+async function studyById(storage: Storage, studyId: string, name?: string): Promise<StudyInfo> {
+  if (typeof studyId !== 'string' || studyId.length === 0) throw new StudyUsageError(`studyId must be a non-empty string, got ${JSON.stringify(studyId)}`);
+  const info = storage.listStudies().find((s) => s.studyId === studyId) ?? (await storage.waitForStudyId?.(studyId)) ?? null;
+  if (!info) {
+    const ids = storage.listStudies().map((s) => `${s.studyName} (${s.studyId})`);
+    throw new StudyNotFoundError(`no study with id "${studyId}" in this storage${ids.length ? `; studies here: ${ids.join(', ')}` : ' (it has no studies)'}`);
+  }
+  if (name !== undefined && info.studyName !== name) throw new StudyUsageError(`study ${studyId} is named "${info.studyName}", not "${name}"`);
+  return info;
+}
+
 export async function loadStudy(opts: {
-  studyName: string;
+  /** The study's name; optional with studyId (then checked against it when given). */
+  studyName?: string;
+  /** Chooses the study by id: a replica can hold several studies of one name (AmbiguousStudyError). */
+  studyId?: string;
   storage: Storage;
   sampler?: Sampler;
   pruner?: Pruner;
@@ -138,6 +159,11 @@ export async function loadStudy(opts: {
   maxRetries?: number;
   retryFailed?: boolean;
 }): Promise<Study> {
+  if (opts.studyId !== undefined) {
+    const byId = await studyById(opts.storage, opts.studyId, opts.studyName);
+    return new Study(byId, opts.storage, opts.sampler ?? defaultSampler(), opts.pruner ?? defaultPruner(), { checkpointConfig: opts.checkpointConfig, maxRetries: opts.maxRetries, retryFailed: opts.retryFailed });
+  }
+  if (typeof opts.studyName !== 'string') throw new StudyUsageError('loadStudy() needs studyName or studyId');
   const info = opts.storage.getStudy(opts.studyName) ?? (await opts.storage.waitForStudy?.(opts.studyName)) ?? null;
   if (!info) {
     const names = opts.storage.listStudies().map((s) => s.studyName);
@@ -352,7 +378,8 @@ export class Study {
   /** Asks the sampler for a new trial (or takes an enqueued one). */
   ask(fixedDistributions: Record<string, Distribution> = {}): Trial {
     const { storage, studyId, sampler } = this;
-    const frozen = this.startRetry() ?? storage.claimWaitingTrial(studyId) ?? storage.createTrial(studyId);
+    const next = this.pruner.nextTrial?.(this); // a continuation the pruner decided on (PBT)
+    const frozen = this.startRetry() ?? (next ? storage.createTrial(studyId, next) : null) ?? storage.claimWaitingTrial(studyId) ?? storage.createTrial(studyId);
     sampler.beforeTrial?.(this, frozen);
     const fixed = (frozen.systemAttrs['fixedParams'] as Record<string, ParamValue> | undefined) ?? {};
     const space = { ...sampler.inferRelativeSearchSpace(this, frozen) };

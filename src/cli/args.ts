@@ -6,12 +6,12 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { StudyDirection, StudyInfo } from '../storage/storage.js';
-import { loadStudy, type Study } from '../study.js';
+import { loadStudy, type Study, type CreateStudyOptions } from '../study.js';
 import { UsageError } from './errors.js';
 import { terminalSafe } from './format.js';
 import type { Format } from './format.js';
 import { createPruner, createSampler, parseOptionsJson, storedSpec, type AlgorithmSpec } from './registry.js';
-import { findStudy, openStorage, settle, type NetworkFlags, type OpenedStorage, type Role } from './storage.js';
+import { findStudy, openStorage, settle, studyRef, type NetworkFlags, type OpenedStorage, type Role } from './storage.js';
 
 // ---------------------------------------------------------------------------------------------
 // Argument parsers.
@@ -58,6 +58,8 @@ export function finiteNumbers(v: string, prev: number[] | undefined): number[] {
 
 export interface CommonOpts extends NetworkFlags {
   studyName?: string;
+  /** --study-id: chooses the study by id (several studies may share a name). */
+  studyId?: string;
   /** Seconds to wait for the study from --join peers (query and edit commands). */
   wait: number;
   format?: Format;
@@ -87,7 +89,11 @@ export function networkOptions(cmd: Command, role: Role): Command {
     )
     .option('--mdns', 'find peers on the LAN by mDNS')
     .option('--swarm-key <file>', 'pre-shared swarm key file: only peers with the same key can connect')
-    .option('--allow-peer <peerId>', 'accept only these peer ids (repeatable)', collect);
+    .option('--allow-peer <peerId>', 'accept only these peer ids (repeatable)', collect)
+    .option('--ignore-peer <peerId>', 'read the study as if this peer\'s trials did not exist (repeatable; samplers, pruners and budgets follow)', collect)
+    .option('--trust-peer <peerId>', 'read only trials owned by these peers and this one (repeatable; an authorship allowlist)', collect);
+  // Every command that takes --study-name can choose the study by id instead (issue 15 F3).
+  if (cmd.name() !== 'create-study' && cmd.options.some((x) => x.long === '--study-name')) cmd.option('--study-id <id>', 'the study by id (as `peertune studies` prints), when several studies share a name');
   if (role !== 'serve') cmd.option('--wait <seconds>', 'with --join: how long to wait for the study to arrive from peers', positiveSeconds, 10);
   return cmd;
 }
@@ -148,20 +154,22 @@ export async function withStorage<T>(o: NetworkFlags, role: Role, body: (opened:
 /** A query command's study: from the local replica, or synced from `--join` peers first. */
 export async function queryStudy(opened: OpenedStorage, o: CommonOpts): Promise<StudyInfo> {
   const fromPeers = joining(o);
-  const info = await findStudy(opened, requireStudyName(o), o.wait, fromPeers);
+  const info = await findStudy(opened, studyRef(o), o.wait, fromPeers);
   if (fromPeers) await settle(opened.storage, info.studyId, Math.min(o.wait, 5));
   return info;
 }
 
 /** The study with the sampler and pruner it was created with (or the given overrides). */
-export async function openStudy(opened: OpenedStorage, info: StudyInfo, overrides: { sampler?: AlgorithmSpec; pruner?: AlgorithmSpec } = {}): Promise<Study> {
+export async function openStudy(opened: OpenedStorage, info: StudyInfo, overrides: { sampler?: AlgorithmSpec; pruner?: AlgorithmSpec } = {}, extra: Pick<CreateStudyOptions, 'checkpointConfig' | 'maxRetries' | 'retryFailed'> = {}): Promise<Study> {
   const samplerSpec = overrides.sampler ?? storedSpec(info, 'sampler');
   const prunerSpec = overrides.pruner ?? storedSpec(info, 'pruner');
   return loadStudy({
     studyName: info.studyName,
+    studyId: info.studyId,
     storage: opened.storage,
     sampler: samplerSpec ? await createSampler(samplerSpec) : undefined,
     pruner: prunerSpec ? await createPruner(prunerSpec) : undefined,
+    ...extra,
   });
 }
 

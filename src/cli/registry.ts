@@ -19,6 +19,7 @@ import { NSGAIISampler } from '../samplers/nsga2.js';
 import { RandomSampler } from '../samplers/random.js';
 import type { StudyInfo } from '../storage/storage.js';
 import { UsageError } from './errors.js';
+import { checkStoredSetting } from './settings.js';
 
 type Options = Record<string, unknown>;
 
@@ -105,9 +106,14 @@ export function createPruner(spec: AlgorithmSpec): Promise<Pruner> {
   return build('pruner', spec, PRUNERS);
 }
 
-/** Reads the spec a study was created with (null when the study was made without the CLI). */
+/**
+ * Reads the spec a study was created with (null when the study was made without the CLI). It comes
+ * from the replica, so its options are bounded first (settings.ts; throws a UsageError naming them).
+ */
 export function storedSpec(info: StudyInfo, key: 'sampler' | 'pruner'): AlgorithmSpec | null {
   const raw = info.systemAttrs[key] as AlgorithmSpec | undefined;
   if (!raw || typeof raw.name !== 'string') return null;
-  return { name: raw.name, options: raw.options && typeof raw.options === 'object' ? raw.options : {} };
+  const spec = { name: raw.name, options: raw.options && typeof raw.options === 'object' ? raw.options : {} };
+  checkStoredSetting(key, spec, info.studyName);
+  return spec;
 }

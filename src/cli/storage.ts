@@ -32,7 +32,17 @@ export interface NetworkFlags {
   mdns?: boolean;
   swarmKey?: string;
   allowPeer?: string[];
+  /** --ignore-peer: read the study as if these peers' trials did not exist (excludePeers). */
+  ignorePeer?: string[];
+  /** --trust-peer: read only trials owned by these peers and this one (trustPeers). */
+  trustPeer?: string[];
   inMemory?: boolean;
+}
+
+/** Which study a command means: --study-name, --study-id, or both (then they must agree). */
+export interface StudyRef {
+  name?: string | undefined;
+  id?: string | undefined;
 }
 
 export interface OpenedStorage {
@@ -64,6 +74,7 @@ function defaultDataDir(): string {
  */
 export async function openStorage(flags: NetworkFlags, role: Role): Promise<OpenedStorage> {
   if (flags.inMemory) {
+    if (flags.ignorePeer?.length || flags.trustPeer?.length) throw new UsageError('--ignore-peer and --trust-peer filter other peers\' trials; an --in-memory study has none');
     if (flags.join?.length || flags.listen?.length || flags.dataDir) {
       throw new UsageError('--in-memory runs a single-process study; it cannot be combined with --data-dir, --listen or --join');
     }
@@ -100,9 +111,11 @@ export async function openStorage(flags: NetworkFlags, role: Role): Promise<Open
   const [{ parsePeerIds, readSwarmKeyFile }, { openPeerStorage }] = await Promise.all([import('../security/index.js'), import('../storage/replicated/index.js')]);
   const swarmKey = flags.swarmKey ? await readSwarmKeyFile(flags.swarmKey) : undefined;
   const allowPeers = flags.allowPeer?.length ? parsePeerIds(flags.allowPeer) : undefined;
+  const excludePeers = flags.ignorePeer?.length ? parsePeerIds(flags.ignorePeer, '--ignore-peer') : undefined;
+  const trustPeers = flags.trustPeer?.length ? parsePeerIds(flags.trustPeer, '--trust-peer') : undefined;
   let storage: PeerStorage;
   try {
-    storage = await openPeerStorage({ dataDir, listen, join, mdns: flags.mdns ?? false, swarmKey, allowPeers, staleAfterMs: LIVE_WITHIN_MS });
+    storage = await openPeerStorage({ dataDir, listen, join, mdns: flags.mdns ?? false, swarmKey, allowPeers, excludePeers, trustPeers, staleAfterMs: LIVE_WITHIN_MS });
   } catch (err) {
     if (tempDir) await rm(tempDir, { recursive: true, force: true });
     throw explainOpenError(err, dataDir, listen);
@@ -135,14 +148,33 @@ function explainOpenError(err: unknown, dataDir: string, listen: string[]): unkn
   return err;
 }
 
+/** The study a command's --study-name / --study-id flags name; a usage error if neither is given. */
+export function studyRef(o: { studyName?: string | undefined; studyId?: string | undefined }): StudyRef {
+  if (!o.studyName && !o.studyId) throw new UsageError('--study-name (or --study-id) is required');
+  if (o.studyId !== undefined && !/^s[0-9a-f]{24}$/.test(o.studyId)) {
+    throw new UsageError(`--study-id ${JSON.stringify(o.studyId).slice(0, 60)} is not a study id; expected s followed by 24 hex digits, as \`peertune studies\` prints`);
+  }
+  return { name: o.studyName, id: o.studyId };
+}
+
 /**
- * The study named `name`, waiting up to `waitSeconds` for it to arrive from peers when this replica
- * is joining others. Throws a one-line error naming the studies that do exist.
+ * The study named by `ref` (a name, or --study-name / --study-id), waiting up to `waitSeconds` for
+ * it to arrive from peers when this replica is joining others. Throws a one-line error naming the
+ * studies that do exist, or listing the ids when several studies have the name (issue 15 F3).
  */
-export async function findStudy(opened: OpenedStorage, name: string, waitSeconds: number, joining: boolean): Promise<StudyInfo> {
+export async function findStudy(opened: OpenedStorage, ref: string | StudyRef, waitSeconds: number, joining: boolean): Promise<StudyInfo> {
   const { storage } = opened;
-  let info = storage.getStudy(name);
-  if (!info && joining && storage.waitForStudy) info = await storage.waitForStudy(name, waitSeconds * 1000);
+  const { name, id } = typeof ref === 'string' ? { name: ref, id: undefined } : ref;
+  if (id !== undefined) return findStudyById(opened, id, name, waitSeconds, joining);
+  if (name === undefined) throw new UsageError('--study-name (or --study-id) is required');
+  let info: StudyInfo | null;
+  try {
+    info = storage.getStudy(name);
+    if (!info && joining && storage.waitForStudy) info = await storage.waitForStudy(name, waitSeconds * 1000);
+  } catch (e) {
+    if ((e as Error)?.name === 'AmbiguousStudyError') throw new UsageError((e as Error).message);
+    throw e;
+  }
   if (!info) {
     const names = storage.listStudies().map((s) => s.studyName);
     if (opened.temporary) {
@@ -157,6 +189,20 @@ export async function findStudy(opened: OpenedStorage, name: string, waitSeconds
       }`,
     );
   }
+  return info;
+}
+
+async function findStudyById(opened: OpenedStorage, id: string, name: string | undefined, waitSeconds: number, joining: boolean): Promise<StudyInfo> {
+  const { storage } = opened;
+  const byId = () => storage.listStudies().find((s) => s.studyId === id) ?? null;
+  let info = byId();
+  if (!info && joining && storage.waitForStudyId) info = await storage.waitForStudyId(id, waitSeconds * 1000);
+  if (!info) {
+    const known = storage.listStudies().map((s) => `${s.studyName} (${s.studyId})`);
+    const where = opened.temporary ? `the joined peers within ${waitSeconds} s` : `${opened.dataDir ? `data dir ${opened.dataDir}` : 'this storage'}${joining ? ` or from the joined peers within ${waitSeconds} s` : ''}`;
+    throw new UsageError(`no study with id ${id} in ${where}; ${known.length ? `studies here: ${known.join(', ')}` : 'it has no studies'}`);
+  }
+  if (name !== undefined && info.studyName !== name) throw new UsageError(`study ${id} is named "${info.studyName}", not "${name}"; give either --study-id or --study-name, or both that agree`);
   return info;
 }
 

@@ -135,10 +135,27 @@ export class StudyNotFoundError extends StorageError {
   override name = 'StudyNotFoundError';
 }
 
+/**
+ * Several studies of one name, none of which this replica created or ran trials in (issue 15 F3:
+ * anyone can create a study of any name, with any creation date): choose one by id.
+ */
+export class AmbiguousStudyError extends StorageError {
+  override name = 'AmbiguousStudyError';
+  readonly studyIds: string[];
+  constructor(studyName: string, studies: readonly StudyInfo[]) {
+    const list = studies.map((s) => `${s.studyId} (created ${Number.isFinite(+s.createdAt) ? s.createdAt.toISOString() : 'at an invalid time'})`).join(', ');
+    super(`study name "${studyName}" is ambiguous: this replica holds ${studies.length} studies of that name: ${list}; choose one with --study-id <id> (API: studyId)`);
+    this.studyIds = studies.map((s) => s.studyId);
+  }
+}
+
 export interface Storage {
   /** Creates a study; throws DuplicatedStudyError if the name is taken. */
   createStudy(opts: { studyName: string; directions: StudyDirection[]; userAttrs?: Record<string, unknown> }): Promise<StudyInfo>;
-  /** The study with this name, or null. */
+  /**
+   * The study with this name, or null. A replicated storage may hold several studies of one name
+   * (created apart); it throws AmbiguousStudyError when it cannot tell which one is meant.
+   */
   getStudy(studyName: string): StudyInfo | null;
   listStudies(): StudyInfo[];
   deleteStudy(studyId: string): Promise<void>;
@@ -175,6 +192,8 @@ export interface Storage {
    * resolves with the study once it is known locally, or null after the timeout. `loadStudy` uses it.
    */
   waitForStudy?(studyName: string, timeoutMs?: number): Promise<StudyInfo | null>;
+  /** Optional: `waitForStudy` by study id (loadStudy's `studyId`). */
+  waitForStudyId?(studyId: string, timeoutMs?: number): Promise<StudyInfo | null>;
   /** Optional: the peers this replica knows for a study (replicated storages only). */
   peers?(studyId: string): PeerInfo[];
   /**

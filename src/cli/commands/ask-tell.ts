@@ -7,10 +7,10 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { logger } from '../../logging.js';
 import { distributionFromWire } from '../../objectives/command.js';
-import { finiteNumbers, formatOption, joining, networkOptions, nonNegativeInt, openStudy, out, requireStudyName, subcommand, withStorage, type CommonOpts } from '../args.js';
+import { finiteNumbers, formatOption, joining, networkOptions, nonNegativeInt, openStudy, out, subcommand, withStorage, type CommonOpts } from '../args.js';
 import { UsageError } from '../errors.js';
 import { table } from '../format.js';
-import { findStudy } from '../storage.js';
+import { findStudy, studyRef } from '../storage.js';
 
 /** Optuna's --search-space JSON ({"x": {"name": "FloatDistribution", "attributes": {...}}}) or peertune's wire form. */
 export function parseSearchSpace(text: string | undefined, flag = '--search-space') {
@@ -40,7 +40,7 @@ async function askCommand(o: CommonOpts & { searchSpace?: string }): Promise<voi
   if (!o.dataDir && !o.inMemory) throw new UsageError('ask needs --data-dir: tell must later open the same data dir, because only the peer that asked a trial can tell it');
   const space = parseSearchSpace(o.searchSpace);
   await withStorage(o, 'edit', async (opened) => {
-    const info = await findStudy(opened, requireStudyName(o), o.wait, joining(o));
+    const info = await findStudy(opened, studyRef(o), o.wait, joining(o));
     const study = await openStudy(opened, info);
     const trial = study.ask(space);
     // This process exits before `tell`; the mark tells the storage that the RUNNING trial is not a
@@ -60,7 +60,7 @@ async function tellCommand(o: CommonOpts & { trialNumber?: number; values?: numb
   const state = o.state?.toUpperCase() as 'COMPLETE' | 'PRUNED' | 'FAIL' | undefined;
   if (!o.values && (state === undefined || state === 'COMPLETE')) throw new UsageError('tell needs --values (or --state pruned|fail)');
   await withStorage(o, 'edit', async (opened) => {
-    const info = await findStudy(opened, requireStudyName(o), o.wait, joining(o));
+    const info = await findStudy(opened, studyRef(o), o.wait, joining(o));
     const study = await openStudy(opened, info);
     const t = study.trials.find((x) => x.number === trialNumber);
     if (!t) throw new UsageError(`study "${info.studyName}" has no trial number ${trialNumber}`);

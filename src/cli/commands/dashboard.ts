@@ -25,9 +25,10 @@ import {
   type Figure,
   type PlotStudy,
 } from '../../visualization/index.js';
-import { formatOption, joining, networkOptions, nonNegativeInt, out, queryStudy, requireStudyName, subcommand, withStorage, type CommonOpts } from '../args.js';
+import { formatOption, joining, networkOptions, nonNegativeInt, out, queryStudy, subcommand, withStorage, type CommonOpts } from '../args.js';
 import { UsageError } from '../errors.js';
 import { table } from '../format.js';
+import { studyRef } from '../storage.js';
 
 interface DashboardOpts extends CommonOpts {
   port: number;
@@ -137,7 +138,7 @@ async function importanceCommand(o: ImportanceOpts): Promise<void> {
     mdi: () => new MeanDecreaseImpurityImportanceEvaluator({ seed: o.seed }),
     'ped-anova': () => new PedAnovaImportanceEvaluator(),
   };
-  requireStudyName(o);
+  studyRef(o);
   await withStorage(o, 'query', async (opened) => {
     const info = await queryStudy(opened, o);
     const study = { directions: info.directions, trials: opened.storage.getAllTrials(info.studyId) };

@@ -4,9 +4,9 @@
  */
 import type { Command } from 'commander';
 import type { ParamValue } from '../../distributions.js';
-import { joining, networkOptions, out, requireStudyName, subcommand, withStorage, type CommonOpts } from '../args.js';
+import { joining, networkOptions, out, subcommand, withStorage, type CommonOpts } from '../args.js';
 import { UsageError } from '../errors.js';
-import { findStudy } from '../storage.js';
+import { findStudy, studyRef } from '../storage.js';
 import { loadStudy } from '../../study.js';
 
 function jsonObject(flag: string, text: string | undefined, example: string): Record<string, unknown> | undefined {
@@ -26,8 +26,8 @@ async function enqueueCommand(o: CommonOpts & { params?: string; userAttrs?: str
   if (!params) throw new UsageError('--params is required, e.g. --params \'{"x": 1}\'');
   const userAttrs = jsonObject('--user-attrs', o.userAttrs, '{"source": "manual"}');
   await withStorage(o, 'edit', async (opened) => {
-    const info = await findStudy(opened, requireStudyName(o), o.wait, joining(o));
-    const study = await loadStudy({ studyName: info.studyName, storage: opened.storage });
+    const info = await findStudy(opened, studyRef(o), o.wait, joining(o));
+    const study = await loadStudy({ studyName: info.studyName, studyId: info.studyId, storage: opened.storage });
     const before = study.trials.length;
     await study.enqueueTrial(params as Record<string, ParamValue>, { userAttrs, skipIfExists: o.skipIfExists });
     await opened.storage.flush();

@@ -2,14 +2,14 @@
 import type { Command } from 'commander';
 import { logger } from '../../logging.js';
 import { joinAddresses, joining, networkOptions, out, subcommand, withStorage, type CommonOpts } from '../args.js';
-import { findStudy } from '../storage.js';
+import { findStudy, studyRef } from '../storage.js';
 
 async function nodeCommand(o: CommonOpts): Promise<void> {
   await withStorage(o, 'serve', async (opened) => {
     if (opened.peerId) out(`peer id: ${opened.peerId}`);
     for (const a of joinAddresses(opened)) out(`join: ${a}`);
-    if (o.studyName) {
-      const info = await findStudy(opened, o.studyName, 60, joining(o));
+    if (o.studyName || o.studyId) {
+      const info = await findStudy(opened, studyRef(o), 60, joining(o));
       logger.info(`Keeping study "${info.studyName}" online (${opened.storage.getAllTrials(info.studyId).length} trials so far).`);
     }
     logger.info('Replica node running; Ctrl-C to stop.');

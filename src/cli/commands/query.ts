@@ -15,6 +15,15 @@ import { table, terminalCsv, trialJson, trialsTable, type Format } from '../form
 import { storedSpec } from '../registry.js';
 import { settle, type OpenedStorage } from '../storage.js';
 
+/** The stored algorithm's name for the list (a setting out of bounds is listed, marked, not refused). */
+function specName(s: StudyInfo, key: 'sampler' | 'pruner'): string | null {
+  try {
+    return storedSpec(s, key)?.name ?? null;
+  } catch {
+    return `${String((s.systemAttrs[key] as { name?: unknown })?.name).slice(0, 40)} (out of bounds)`;
+  }
+}
+
 async function studiesCommand(o: CommonOpts): Promise<void> {
   await withStorage(o, 'query', async (opened) => {
     if (o.join?.length) await settle(opened.storage, null, Math.min(o.wait, 5), 1500);
@@ -26,8 +35,8 @@ async function studiesCommand(o: CommonOpts): Promise<void> {
         directions: s.directions.join(','),
         n_trials: trials.length,
         n_complete: trials.filter((t) => t.state === 'COMPLETE').length,
-        sampler: storedSpec(s, 'sampler')?.name ?? null,
-        pruner: storedSpec(s, 'pruner')?.name ?? null,
+        sampler: specName(s, 'sampler'),
+        pruner: specName(s, 'pruner'),
         created_at: s.createdAt.toISOString(),
       };
     });
@@ -56,7 +65,7 @@ async function trialsCommand(o: CommonOpts): Promise<void> {
 
 /** A read-only view of the study: the Study class is the one place that knows what "best" means. */
 function studyOf(opened: OpenedStorage, info: StudyInfo): Promise<Study> {
-  return loadStudy({ studyName: info.studyName, storage: opened.storage });
+  return loadStudy({ studyName: info.studyName, studyId: info.studyId, storage: opened.storage });
 }
 
 function printTrials(trials: FrozenTrial[], info: StudyInfo, format: Format, single: boolean): void {

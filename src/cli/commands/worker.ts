@@ -31,9 +31,15 @@ import { UsageError } from '../errors.js';
 import { trialsTable } from '../format.js';
 import { loadModuleObjective } from '../objective-module.js';
 import { createPruner, createSampler, storedSpec } from '../registry.js';
-import { findStudy } from '../storage.js';
+import { findStudy, studyRef } from '../storage.js';
 
 interface WorkerOpts extends CommonOpts, AlgorithmFlags {
+  maxRetries?: number;
+  retryFailed?: boolean;
+  keepCheckpoints?: number;
+  checkpointScore?: string;
+  checkpointOrder?: string;
+  checkpointReplicas?: number;
   nTrials?: number;
   timeout?: number;
   nJobs: number;
@@ -69,7 +75,8 @@ function deviceList(v: string): string[] {
 }
 
 async function workerCommand(o: WorkerOpts, operands: string[], dashDash: boolean): Promise<void> {
-  const studyName = requireStudyName(o);
+  const ref = o.inMemory ? { name: requireStudyName(o) } : studyRef(o);
+  const studyName = ref.name ?? ref.id!;
   let objective: Objective;
   let command: CommandObjective | null = null;
   const groups = deviceGroups(o);
@@ -109,22 +116,24 @@ async function workerCommand(o: WorkerOpts, operands: string[], dashDash: boolea
       const fromPeers = joining(o);
       if (opened.peerId) logger.info(`Peer ${opened.peerId} started; others can join with:`);
       for (const a of joinAddresses(opened)) logger.info(`  --join ${a}`);
-      if (!opened.storage.getStudy(studyName) && fromPeers) logger.info(`Waiting for study "${studyName}" from peers...`);
-      let info = await findStudy(opened, studyName, 60, fromPeers);
-      if (fromPeers && !storedSpec(info, 'sampler')) {
+      if (fromPeers && !opened.storage.listStudies().some((s) => s.studyId === ref.id || s.studyName === ref.name)) logger.info(`Waiting for study "${studyName}" from peers...`);
+      let info = await findStudy(opened, ref, 60, fromPeers);
+      const hasSettings = (i: typeof info) => i.systemAttrs['sampler'] !== undefined;
+      if (fromPeers && !hasSettings(info)) {
         // The study's attrs may land a moment after the study itself; give them a few seconds
         // before falling back to the library defaults (a study made with the API has none).
         const deadline = Date.now() + 3000;
-        while (!storedSpec(info, 'sampler') && Date.now() < deadline) {
+        while (!hasSettings(info) && Date.now() < deadline) {
           await new Promise((r) => setTimeout(r, 100));
-          info = opened.storage.getStudy(studyName) ?? info;
+          info = opened.storage.listStudies().find((s) => s.studyId === info.studyId) ?? info;
         }
       }
-      study = await openStudy(opened, info, specs);
-      const s = storedSpec(info, 'sampler');
-      const p = storedSpec(info, 'pruner');
+      study = await openStudy(opened, info, specs, checkpointFlags(o));
+      // A stored setting is read (and bounded) only when this peer does not override it.
+      const s = specs.sampler ?? storedSpec(info, 'sampler');
+      const p = specs.pruner ?? storedSpec(info, 'pruner');
       logger.info(
-        `Joined study "${studyName}" (${info.directions.join(', ')}) with sampler ${(specs.sampler ?? s)?.name ?? 'default'} and pruner ${(specs.pruner ?? p)?.name ?? 'default'}.`,
+        `Joined study "${info.studyName}" (${info.studyId}; ${info.directions.join(', ')}) with sampler ${(specs.sampler ?? s)?.name ?? 'default'} and pruner ${(specs.pruner ?? p)?.name ?? 'default'}.`,
       );
     }
 
@@ -211,6 +220,24 @@ async function waitForPeers(study: Study, n: number): Promise<void> {
   logger.info(`${live()} other peer(s) are here; starting.`);
 }
 
+function retriesCount(v: string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < -1) throw new UsageError(`--max-retries must be an integer >= -1 (-1: no limit), got ${JSON.stringify(v)}`);
+  return n;
+}
+
+/** The checkpoint and retry flags as study options (checked again, with the library's messages, by the study). */
+function checkpointFlags(o: { maxRetries?: number; retryFailed?: boolean; keepCheckpoints?: number; checkpointScore?: string; checkpointOrder?: string; checkpointReplicas?: number }) {
+  if (o.checkpointOrder !== undefined && o.checkpointOrder !== 'max' && o.checkpointOrder !== 'min') throw new UsageError(`--checkpoint-order must be max or min, got ${JSON.stringify(o.checkpointOrder)}`);
+  const cfg = {
+    ...(o.keepCheckpoints === undefined ? {} : { numToKeep: o.keepCheckpoints }),
+    ...(o.checkpointScore === undefined ? {} : { scoreAttribute: o.checkpointScore }),
+    ...(o.checkpointOrder === undefined ? {} : { scoreOrder: o.checkpointOrder as 'max' | 'min' }),
+    ...(o.checkpointReplicas === undefined ? {} : { minReplicas: o.checkpointReplicas }),
+  };
+  return { checkpointConfig: cfg, ...(o.maxRetries === undefined ? {} : { maxRetries: o.maxRetries }), ...(o.retryFailed ? { retryFailed: true } : {}) };
+}
+
 export function register(program: Command): void {
   const cmd = subcommand(program, 'worker', 'run trials: a module objective (objective.js / .ts, default export) or a command after --')
     .usage('[options] <objective.js> | [options] -- <command...>')
@@ -227,6 +254,12 @@ export function register(program: Command): void {
     .option('--stop-on-error', 'stop at the first failed trial (default: the trial FAILs and the worker goes on, unless every trial fails the same way)')
     .option('--devices <ids>', 'command objectives: GPUs to share out, e.g. 0,1,2,3; each job slot gets its own CUDA_VISIBLE_DEVICES', deviceList)
     .option('--devices-per-trial <n>', 'with --devices: devices per job slot (default 1)', positiveInt, 1)
+    .option('--max-retries <n>', 'run a trial again (as a new trial with the same params, resuming from its latest checkpoint) when its peer went silent; -1 without limit (default 0)', retriesCount)
+    .option('--retry-failed', 'with --max-retries: also retry trials whose objective failed')
+    .option('--keep-checkpoints <n>', 'checkpoints kept per trial besides the latest (the best by --checkpoint-score; default all)', positiveInt)
+    .option('--checkpoint-score <metric>', 'the checkpoint metric that ranks checkpoints for --keep-checkpoints')
+    .option('--checkpoint-order <order>', 'max (default) or min: which --checkpoint-score is better')
+    .option('--checkpoint-replicas <n>', 'other peers that must hold a confirmed copy of each checkpoint (default 1)', nonNegativeInt)
     .option('--in-memory', 'a throwaway single-process study, no data dir and no peers (for trying an objective)')
     .option('--direction <direction>', 'with --in-memory: minimize or maximize (repeatable)', collectDirections);
   algorithmOptions(cmd, { overriding: true });

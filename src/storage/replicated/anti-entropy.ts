@@ -12,7 +12,7 @@ import { logger } from '../../logging.js';
 import { HEARTBEAT_TOPIC, decodeHeartbeat, encodeHeartbeat } from '../../net/liveness.js';
 import type { CatalogEntry } from '../../net/sync.js';
 import type { WireError } from '../../net/wire.js';
-import { EMPTY_REPLICA_MAX_AGE_MS, MAX_EMPTY_PER_PEER, MAX_EMPTY_REPLICAS, MAX_KNOWN_PEERS, MAX_STUDIES, PENDING_MAX_AGE_MS, STUDY_ID, topicOf } from './options.js';
+import { EMPTY_REPLICA_MAX_AGE_MS, MAX_EMPTY_PER_PEER, MAX_EMPTY_REPLICAS, MAX_KNOWN_PEERS, MAX_REPLICAS, MAX_STUDIES, PENDING_MAX_AGE_MS, STUDY_ID, topicOf } from './options.js';
 import { Replica, type Ctx } from './replica.js';
 import type { StudyDoc } from './schema.js';
 
@@ -113,11 +113,12 @@ export class AntiEntropy {
       if (x.offeredBy === from) fromThisPeer++;
     }
     // Empty replicas are capped per offering peer too, so one peer's made-up catalog cannot crowd out real studies.
-    if (empty >= MAX_EMPTY_REPLICAS || fromThisPeer >= MAX_EMPTY_PER_PEER || ctx.replicas.size - empty >= MAX_STUDIES) {
+    // Studies with a genesis are capped per creator when it arrives (ReplicaPolicy.admit, issue 15 F12); MAX_REPLICAS only bounds memory.
+    if (empty >= MAX_EMPTY_REPLICAS || fromThisPeer >= MAX_EMPTY_PER_PEER || ctx.replicas.size - empty >= MAX_REPLICAS) {
       ctx.count('offer:refused-full');
       return false;
     }
-    const r = new Replica(id, name, A.init<StudyDoc>(), ctx.peerId);
+    const r = new Replica(id, name, A.init<StudyDoc>(), ctx.peerId, ctx.policy);
     r.offeredBy = from;
     ctx.replicas.set(id, r);
     this.subscribe(r);

@@ -20,6 +20,7 @@ import { runSyncSession } from '../../net/sync.js';
 import { unpackUntrusted } from '../../net/wire.js';
 import { checkAttr, checkDirections, checkFinish, checkIntermediate, checkParams, checkStates, checkStudyName, copyAttr } from '../contract.js';
 import {
+  AmbiguousStudyError,
   DuplicatedStudyError,
   StorageError,
   StudyNotFoundError,
@@ -119,6 +120,12 @@ export class PeerStorage implements Storage {
           w();
         }
       },
+      policy: {
+        view: opts.viewPolicy,
+        ownerQuota: opts.ownerQuota,
+        count: (reason) => this.#ctx.count(reason),
+        admit: (meta, studyId) => this.#admit(meta, studyId),
+      },
     };
     this.#writer = new Writer(this.#ctx);
     this.#inbox = new Inbox(this.#ctx, this.#writer, (p) => void this.#syncWith(p));
@@ -185,7 +192,7 @@ export class PeerStorage implements Storage {
         logger.error(`A saved snapshot of study ${s.name || s.studyId} is corrupted (${(e as Error).message}); recovering what can be read (peers can resend the rest).`);
       }
     }
-    const r = new Replica(s.studyId, s.name, doc, this.peerId);
+    const r = new Replica(s.studyId, s.name, doc, this.peerId, ctx.policy);
     r.refreshStudy();
     const records: TrialRecord[] = [];
     let missing = 0;
@@ -210,6 +217,7 @@ export class PeerStorage implements Storage {
           sh.sealed = true;
           sh.sealPersisted = true;
           records.push(...recs);
+          r.chargeOwner(id.owner, st.sealed.records.reduce((n, b) => n + b.byteLength, 0), recs.length);
           continue;
         }
       }
@@ -237,10 +245,13 @@ export class PeerStorage implements Storage {
       sh.changes = Math.min(sh.changes, h.getChanges([]).length);
       missing += h.getMissingDeps([]).length;
       sh.refreshHeads();
+      let held = 0;
       for (const key of h.keys('_root')) {
         const rec = readShardTrial(h, key);
         if (rec) records.push(rec);
+        held++;
       }
+      r.chargeOwner(id.owner, changes.reduce((n, c) => n + c.byteLength, 0), held);
     }
     if (missing > 0) {
       ctx.count('load:missing-deps');
@@ -365,7 +376,7 @@ export class PeerStorage implements Storage {
     if (this.getStudy(opts.studyName)) throw new DuplicatedStudyError(`a study named "${opts.studyName}" already exists`);
     const createdAt = Date.now();
     const meta: StudyMeta = { k: 'meta', id: studyIdFor(this.peerId, opts.studyName, createdAt), name: opts.studyName, directions: [...opts.directions], creator: this.peerId, createdAt };
-    const r = new Replica(meta.id, meta.name, genesisDoc(this.#ctx.key, meta), this.peerId);
+    const r = new Replica(meta.id, meta.name, genesisDoc(this.#ctx.key, meta), this.peerId, this.#ctx.policy);
     r.caughtUp = true;
     r.studyDirty = true; // the genesis itself must reach level
     r.refreshStudy();
@@ -378,14 +389,49 @@ export class PeerStorage implements Storage {
     return r.info!;
   }
 
+  /**
+   * The study of this name in this replica (issue 15 F3: names resolve to one study id per replica).
+   * Anyone can create a study of any name with any creation date, so the oldest does not win: with
+   * several studies of the name, the one this replica created wins, else the one it ran trials in;
+   * otherwise the name is ambiguous and this throws AmbiguousStudyError listing the ids (choose one by
+   * id: `getStudyById`, loadStudy's `studyId`, the CLI's --study-id).
+   */
   getStudy(studyName: string): StudyInfo | null {
-    let best: StudyInfo | null = null;
-    for (const r of this.#ctx.replicas.values()) {
-      if (!r.info || r.info.studyName !== studyName) continue;
-      // Two peers may create the same name apart; everyone picks the same one (oldest, then id).
-      if (!best || r.info.createdAt < best.createdAt || (+r.info.createdAt === +best.createdAt && r.studyId < best.studyId)) best = r.info;
-    }
-    return best;
+    const named: Replica[] = [];
+    for (const r of this.#ctx.replicas.values()) if (r.info && r.info.studyName === studyName) named.push(r);
+    if (named.length <= 1) return named[0]?.info ?? null;
+    const created = named.filter((r) => r.meta!.creator === this.peerId);
+    if (created.length === 1) return created[0]!.info;
+    const ranHere = named.filter((r) => r.seq > 0);
+    if (created.length === 0 && ranHere.length === 1) return ranHere[0]!.info;
+    throw new AmbiguousStudyError(studyName, named.map((r) => r.info!));
+  }
+
+  /** The study with this id in this replica (once its genesis has arrived), or null. */
+  getStudyById(studyId: string): StudyInfo | null {
+    return this.#ctx.replicas.get(studyId)?.info ?? null;
+  }
+
+  /** The per-creator cap on studies taken from the network (issue 15 F12); refused ones are dropped and not offered again. */
+  #admit(meta: StudyMeta, studyId: string): boolean {
+    const ctx = this.#ctx;
+    if (meta.creator === this.peerId) return true;
+    let held = 0;
+    for (const x of ctx.replicas.values()) if (x.meta && x.meta.creator === meta.creator && x.studyId !== studyId) held++;
+    if (held < ctx.opts.maxStudiesPerCreator) return true;
+    ctx.count('offer:creator-full');
+    logger.warn(`Refused study ${meta.name.slice(0, 80)} (${studyId}): this replica holds ${held} studies of its creator ${meta.creator} (maxStudiesPerCreator ${ctx.opts.maxStudiesPerCreator})`);
+    if (this.#ae.deleted.size < 100_000) this.#ae.deleted.add(studyId);
+    const r = ctx.replicas.get(studyId);
+    if (r) r.refused = true;
+    queueMicrotask(() => {
+      const cur = ctx.replicas.get(studyId);
+      if (!cur || cur.meta) return;
+      cur.cancelTimers();
+      ctx.replicas.delete(studyId);
+      ctx.node?.unsubscribe(topicOf(studyId));
+    });
+    return false;
   }
 
   listStudies(): StudyInfo[] {
@@ -410,22 +456,43 @@ export class PeerStorage implements Storage {
 
   setStudySystemAttr(studyId: string, key: string, value: unknown): void {
     checkAttr(key, value);
-    this.#writer.writeAttr(this.#replica(studyId), 's', key, value);
+    const r = this.#replica(studyId);
+    // Settings are the creator's alone; every other replica would refuse the write (issue 15 F4).
+    if (r.meta && r.meta.creator !== this.peerId) throw new StorageError(`only the creator of study "${r.name}" (peer ${r.meta.creator}) can set its system attrs; this peer is ${this.peerId}`);
+    this.#writer.writeAttr(r, 's', key, value);
   }
 
+  /**
+   * Resolves with the study once it is here and caught up (or nobody is there to catch up with), null
+   * after the timeout. While another study offered under the same name is still arriving, it waits for
+   * that one too (up to 5 s more), so two studies of one name make an AmbiguousStudyError here instead
+   * of the first to arrive winning.
+   */
   async waitForStudy(name: string, timeoutMs = 30_000): Promise<StudyInfo | null> {
+    return this.#waitFor(() => this.getStudy(name), (r) => !r.meta && r.name === name, timeoutMs);
+  }
+
+  /** waitForStudy by study id (the CLI's --study-id). */
+  async waitForStudyId(studyId: string, timeoutMs = 30_000): Promise<StudyInfo | null> {
+    return this.#waitFor(() => this.getStudyById(studyId), () => false, timeoutMs);
+  }
+
+  async #waitFor(find: () => StudyInfo | null, arriving: (r: Replica) => boolean, timeoutMs: number): Promise<StudyInfo | null> {
     this.#checkOpen();
     const ctx = this.#ctx;
     const deadline = Date.now() + timeoutMs;
+    let foundAt: number | null = null;
     for (;;) {
-      const info = this.getStudy(name);
+      const info = find();
       if (info) {
         const r = ctx.replicas.get(info.studyId)!;
+        foundAt ??= Date.now();
+        const another = Date.now() - foundAt < 5000 && [...ctx.replicas.values()].some(arriving);
         // Caught up with at least one peer, or nobody to catch up with.
-        if (r.caughtUp || !ctx.node || (ctx.node.connectedPeers().length === 0 && ctx.opts.join.length === 0)) return info;
+        if (!another && (r.caughtUp || !ctx.node || (ctx.node.connectedPeers().length === 0 && ctx.opts.join.length === 0))) return info;
       }
       const left = deadline - Date.now();
-      if (left <= 0 || ctx.closed) return this.getStudy(name);
+      if (left <= 0 || ctx.closed) return find();
       await new Promise<void>((resolve) => {
         const t = setTimeout(done, Math.min(left, 250));
         const waiters = this.#waiters;

@@ -7,6 +7,7 @@ import { DEFAULT_QUARANTINE, parseJoinAddress, type QuarantineOptions } from '..
 import { parsePeerIds } from '../../security/allowlist.js';
 import { parseSwarmKey } from '../../security/swarm-key.js';
 import { StorageError } from '../storage.js';
+import { DEFAULT_VIEW_POLICY, type ViewPolicy } from './view.js';
 
 export interface PeerStorageOptions {
   /** level db and peer key (stable libp2p identity); created 0700. */
@@ -41,6 +42,37 @@ export interface PeerStorageOptions {
    * disconnected and refused for `blockMs`; default 32 in 60 s, blocked 10 min. false = never (fuzzing).
    */
   quarantine?: Partial<QuarantineOptions> | false;
+  /**
+   * Peer ids whose trials this replica does not read (issue 15 F7): every study reads as if their
+   * trials did not exist, so samplers, pruners, budgets and best trials ignore them. Their records
+   * still replicate (others may trust them). This peer's own trials are always read.
+   */
+  excludePeers?: string[];
+  /**
+   * Authorship allowlist: read only trials owned by these peers (and this one). `allowPeers` gates
+   * connections; this gates whose trials count, whichever peer relayed them.
+   */
+  trustPeers?: string[];
+  /**
+   * A RUNNING claim of an enqueued trial by another peer stops holding it after this long (ms, from when
+   * this replica first saw the claim), so the trial can be claimed again; default 6 hours. Claims of
+   * owners gone silent are released after the grace period (`staleAfterMs`), and only an owner's
+   * oldest 64 RUNNING claims hold.
+   */
+  claimTimeoutMs?: number;
+  /**
+   * Per owner and study, what this replica takes from other peers (issue 15 F15): `trials` (default
+   * 100,000) and `bytes` of changes (default 256 MiB). Past either, that owner's new changes to the
+   * study are refused and counted (`quota:trials`, `quota:bytes`); this peer's own writes are not
+   * limited.
+   */
+  ownerQuota?: { trials?: number; bytes?: number };
+  /**
+   * Studies created by one peer that this replica takes from the network (issue 15 F12), default 64;
+   * past it, further studies of that creator are refused (`offer:creator-full`). Studies created here
+   * are not counted.
+   */
+  maxStudiesPerCreator?: number;
 }
 
 export interface ResolvedOptions {
@@ -56,12 +88,25 @@ export interface ResolvedOptions {
   maxFrame: number;
   syncIdleMs: number;
   quarantine: QuarantineOptions | null;
+  viewPolicy: ViewPolicy;
+  ownerQuota: { trials: number; bytes: number };
+  maxStudiesPerCreator: number;
 }
+
+export const DEFAULT_OWNER_QUOTA = { trials: 100_000, bytes: 256 * 1024 * 1024 };
+export const DEFAULT_STUDIES_PER_CREATOR = 64;
 
 export const topicOf = (studyId: string): string => `peertune/study/${studyId}`;
 export const STUDY_ID = /^s[0-9a-f]{24}$/;
-/** How long a local change may wait to share a gossip message with the next ones. */
-export const OUTBOX_DELAY_MS = 5;
+/**
+ * Least time between two gossip messages of one study from this peer. A change goes out at once
+ * (end of the tick) when the last message is older than this; otherwise it waits for the gap, with
+ * every change made meanwhile. So an idle peer's change travels without delay and a busy peer sends
+ * at most 1000 / OUTBOX_GAP_MS messages a second per study, however many trials it runs: every
+ * receiver's per-message cost (transport, gossipsub's signature check, forwarding) is shared by all
+ * the changes of the gap.
+ */
+export const OUTBOX_GAP_MS = 20;
 /** Gossiped changes waiting for dependencies, per study (count, bytes, age); sync catches up whatever is dropped. */
 export const MAX_PENDING = 5000;
 export const MAX_PENDING_BYTES = 16 * 1024 * 1024;
@@ -72,7 +117,10 @@ export const PENDING_SYNC_AFTER_MS = 1000;
 export const MAX_EMPTY_REPLICAS = 64;
 export const MAX_EMPTY_PER_PEER = 16;
 export const EMPTY_REPLICA_MAX_AGE_MS = 60_000;
+/** Studies announced in one heartbeat or catalog. */
 export const MAX_STUDIES = 256;
+/** Replicas held in memory at most (a backstop; the real cap is per creator, `maxStudiesPerCreator`). */
+export const MAX_REPLICAS = 4096;
 /** Peers whose heartbeats we remember (addresses, studies, last seen). */
 export const MAX_KNOWN_PEERS = 1024;
 /** Shards per study a replica takes (100,000 trials per owner for 64 owners at 64 trials a shard). */
@@ -86,11 +134,11 @@ export const SYNC_IDLE_MS = 15_000;
 
 export function resolveOptions(opts: PeerStorageOptions): ResolvedOptions {
   if (!opts || typeof opts.dataDir !== 'string' || opts.dataDir.length === 0) throw new StorageError('openPeerStorage needs dataDir, a directory path for the replica');
-  for (const k of ['heartbeatIntervalMs', 'staleAfterMs', 'intermediateFlushMs', 'compactEvery', 'maxSyncFrameBytes', 'syncIdleTimeoutMs'] as const) {
+  for (const k of ['heartbeatIntervalMs', 'staleAfterMs', 'intermediateFlushMs', 'compactEvery', 'maxSyncFrameBytes', 'syncIdleTimeoutMs', 'claimTimeoutMs', 'maxStudiesPerCreator'] as const) {
     const v = opts[k];
     if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw new StorageError(`${k} must be a positive number, got ${String(v)}`);
   }
-  for (const k of ['listen', 'join', 'allowPeers'] as const) {
+  for (const k of ['listen', 'join', 'allowPeers', 'excludePeers', 'trustPeers'] as const) {
     const v = opts[k];
     if (v !== undefined && (!Array.isArray(v) || !v.every((x) => typeof x === 'string'))) throw new StorageError(`${k} must be an array of strings, got ${JSON.stringify(v)}`);
   }
@@ -103,6 +151,15 @@ export function resolveOptions(opts: PeerStorageOptions): ResolvedOptions {
   }
   const swarmKey = opts.swarmKey !== undefined ? parseSwarmKey(opts.swarmKey, 'swarmKey') : undefined;
   const allowPeers = opts.allowPeers !== undefined ? parsePeerIds(opts.allowPeers, 'allowPeers') : undefined;
+  const exclude = opts.excludePeers?.length ? new Set(parsePeerIds(opts.excludePeers, 'excludePeers')) : null;
+  const trust = opts.trustPeers !== undefined ? new Set(parsePeerIds(opts.trustPeers, 'trustPeers')) : null;
+  const hide = exclude || trust ? (owner: string) => Boolean(exclude?.has(owner) || (trust && !trust.has(owner))) : undefined;
+  const oq = opts.ownerQuota;
+  if (oq !== undefined && (typeof oq !== 'object' || oq === null)) throw new StorageError(`ownerQuota must be { trials, bytes }, got ${JSON.stringify(oq)}`);
+  for (const k of ['trials', 'bytes'] as const) {
+    const v = oq?.[k];
+    if (v !== undefined && !(Number.isSafeInteger(v) && v > 0)) throw new StorageError(`ownerQuota.${k} must be a positive integer, got ${String(v)}`);
+  }
   const listen = opts.listen ?? ['/ip4/127.0.0.1/tcp/0'];
   listen.forEach((a, i) => {
     try {
@@ -128,5 +185,8 @@ export function resolveOptions(opts: PeerStorageOptions): ResolvedOptions {
     maxFrame,
     syncIdleMs: opts.syncIdleTimeoutMs ?? SYNC_IDLE_MS,
     quarantine: q === false ? null : { ...DEFAULT_QUARANTINE, ...(q ?? {}) },
+    viewPolicy: { ...DEFAULT_VIEW_POLICY, hide, claimTimeoutMs: opts.claimTimeoutMs ?? DEFAULT_VIEW_POLICY.claimTimeoutMs },
+    ownerQuota: { ...DEFAULT_OWNER_QUOTA, ...(oq ?? {}) },
+    maxStudiesPerCreator: opts.maxStudiesPerCreator !== undefined ? Math.floor(opts.maxStudiesPerCreator) : DEFAULT_STUDIES_PER_CREATOR,
   };
 }

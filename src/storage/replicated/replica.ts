@@ -35,7 +35,7 @@ import {
   type StudyMeta,
   type TrialRecord,
 } from './schema.js';
-import { TrialView } from './view.js';
+import { TrialView, type ViewPolicy } from './view.js';
 import { isFinished } from '../storage.js';
 
 /** For testing.ts only: the internals behind a PeerStorage (kept out of its public type). */
@@ -58,6 +58,17 @@ export interface Ctx {
   changed(studyId: string): void;
   /** Something arrived that `waitForStudy` may be waiting for. */
   notify(): void;
+  /** What every replica of this storage applies to others' writes (issue 15: F7, F12, F14, F15). */
+  readonly policy: ReplicaPolicy;
+}
+
+/** What a replica takes from others: who it reads (view), how much per owner, which studies it admits. */
+export interface ReplicaPolicy {
+  view: ViewPolicy;
+  ownerQuota: { trials: number; bytes: number };
+  count(reason: string): void;
+  /** Whether a study whose genesis just arrived may stay (the per-creator cap); false drops it. */
+  admit(meta: StudyMeta, studyId: string): boolean;
 }
 
 /** One trial shard: an Automerge document while open, its heads and change count always. */
@@ -118,6 +129,8 @@ export class Replica {
   seq = 0;
   caughtUp = false;
   offeredBy: string | null = null;
+  /** Its genesis was refused (per-creator cap): the replica is being dropped; pieces for it are skipped, not charged. */
+  refused = false;
   readonly createdAt = Date.now();
   /** Per peer: anti-entropy bookkeeping (anti-entropy.ts). */
   readonly remote = new Map<string, { since: number; count: number; digest: string }>();
@@ -126,7 +139,9 @@ export class Replica {
   pendingBytes = 0;
   pendingSince: number | null = null;
   /** Gossip outbox: study-document changes and changes per shard (writer.ts). */
-  outbox: { c: Uint8Array[]; t: Map<string, Uint8Array[]>; bytes: number } = { c: [], t: new Map(), bytes: 0 };
+  outbox: { c: Uint8Array[]; t: Map<string, Uint8Array[]>; bytes: number; n: number } = { c: [], t: new Map(), bytes: 0, n: 0 };
+  /** When the last gossip message of this study left (writer.ts spaces them by OUTBOX_GAP_MS). */
+  lastPublish = 0;
   private digestCache: { digest: string; count: number } | null = null;
   /** Timers; cancelTimers() stops every one of them. */
   flushImmediate: NodeJS.Immediate | null = null;
@@ -134,14 +149,26 @@ export class Replica {
   persistTimer: NodeJS.Timeout | null = null;
   outboxTimer: NodeJS.Timeout | null = null;
 
+  /** Per other owner: changes' bytes and trials held in this study's shards (ownerQuota, issue 15 F15). */
+  readonly ownerBytes = new Map<string, number>();
+  readonly ownerTrials = new Map<string, number>();
+
   constructor(
     readonly studyId: string,
     public name: string,
     doc: A.Doc<StudyDoc>,
     readonly self: string,
+    readonly policy?: ReplicaPolicy,
   ) {
     this.studyDoc = doc;
-    this.view = new TrialView(self);
+    this.view = new TrialView(self, policy?.view);
+  }
+
+  /** Counts stored changes and trials of a shard towards its owner's quota (load, and after each apply). */
+  chargeOwner(owner: string, bytes: number, trials: number): void {
+    if (owner === this.self) return;
+    this.ownerBytes.set(owner, (this.ownerBytes.get(owner) ?? 0) + bytes);
+    this.ownerTrials.set(owner, (this.ownerTrials.get(owner) ?? 0) + trials);
   }
 
   cancelTimers(): void {
@@ -237,6 +264,8 @@ export class Replica {
   applyStudy(raws: Uint8Array[], decoded: DecodedChange[]): boolean {
     const result = inspectChanges({ studyId: this.studyId, doc: this.study, current: () => undefined }, decoded);
     if (result.fresh === 0) return false;
+    // Past the per-creator cap the study is dropped, not charged: an honest relay may hold it (issue 15 F12).
+    if (result.genesis && this.policy && !this.policy.admit(result.genesis, this.studyId)) return false;
     try {
       this.study.applyChanges(raws);
       noteChanges(this.study, decoded.map((d) => d.hash!));
@@ -255,7 +284,10 @@ export class Replica {
    */
   inspectShard(s: Shard, decoded: DecodedChange[]): ShardInspected {
     const h = s.open();
-    return inspectShardChanges({ studyId: this.studyId, shard: s.id, has: (x) => hasChanges(h, [x]), current: (id) => this.view.records.get(id) }, decoded);
+    return inspectShardChanges(
+      { studyId: this.studyId, shard: s.id, directions: this.meta?.directions.length, has: (x) => hasChanges(h, [x]), current: (id) => this.view.records.get(id) ?? readShardTrial(h, id) },
+      decoded,
+    );
   }
 
   applyShard(s: Shard, raws: Uint8Array[], decoded: DecodedChange[], inspected?: ShardInspected): TrialRecord[] | null {
@@ -267,12 +299,30 @@ export class Replica {
     decoded.forEach((d, i) => {
       if (freshSet.has(d.hash!)) freshRaw.push(raws[i]!);
     });
+    const owner = s.id.owner;
+    let newTrials = 0;
+    let bytes = 0;
+    if (owner !== this.self && this.policy) {
+      // Per-owner quota (issue 15 F15): refused and counted, not charged (a relay may hold what we refuse).
+      for (const id of result.trials) if (h.get('_root', id) === undefined) newTrials++;
+      for (const c of freshRaw) bytes += c.byteLength;
+      const q = this.policy.ownerQuota;
+      if ((this.ownerTrials.get(owner) ?? 0) + newTrials > q.trials) {
+        this.policy.count('quota:trials');
+        return null;
+      }
+      if ((this.ownerBytes.get(owner) ?? 0) + bytes > q.bytes) {
+        this.policy.count('quota:bytes');
+        return null;
+      }
+    }
     try {
       h.applyChanges(freshRaw);
     } catch (e) {
       throw new RejectedChange('apply-failed', `a change could not be applied: ${(e as Error).message}`);
     }
     noteChanges(h, freshSet);
+    this.chargeOwner(owner, bytes, newTrials);
     s.changes += freshRaw.length;
     s.unsaved.push(...freshRaw);
     s.refreshHeads();

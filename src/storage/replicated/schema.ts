@@ -33,7 +33,10 @@
  * - Each record carries a per-trial version `v`; a new record must have a higher `v` than the one
  *   it replaces, its state may only move forward (WAITING -> RUNNING -> COMPLETE | PRUNED | FAIL),
  *   and once finished the state and values never change (attrs may still be added by the owner).
- * - A study attr record must be newer, by (time, writer id), than the one it replaces.
+ * - A study attr record must be newer, by (time, writer id), than the one it replaces. System attrs
+ *   (`s:` keys: the sampler and pruner settings) are written by the study's creator only; a member's
+ *   far-future record cannot take them over, and one stored before this rule is ignored on read.
+ * - Trial values: none, or one per direction of the study (a COMPLETE trial needs them).
  * - Nothing is ever deleted; no other object, op type or nesting is allowed. A change is at most
  *   `LIMITS.changeBytes` and `LIMITS.opsPerChange` operations, both checked before it is decoded
  *   (operations counted from the column run lengths); a record at most `LIMITS.recordBytes`.
@@ -297,7 +300,9 @@ export function decodeTrial(bytes: unknown, verify = true): TrialRecord {
   if (r.vals !== null && (!Array.isArray(r.vals) || r.vals.length > 16 || !r.vals.every((x) => typeof x === 'number' && Number.isFinite(x)))) {
     throw new RecordError('schema', 'trial values are not finite numbers');
   }
-  if (r.s === 'COMPLETE' && !r.vals) throw new RecordError('schema', 'a COMPLETE trial has no values');
+  // A COMPLETE trial without values would read as best (issue 15 F7); `[]` is no values either.
+  if (r.s === 'COMPLETE' && (!r.vals || r.vals.length === 0)) throw new RecordError('no-values', 'a COMPLETE trial has no values');
+  if (r.vals !== null && r.vals.length === 0) throw new RecordError('no-values', 'a trial has an empty list of values');
   if (!Array.isArray(r.iv) || r.iv.length > LIMITS.intermediatePerTrial) throw new RecordError('schema', 'intermediate values are not a list');
   for (const e of r.iv) {
     // Any number, NaN and ±Infinity included (Optuna stores a diverged loss as reported).
@@ -429,15 +434,71 @@ export interface InspectContext {
   current(trialId: string): TrialRecord | undefined;
 }
 
-/** The newest attr record under a key (by time, then writer id), as `readAttrs` orders them. */
-export function currentAttr(h: DocHandle, attrsObj: string, key: string): AttrRecord | undefined {
+/**
+ * System attrs (`s:` keys: the sampler and pruner a study was created with, and anything else the
+ * library keeps there) are settings: only the study's creator may write them. User attrs (`u:`) stay
+ * open to every member, as Optuna's `set_user_attr` is.
+ */
+export function isSetting(key: string): boolean {
+  return key.startsWith('s:');
+}
+
+/** The creator named in a study's meta bytes (already verified when they were accepted). */
+function creatorOf(metaBytes: Uint8Array): string | null {
+  try {
+    return decodeMeta(metaBytes, false).creator;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The newest attr record under a key (by time, then writer id), as `readAttrs` orders them. For a
+ * setting (`isSetting`), only records by `creator` count: a setting written by anyone else (stored
+ * before this rule) is ignored, whatever its time.
+ */
+export function currentAttr(h: DocHandle, attrsObj: string, key: string, creator?: string | null): AttrRecord | undefined {
   let best: AttrRecord | undefined;
+  const settingBy = creator !== undefined && isSetting(key) ? creator : undefined;
+  let skipped = false;
   for (const [, v] of h.getAll(attrsObj, key)) {
     try {
       const r = decodeAttr(v, false);
+      if (settingBy !== undefined && r.by !== settingBy) {
+        skipped = true;
+        continue;
+      }
       if (!best || r.ts > best.ts || (r.ts === best.ts && r.by > best.by)) best = r;
     } catch {
       /* skipped */
+    }
+  }
+  // A member's record that replaced the creator's (stored before the creator-only rule, or written
+  // here by this very peer): the creator's newest record is still in the history (the study document
+  // holds few changes: its genesis and attr writes).
+  if (!best && skipped && settingBy) best = creatorsNewest(h, attrsObj, key, settingBy);
+  return best;
+}
+
+function creatorsNewest(h: DocHandle, attrsObj: string, key: string, creator: string): AttrRecord | undefined {
+  let best: AttrRecord | undefined;
+  for (const raw of h.getChanges([])) {
+    let c: DecodedChange;
+    try {
+      c = A.decodeChange(raw);
+    } catch {
+      continue;
+    }
+    for (const op of c.ops) {
+      if (op.obj !== attrsObj || op.key !== key || op.action !== 'set') continue;
+      const bytes = opBytes(op.value);
+      if (!bytes) continue;
+      try {
+        const r = decodeAttr(bytes, false);
+        if (r.by === creator && (!best || r.ts > best.ts)) best = r;
+      } catch {
+        /* skipped */
+      }
     }
   }
   return best;
@@ -538,6 +599,7 @@ export function inspectChanges(ctx: InspectContext, batch: DecodedChange[]): Ins
   let trialsObj = parts.trials;
   let attrsObj = parts.attrs;
   let hasMeta = parts.meta !== undefined;
+  let creator: string | null | undefined;
   for (const c of topoSort(fresh)) {
     if (c.ops.length > LIMITS.opsPerChange) throw new RejectedChange('too-many-ops', `a change has ${c.ops.length} operations`);
     const rootOps = c.ops.filter((op) => op.obj === '_root');
@@ -585,7 +647,12 @@ export function inspectChanges(ctx: InspectContext, batch: DecodedChange[]): Ins
           throw new RejectedChange((e as WireError).reason ?? 'bad-record', `study attr: ${(e as Error).message}`);
         }
         if (rec.key !== op.key || rec.st !== ctx.studyId) throw new RejectedChange('wrong-key', 'a study attr record is stored under another key or study');
-        const prev = workingAttrs.get(rec.key) ?? (parts.attrs ? currentAttr(ctx.doc, parts.attrs, rec.key) : undefined);
+        creator ??= result.genesis?.creator ?? (parts.meta ? creatorOf(parts.meta) : null);
+        if (isSetting(rec.key) && rec.by !== creator) {
+          // The study's settings (sampler, pruner, every system attr) are the creator's alone (issue 15 F4).
+          throw new RejectedChange('not-creator', `study attr ${rec.key.slice(0, 60)} was written by ${rec.by.slice(0, 60)}, not by the study's creator`);
+        }
+        const prev = workingAttrs.get(rec.key) ?? (parts.attrs ? currentAttr(ctx.doc, parts.attrs, rec.key, creator) : undefined);
         if (prev && (rec.ts < prev.ts || (rec.ts === prev.ts && rec.by <= prev.by))) {
           throw new RejectedChange('stale-attr', `study attr ${rec.key.slice(0, 60)} would be replaced by an older record`);
         }
@@ -633,6 +700,8 @@ export function parseShardKey(key: unknown): ShardId | null {
 export interface ShardInspectContext {
   studyId: string;
   shard: ShardId;
+  /** The study's number of directions (from its meta): a record with values must have one per direction. */
+  directions?: number;
   /** Whether a change is already in the shard. */
   has(hash: string): boolean;
   /** The current record of a trial (the view). */
@@ -666,6 +735,10 @@ export function inspectShardChanges(ctx: ShardInspectContext, batch: DecodedChan
       const rec = trialRecordOf(value, op.key, ctx.studyId);
       if (rec.o !== ctx.shard.owner || Math.floor(rec.q / SHARD_TRIALS) !== ctx.shard.bucket) {
         throw new RejectedChange('wrong-shard', `trial ${rec.id.slice(0, 100)} does not belong in shard ${ctx.shard.key.slice(0, 80)}`);
+      }
+      if (ctx.directions !== undefined && rec.vals !== null && rec.vals.length !== ctx.directions) {
+        // Honest owners write one value per direction; more or fewer would take over a Pareto front (issue 15 F7).
+        throw new RejectedChange('wrong-values', `trial ${rec.id.slice(0, 100)} has ${rec.vals.length} value(s); the study has ${ctx.directions} direction(s)`);
       }
       acceptForward(rec, working, ctx.current, result);
     }
@@ -769,10 +842,11 @@ export function writeRecords(h: DocHandle, trials: Map<string, Uint8Array>, attr
 export function readAttrs(h: DocHandle): { user: Record<string, unknown>; system: Record<string, unknown> } {
   const user: Record<string, unknown> = {};
   const system: Record<string, unknown> = {};
-  const attrsObj = docParts(h).attrs;
+  const { attrs: attrsObj, meta } = docParts(h);
   if (!attrsObj) return { user, system };
+  const creator = meta ? creatorOf(meta) : null;
   for (const key of h.keys(attrsObj)) {
-    const best = currentAttr(h, attrsObj, key);
+    const best = currentAttr(h, attrsObj, key, creator);
     if (!best) continue;
     if (key.startsWith('u:')) user[key.slice(2)] = best.val;
     else system[key.slice(2)] = best.val;

@@ -203,7 +203,10 @@ export class SyncAdapter {
         }
         continue;
       }
-      if (!r.meta) throw new RejectedChange('no-genesis', 'a sync piece carries trials before the study document');
+      if (!r.meta) {
+        if (r.refused) return; // dropped by the per-creator cap: not the sender's fault
+        throw new RejectedChange('no-genesis', 'a sync piece carries trials before the study document');
+      }
       const s = r.shard(key);
       if (!s) throw new RejectedChange('bad-shard', `a sync piece names shard "${key.slice(0, 80)}", which is not <owner>.<bucket> (or the study has too many shards)`);
       if (!s.doc && s.changes > 0) await this.writer.reopen(r, s);

@@ -23,6 +23,22 @@
 import { frozenTrial, type FrozenTrial, type TrialState } from '../storage.js';
 import type { TrialRecord } from './schema.js';
 
+/**
+ * What a replica reads of others' trials (issue 15 F7, F14): `hide` drops every record of an owner
+ * from the view (excludePeers / trustPeers: the study reads as if those trials did not exist; they
+ * stay in the shards and replicate); a claim of an enqueued trial holds it only while it is honoured
+ * (see `claimHolds`).
+ */
+export interface ViewPolicy {
+  hide?: ((owner: string) => boolean) | undefined;
+  /** A RUNNING claim seen longer than this (ms, from when this replica first saw it) no longer holds its enqueued trial. */
+  claimTimeoutMs: number;
+  /** Of one owner's RUNNING claims, only the oldest this many hold their enqueued trials. */
+  maxClaimsPerOwner: number;
+}
+
+export const DEFAULT_VIEW_POLICY: ViewPolicy = { claimTimeoutMs: 6 * 3600_000, maxClaimsPerOwner: 64 };
+
 export interface NumberChange {
   trialId: string;
   from: number;
@@ -56,8 +72,15 @@ export class TrialView {
   private readonly frozenCache = new Map<string, FrozenTrial>();
   private all: readonly FrozenTrial[] | null = null;
   version = 0;
+  /** Records of hidden owners (`policy.hide`) left out of the view. */
+  hiddenRecords = 0;
+  /** WAITING trial id -> every claim of it known. */
+  private readonly claimsOf = new Map<string, Set<string>>();
 
-  constructor(private readonly self: string) {}
+  constructor(
+    private readonly self: string,
+    readonly policy: ViewPolicy = DEFAULT_VIEW_POLICY,
+  ) {}
 
   get size(): number {
     return this.records.size;
@@ -88,6 +111,10 @@ export class TrialView {
     let fresh: TrialRecord[] = [];
     const removed = new Set<string>();
     for (const rec of recs) {
+      if (rec.o !== this.self && this.policy.hide?.(rec.o)) {
+        this.hiddenRecords++;
+        continue;
+      }
       const prev = this.records.get(rec.id);
       if (prev && prev.v > rec.v) continue;
       this.records.set(rec.id, rec);
@@ -103,6 +130,9 @@ export class TrialView {
         continue;
       }
       if (rec.claim) {
+        let all = this.claimsOf.get(rec.claim);
+        if (!all) this.claimsOf.set(rec.claim, (all = new Set()));
+        all.add(rec.id);
         const cur = this.claimedBy.get(rec.claim);
         if (cur === undefined || rec.id < cur) {
           this.claimedBy.set(rec.claim, rec.id);
@@ -202,9 +232,60 @@ export class TrialView {
     return states ? this.all.filter((t) => states.includes(t.state)) : this.all;
   }
 
-  /** The oldest shown WAITING trial nobody claimed yet. */
-  oldestUnclaimed(): TrialRecord | null {
+  /**
+   * The oldest WAITING trial that nobody claimed yet, or whose every claim was released (issue 15
+   * F14: a member that claims every enqueued trial and never runs them holds them no longer): a claim
+   * holds while its trial is finished or RUNNING, unless its owner went silent (stale verdict), it has
+   * been RUNNING longer than `claimTimeoutMs`, or it is beyond its owner's oldest `maxClaimsPerOwner`
+   * RUNNING claims. A released trial stays hidden behind its first claim; the new claim is shown too.
+   */
+  oldestUnclaimed(now = Date.now()): TrialRecord | null {
     for (const r of this.order) if (r.s === 'WAITING' && !this.claimedBy.has(r.id)) return r;
-    return null;
+    if (this.claimsOf.size === 0) return null;
+    const overCap = this.claimsOverCap();
+    let best: TrialRecord | null = null;
+    for (const [wid, claims] of this.claimsOf) {
+      const w = this.records.get(wid);
+      if (!w || w.s !== 'WAITING' || (best && sortKey(best, w) < 0)) continue;
+      let holds = false;
+      for (const cid of claims) {
+        const c = this.records.get(cid);
+        if (c && this.claimHolds(c, now, overCap)) {
+          holds = true;
+          break;
+        }
+      }
+      if (!holds) best = w;
+    }
+    return best;
+  }
+
+  private claimHolds(c: TrialRecord, now: number, overCap: Set<string>): boolean {
+    if (c.o === this.self) return true;
+    if (c.s !== 'RUNNING') return true;
+    if (this.stale.has(c.id)) return false;
+    if (now - (this.firstSeen.get(c.id) ?? now) > this.policy.claimTimeoutMs) return false;
+    return !overCap.has(c.id);
+  }
+
+  /** RUNNING claims of other owners beyond each owner's oldest `maxClaimsPerOwner`. */
+  private claimsOverCap(): Set<string> {
+    const byOwner = new Map<string, TrialRecord[]>();
+    for (const claims of this.claimsOf.values()) {
+      for (const cid of claims) {
+        const c = this.records.get(cid);
+        if (!c || c.s !== 'RUNNING' || c.o === this.self) continue;
+        let l = byOwner.get(c.o);
+        if (!l) byOwner.set(c.o, (l = []));
+        l.push(c);
+      }
+    }
+    const out = new Set<string>();
+    for (const l of byOwner.values()) {
+      if (l.length <= this.policy.maxClaimsPerOwner) continue;
+      l.sort(sortKey);
+      for (const c of l.slice(this.policy.maxClaimsPerOwner)) out.add(c.id);
+    }
+    return out;
   }
 }

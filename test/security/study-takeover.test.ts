@@ -1,0 +1,104 @@
+// Issue 15 F3, study-name takeover: a member created "iris" dated 1970 and, since the oldest study of
+// a name won, a new worker joining "iris" put all its trials there. Now a name resolves to one study
+// per replica: the one this replica created, else the one it ran trials in; otherwise two studies of
+// the name are an error listing the ids, and --study-id / loadStudy's studyId choose. Real peer
+// processes on 127.0.0.1: H (the honest creator), A (the member dating its study 1970), V (a new
+// worker), and the CLI (through tsx, as a user's shell runs it).
+import { describe, before, after, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { Member, repoRoot, tempDir, waitFor } from '../fixtures/hostile-member.js';
+
+function cli(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'src/cli/main.ts'), ...args], { cwd: repoRoot, env: { ...process.env, PEERTUNE_LOG_LEVEL: 'info', FORCE_COLOR: '0' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`cli timed out: ${args.join(' ')}\n${stderr}`));
+    }, timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('F3: a study name resolves to one study per replica; a second study of the name is an error, not a takeover', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let H: Member, A: Member, V: Member;
+  let honest = '';
+  let fake = '';
+
+  before(async () => {
+    dir = await tempDir();
+    H = await Member.start({ dataDir: join(dir.path, 'h') });
+    honest = (await H.call<{ studyId: string }>('create', { name: 'iris', sampler: { name: 'random', options: {} } })).studyId;
+    await H.call('run', { studyId: honest, n: 3, seed: 1 });
+    // A dates its "iris" 1970 (maximize), offline, then joins the swarm through H.
+    const aDir = join(dir.path, 'a');
+    A = await Member.start({ dataDir: aDir });
+    fake = (await A.call<{ studyId: string }>('create', { name: 'iris', createdAt: 0, directions: ['maximize'] })).studyId;
+    await A.stop();
+    A = await Member.start({ dataDir: aDir, join: H.addrs });
+    await waitFor('H to hold both studies named iris', 20_000, async () => (await H.call<{ studies: unknown[] }>('studies')).studies.length === 2);
+  });
+
+  after(async () => {
+    await Promise.all([H?.stop(), A?.stop(), V?.stop()]);
+    await dir?.remove();
+  });
+
+  it('the creator keeps resolving the name to its own study', async () => {
+    const r = await H.call<{ studyId: string | null }>('resolve', { name: 'iris' });
+    assert.equal(r.studyId, honest);
+  });
+
+  it('a new worker joining by name gets an error listing both ids, not the 1970 study', async () => {
+    V = await Member.start({ dataDir: join(dir.path, 'v'), join: H.addrs });
+    const err = await V.call('await', { name: 'iris', timeoutMs: 20_000 }).then(
+      () => null,
+      (e: Error) => e,
+    );
+    assert.ok(err, 'waiting for "iris" must not pick one of the two');
+    assert.match(err.message, /AmbiguousStudyError|ambiguous/);
+    assert.ok(err.message.includes(honest) && err.message.includes(fake), `both ids listed: ${err.message.slice(0, 400)}`);
+    const r = await V.call<{ error?: string; ids?: string[] }>('resolve', { name: 'iris' });
+    assert.equal(r.error, 'AmbiguousStudyError');
+    assert.deepEqual([...r.ids!].sort(), [honest, fake].sort());
+  });
+
+  it('choosing by id runs the trials in the chosen study, and the name then resolves to it on that replica', async () => {
+    assert.equal((await V.call<{ studyId: string }>('await', { studyId: honest })).studyId, honest);
+    await V.call('run', { studyId: honest, n: 5, seed: 2 });
+    const mine = (await V.trials(honest)).filter((t) => t.owner === V.peerId && t.state === 'COMPLETE');
+    assert.equal(mine.length, 5, "V's five trials are in the honest study");
+    assert.equal((await V.trials(fake)).filter((t) => t.owner === V.peerId).length, 0, 'none went to the 1970 study');
+    await waitFor("H to receive V's trials", 20_000, async () => (await H.trials(honest)).filter((t) => t.owner === V.peerId && t.state === 'COMPLETE').length === 5);
+    assert.equal((await V.call<{ studyId: string }>('resolve', { name: 'iris' })).studyId, honest, 'the study V ran trials in is pinned by its own data');
+  });
+
+  it('the CLI: --study-name alone is refused with both ids; --study-id answers from the chosen study', async () => {
+    const addr = H.addrs[0]!;
+    const amb = await cli(['best-trial', '--study-name', 'iris', '--join', addr, '--wait', '15']);
+    assert.notEqual(amb.code, 0, amb.stdout);
+    assert.match(amb.stderr, /ambiguous/);
+    assert.ok(amb.stderr.includes(honest) && amb.stderr.includes(fake), amb.stderr.slice(-800));
+    const ok = await cli(['best-trial', '--study-id', honest, '--join', addr, '--wait', '15', '-f', 'json']);
+    assert.equal(ok.code, 0, ok.stderr.slice(-800));
+    const best = JSON.parse(ok.stdout) as { number: number; values: number[] };
+    const trials = await H.trials(honest);
+    const complete = trials.filter((t) => t.state === 'COMPLETE').map((t) => t.values![0]!);
+    assert.equal(best.values[0], Math.min(...complete), 'the best of the honest (minimize) study');
+    const both = await cli(['trials', '--study-name', 'iris', '--study-id', fake, '--join', addr, '--wait', '15', '-f', 'json']);
+    assert.equal(both.code, 0, both.stderr.slice(-800));
+    assert.deepEqual(JSON.parse(both.stdout).directions, ['maximize'], 'name and id that agree choose the other study');
+    const wrong = await cli(['trials', '--study-id', 'not-an-id', '--join', addr]);
+    assert.notEqual(wrong.code, 0);
+    assert.match(wrong.stderr, /not a study id/);
+  });
+});
