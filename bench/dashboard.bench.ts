@@ -72,8 +72,8 @@ export default async function (ctx: BenchContext): Promise<void> {
         await page.goto(`${base}/#/study/${name}/history`);
         await page.waitForFunction((want) => (document.querySelector('#trial-count') as HTMLElement | null)?.dataset['count'] === String(want) && !!document.querySelector('#plot .main-svg') && (document.querySelector('#main') as HTMLElement).dataset['view'] === 'history', n, { timeout: 120_000, polling: 50 });
         history.push(Date.now() - t0);
-        const timing = await page.evaluate(() => ({ ...window.__dash.timing, plotly: performance.getEntriesByName(location.origin + '/static/plotly.min.js')[0]?.toJSON() }));
-        ctx.log(`  ${n}: page timing ms: module start ${Math.round(timing.moduleStart)}, snapshot received ${Math.round(timing.snapshotReceived)}, decoded ${Math.round(timing.snapshotDecoded)}, first render done ${Math.round(timing.firstRender)}; plotly.min.js fetched by ${Math.round(timing.plotly?.responseEnd ?? -1)}`);
+        const timing = await page.evaluate(() => ({ ...window.__dash.timing, plotly: (performance.getEntriesByName(location.origin + '/static/plotly/plotly.js')[0] ?? performance.getEntriesByName(location.origin + '/static/plotly.min.js')[0])?.toJSON() }));
+        ctx.log(`  ${n}: page timing ms: module start ${Math.round(timing.moduleStart)}, snapshot received ${Math.round(timing.snapshotReceived)}, decoded ${Math.round(timing.snapshotDecoded)}; Plotly fetched by ${Math.round(timing.plotly?.responseEnd ?? -1)}, evaluated by ${Math.round(timing.plotlyLoaded ?? -1)}; history drawn ${Math.round(timing.firstPlot ?? -1)}`);
         const t1 = Date.now();
         await page.evaluate((h) => (location.hash = h), `#/study/${name}/trials`);
         await page.waitForFunction((want) => (document.querySelector('#table-count') as HTMLElement | null)?.dataset['count'] === String(want) && !!document.querySelector('#table-body .tr'), n, { timeout: 120_000, polling: 50 });
