@@ -16,7 +16,8 @@ import { CHECKPOINTS_ATTR, checkpointRefs, type CheckpointRef } from './refs.js'
 
 export { CHECKPOINTS_ATTR, checkpointRefs, type CheckpointRef };
 import { bestCheckpoint, checkCheckpointConfig, selectKept, type CheckpointConfig } from './keep.js';
-import { clonedCheckpoint, pinnedCheckpointIds } from '../pbt/lineage.js';
+import { clonedCheckpoint, offeredCheckpoint, pinnedCheckpointIds } from '../pbt/lineage.js';
+import { logger } from '../logging.js';
 
 /** What `trial.getCheckpoint()` returns. */
 export interface Checkpoint {
@@ -58,6 +59,8 @@ export interface CheckpointManagerOptions {
 export class CheckpointManager {
   readonly config: ReturnType<typeof checkCheckpointConfig>;
   private unpackDir: string | null = null;
+  private unpacked = 0;
+  private readonly fetching = new Map<string, Promise<void>>();
   /** Saves and collections run one at a time: a collection between a save's put and its record would delete the new blob. */
   private lock: Promise<unknown> = Promise.resolve();
 
@@ -137,9 +140,16 @@ export class CheckpointManager {
         } catch {
           parent = null;
         }
-        const match = parent ? checkpointRefs(parent).find((r) => r.seq === cloned.seq) : undefined;
-        if (!match) throw new CheckpointError(`trial ${t.number} clones checkpoint ${cloned.trialId}#${cloned.seq}, which its trial no longer lists`);
-        return this.materialize(match);
+        if (!parent) throw new CheckpointError(`trial ${t.number} clones a checkpoint of trial ${cloned.trialId}, which this replica does not hold`);
+        const refs = checkpointRefs(parent);
+        const match = refs.find((r) => r.seq === cloned.seq);
+        if (match) return this.materialize(match);
+        // Its owner dropped it (a decision taken on a view that lagged more than two perturbation
+        // intervals): the member's checkpoint at its last point now is the next best clone.
+        const instead = offeredCheckpoint(parent) ?? refs.reduce<CheckpointRef | null>((a, b) => (!a || b.seq > a.seq ? b : a), null);
+        if (!instead) throw new CheckpointError(`trial ${t.number} clones checkpoint ${cloned.trialId}#${cloned.seq}, and trial ${parent.number} lists no checkpoint now`);
+        logger.warn(`Trial ${t.number} clones checkpoint ${cloned.trialId}#${cloned.seq} (step ${cloned.step}), which trial ${parent.number} no longer keeps; it starts from ${instead.id} (step ${instead.step}) instead.`);
+        return this.materialize(instead);
       }
       const next = t.systemAttrs['retryOf'] ?? t.systemAttrs['pbtParent'];
       id = typeof next === 'string' ? next : null;
@@ -160,10 +170,24 @@ export class CheckpointManager {
       if (blobs.length === 0) break;
       if (!this.opts.fetch) throw new CheckpointError(`checkpoint ${ref.id} is not on this peer and no other peer can be asked`);
       if (round === 2) throw new CheckpointError(`checkpoint ${ref.id}: ${blobs.length} blob(s) could not be fetched from ${ref.holders.join(', ') || 'any holder'}`);
-      await this.opts.fetch(ref, blobs);
+      // Two PBT continuations may clone the same checkpoint at once (and a replica copy may be arriving):
+      // one fetch per reference in this process, and a fetch that lost a race to another writer of the
+      // same blob counts as done when the blob is here now.
+      let fetching = this.fetching.get(ref.id);
+      if (!fetching) {
+        fetching = this.opts.fetch(ref, blobs).finally(() => this.fetching.delete(ref.id));
+        this.fetching.set(ref.id, fetching);
+      }
+      try {
+        await fetching;
+      } catch (e) {
+        const still = await this.missingBlobs(ref);
+        if (still.some((b) => blobs.some((x) => x.hash === b.hash))) throw e;
+      }
     }
     const root = await this.unpackRoot();
-    const dest = path.join(root, `${ref.trialId.replace(/[^A-Za-z0-9_-]/g, '_')}-${ref.seq}`);
+    // One directory per call: a reader of an earlier copy never sees this one being written.
+    const dest = path.join(root, `${ref.trialId.replace(/[^A-Za-z0-9_-]/g, '_')}-${ref.seq}-${this.unpacked++}`);
     const out = await this.store.materialize(ref, ref.kind === 'file' ? path.join(dest, 'checkpoint') : dest);
     return { path: out, step: ref.step, metrics: ref.metrics, trialId: ref.trialId };
   }

@@ -4,14 +4,14 @@
  * Everything here is a pure function of trial records, so every peer holding the same replica reads the
  * same lineage. The attrs (all written by the trial's owner):
  *
- * - `pbtLast` `{ time, step, score? }`: the member's last perturbation point (score absent on a new
+ * - `pbtLast` `{ time, step, score?, prev? }`: the member's last perturbation point (score absent on a new
  *   continuation until it reaches its own first point).
- * - On a continuation (the NEW trial a perturbation creates): `pbtMember` (the population slot: the
+ * - On a continuation (the NEW trial a perturbation creates, on the exploited member's peer): `pbtMember` (the population slot: the
  *   trial id of the member's first trial), `pbtParent` (the cloned top member's trial id),
  *   `pbtCheckpoint` `{ trialId, seq, step }` (the cloned checkpoint), `pbtStartStep`, `pbtReplaces` (the
  *   exploited trial), `pbtChanges` `{ name: { from, to, how } }`, `pbtTimeBase` (the member's time at
  *   the start), `fixedParams` (the explored values).
- * - On an exploited trial (ends PRUNED): `pbtExploited` `{ step, time, score, parent, continuation }`
+ * - On an exploited trial (ends PRUNED): `pbtExploited` `{ step, time, parent }`
  *   and `pbtReason` (one line of text).
  */
 import type { ParamValue } from '../distributions.js';
@@ -22,6 +22,8 @@ import type { ParamChange } from './explore.js';
 export interface PerturbationPoint {
   time: number;
   step: number;
+  /** The step of the member's point before this one. */
+  prev?: number;
   /** The member's score there (higher is better; -Infinity for a NaN report); absent before its first point. */
   score?: number;
 }
@@ -39,8 +41,11 @@ export function lastPoint(t: TrialLike): PerturbationPoint | null {
   if (time === null || step === null) return null;
   // Stored as a finite number, or null for a NaN report (attrs are JSON): null ranks worst.
   const raw = (p as { score?: unknown }).score;
-  if (raw === null) return { time, step, score: -Infinity };
-  return typeof raw === 'number' && Number.isFinite(raw) ? { time, step, score: raw } : { time, step };
+  const prev = num(p.prev);
+  const out: PerturbationPoint = prev === null ? { time, step } : { time, step, prev };
+  if (raw === null) out.score = -Infinity;
+  else if (typeof raw === 'number' && Number.isFinite(raw)) out.score = raw;
+  return out;
 }
 
 /** The trial this one continues from, if any: the cloned member (PBT) or the retried trial. */
@@ -72,12 +77,13 @@ export function memberOf(t: TrialLike, byId: ReadonlyMap<string, TrialLike>): st
  * The checkpoint a member offers to be cloned: the one it recorded at its last perturbation point (the
  * latest with a step at or before that point's step), as in Ray. Null without a point or a checkpoint.
  */
-export function offeredCheckpoint(t: TrialLike): CheckpointRef | null {
+export function offeredCheckpoint(t: TrialLike, at: 'last' | 'previous' = 'last'): CheckpointRef | null {
   const p = lastPoint(t);
-  if (!p) return null;
+  const step = at === 'last' ? p?.step : p?.prev;
+  if (step === undefined) return null;
   let best: CheckpointRef | null = null;
   for (const r of t.checkpoints ?? checkpointRefs(t)) {
-    if (r.step === null || r.step > p.step) continue;
+    if (r.step === null || r.step > step) continue;
     if (!best || r.step > best.step! || (r.step === best.step && r.seq > best.seq)) best = r;
   }
   return best;
@@ -85,8 +91,8 @@ export function offeredCheckpoint(t: TrialLike): CheckpointRef | null {
 
 /**
  * Checkpoint ids (`<trialId>#<seq>`) that keep-N must keep: those a WAITING or RUNNING continuation
- * starts from, and those a RUNNING member offers for cloning (a bottom member on another peer may be
- * cloning it right now: Ray's #8441, #9036).
+ * starts from, and those a RUNNING member offers for cloning at its last two perturbation points (a
+ * bottom member on another peer may be cloning one right now: Ray's #8441, #9036).
  */
 export function pinnedCheckpointIds(trials: Iterable<FrozenTrial>): Set<string> {
   const out = new Set<string>();
@@ -94,8 +100,11 @@ export function pinnedCheckpointIds(trials: Iterable<FrozenTrial>): Set<string> 
     if (t.state !== 'RUNNING' && t.state !== 'WAITING') continue;
     const c = clonedCheckpoint(t);
     if (c) out.add(`${c.trialId}#${c.seq}`);
-    const offered = t.state === 'RUNNING' ? offeredCheckpoint(t) : null;
-    if (offered) out.add(offered.id);
+    if (t.state !== 'RUNNING') continue;
+    for (const at of ['last', 'previous'] as const) {
+      const offered = offeredCheckpoint(t, at);
+      if (offered) out.add(offered.id);
+    }
   }
   return out;
 }

@@ -8,9 +8,9 @@
  * members' scores at their last points are computed from this peer's replica, so two peers holding the
  * same trials decide the same. A member in the bottom quantile clones a random top-quantile member:
  * params are immutable here (as in Optuna), so the bottom member's trial ends PRUNED with the reason,
- * and a NEW trial is enqueued with the explored values (clipped to their distributions), the cloned
- * checkpoint (the one the top member recorded at its last point), `pbtParent` and the step it starts
- * from; whichever peer claims it resumes from that checkpoint, fetched from a holder if need be. With
+ * and the next `ask()` on its peer creates a NEW trial with the explored values (clipped to their
+ * distributions), the cloned checkpoint (the one the top member recorded at its last point, on any
+ * peer: fetched from a holder if need be), `pbtParent` and the step it starts from. With
  * `populationSize`, `optimize()` starts members until the population is full, then only runs
  * continuations, and returns when every member has finished.
  */
@@ -20,7 +20,7 @@ import { logger } from '../logging.js';
 import type { Pruner } from '../pruners/base.js';
 import { lastStep } from '../pruners/percentile.js';
 import { Rng, randomSeed } from '../rng.js';
-import type { FrozenTrial } from '../storage/storage.js';
+import type { FrozenTrial, TrialTemplate } from '../storage/storage.js';
 import type { Study } from '../study.js';
 import { explore, type Mutation } from './explore.js';
 import { describeChanges, lastPoint, memberOf, offeredCheckpoint, type PerturbationPoint } from './lineage.js';
@@ -55,6 +55,8 @@ export interface PopulationBasedTrainingOptions {
   seed?: number;
 }
 
+type Scored = PerturbationPoint & { score: number };
+
 const OPTION_RULES = {
   timeAttr: rules.oneOf(['step', 'time_total_s']),
   perturbationInterval: rules.positive(),
@@ -87,6 +89,8 @@ export class PopulationBasedTraining implements Pruner {
   readonly customExploreFn: PopulationBasedTrainingOptions['customExploreFn'];
   readonly populationSize: number | undefined;
   readonly seed: number;
+  /** Continuations decided in this process, by study, not yet created (the next ask() takes one). */
+  private readonly pending = new Map<string, TrialTemplate[]>();
 
   constructor(opts: PopulationBasedTrainingOptions = {}) {
     checkOptions('PopulationBasedTraining', opts, OPTION_RULES, { rejectUnknown: true });
@@ -130,17 +134,21 @@ export class PopulationBasedTraining implements Pruner {
     const raw = trial.intermediateValues.get(step)!;
     const sign = study.direction === 'maximize' ? 1 : -1;
     const stored = Number.isNaN(raw) ? null : sign * raw;
-    const point = { time, step, score: stored };
+    // `prev`: the point before, whose checkpoint stays pinned too (a peer whose view of this member lags
+    // by up to one interval may still clone it).
+    const point = { time, step, score: stored, ...(last ? { prev: last.step } : {}) };
     study.storage.setTrialSystemAttr(study.studyId, trial.trialId, 'pbtLast', point);
+    // Other peers rank members by this point: send it now, not with the next batch of reports.
+    void study.storage.flush().catch(() => {});
     return this.decide(study, trial.trialId, { time, step, score: stored ?? -Infinity });
   }
 
-  private decide(study: Study, trialId: string, point: Required<PerturbationPoint>): boolean {
+  private decide(study: Study, trialId: string, point: Scored): boolean {
     const storage = study.storage;
     const scored = study
       .getTrials({ states: ['RUNNING'] })
       .map((t) => ({ t, p: lastPoint(t) }))
-      .filter((x): x is { t: FrozenTrial; p: Required<PerturbationPoint> } => x.p?.score !== undefined);
+      .filter((x): x is { t: FrozenTrial; p: Scored } => x.p?.score !== undefined);
     if (scored.length <= 1) return false;
     scored.sort((a, b) => a.p.score - b.p.score || (a.t.trialId < b.t.trialId ? -1 : 1));
     const n = Math.min(Math.ceil(scored.length * this.quantileFraction), Math.floor(scored.length / 2));
@@ -172,8 +180,9 @@ export class PopulationBasedTraining implements Pruner {
     const topPoint = lastPoint(top)!;
     const startStep = ck.step!;
     const timeBase = this.timeAttr === 'step' ? startStep : topPoint.time;
-    const child = storage.createTrial(study.studyId, {
-      state: 'WAITING',
+    // The continuation runs here: the peer of the member it replaces creates it at its next ask(), so
+    // exactly one peer runs it (an enqueued trial could be claimed by two peers at once).
+    const child: TrialTemplate = {
       systemAttrs: {
         fixedParams: params,
         pbtMember: memberOf(me.t, byId),
@@ -185,28 +194,42 @@ export class PopulationBasedTraining implements Pruner {
         pbtTimeBase: timeBase,
         pbtLast: { time: timeBase, step: startStep },
       },
-    });
+    };
+    const queue = this.pending.get(study.studyId) ?? [];
+    queue.push(child);
+    this.pending.set(study.studyId, queue);
     const cut = upper[0]!.p.score;
     const fmt = (v: number) => (Number.isFinite(v) ? String(Number((v * (study.direction === 'maximize' ? 1 : -1)).toPrecision(6))) : 'NaN');
-    const what = describeChanges(child) || 'no change';
+    const what = describeChanges({ trialId: '', params, systemAttrs: child.systemAttrs! }) || 'no change';
     const reason = `PBT: bottom ${this.quantileFraction} quantile at step ${point.step} (value ${fmt(point.score)}, top quantile from ${fmt(cut)}); continues as a clone of trial ${top.number} from its checkpoint at step ${startStep}: ${what}`;
-    storage.setTrialSystemAttr(study.studyId, trialId, 'pbtExploited', { step: point.step, time: point.time, parent: top.trialId, continuation: child.trialId });
+    storage.setTrialSystemAttr(study.studyId, trialId, 'pbtExploited', { step: point.step, time: point.time, parent: top.trialId });
     storage.setTrialSystemAttr(study.studyId, trialId, 'pbtReason', reason);
     logger.info(`[pbt]: trial ${me.t.number} is in the bottom quantile at step ${point.step}; it clones trial ${top.number} (checkpoint at step ${startStep}) as a new trial with ${what}.`);
     return true;
   }
 
+  /** The next continuation this process decided on, if any (Study.ask() creates it as a new trial). */
+  nextTrial(study: Study): TrialTemplate | null {
+    const queue = this.pending.get(study.studyId);
+    const next = queue?.shift() ?? null;
+    if (queue && queue.length === 0) this.pending.delete(study.studyId);
+    return next;
+  }
+
   /**
-   * Whether optimize() may start a trial now: 'start' while a continuation waits or the population is not
-   * full, 'wait' while members still run (their continuations may come here), 'done' when none is left.
+   * Whether optimize() may start a trial now: 'start' while a continuation decided here waits or the
+   * population (counted over the replica) is not full, 'wait' while this peer's members still run (one
+   * of them may be exploited and continue), 'done' when none is left here.
    */
   admit(study: Study): 'start' | 'wait' | 'done' {
+    if (this.pending.get(study.studyId)?.length) return 'start';
     if (this.populationSize === undefined) return 'start';
     const trials = study.trials;
     if (trials.some((t) => t.state === 'WAITING')) return 'start';
     let members = 0;
     for (const t of trials) if (t.systemAttrs['pbtMember'] === undefined && t.systemAttrs['retryOf'] === undefined) members++;
     if (members < this.populationSize) return 'start';
-    return trials.some((t) => t.state === 'RUNNING') ? 'wait' : 'done';
+    const self = study.storage.ownerId;
+    return trials.some((t) => t.state === 'RUNNING' && t.owner === self) ? 'wait' : 'done';
   }
 }

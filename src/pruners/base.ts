@@ -3,7 +3,7 @@
  * current snapshot (with its reported intermediate values), decide whether to stop it now.
  * Pruners read the replicated history, so on a swarm every peer's reports count.
  */
-import type { FrozenTrial } from '../storage/storage.js';
+import type { FrozenTrial, TrialTemplate } from '../storage/storage.js';
 import type { Study } from '../study.js';
 
 export interface Pruner {
@@ -13,4 +13,6 @@ export interface Pruner {
    * start a trial now, should wait for the history to change, or has nothing left to run.
    */
   admit?(study: Study): 'start' | 'wait' | 'done';
+  /** Optional: a trial this process should run next (a PBT continuation); `ask()` creates it. */
+  nextTrial?(study: Study): TrialTemplate | null;
 }

@@ -12,17 +12,15 @@ import {
   categoricalDistribution,
   floatDistribution,
   intDistribution,
-  NopPruner,
   OptionError,
   PopulationBasedTraining,
   RandomSampler,
   Rng,
   setVerbosity,
-  TPESampler,
   policyOf,
 } from '../../src/index.js';
 import { explore } from '../../src/pbt/explore.js';
-import { toyObjective } from './toy.js';
+import { baselines, toyObjective } from './toy.js';
 
 setVerbosity('error');
 
@@ -82,8 +80,7 @@ test("a bottom member ends PRUNED and its new trial starts from the top member's
   assert.deepEqual(decisions, [false, false, false, false, false, false, false, true], 'only B, at its perturbation point (step 4), is exploited');
   assert.equal(b.shouldPrune(), true, 'asking again gives the same answer and no second continuation');
   await study.tell(b, null, { state: 'PRUNED' });
-  const waiting = study.getTrials({ states: ['WAITING'] });
-  assert.equal(waiting.length, 1);
+  assert.equal(study.trials.length, 2, 'the continuation is created by the next ask() of this process, not enqueued for any peer to claim');
   const bDone = study.trials.find((t) => t.trialId === b.trialId)!;
   assert.equal(bDone.state, 'PRUNED');
   assert.match(String(bDone.systemAttrs['pbtReason']), /bottom 0.25 quantile at step 4 .*clone of trial 0 from its checkpoint at step 4: lr 0.45→0.(54|36|5)/);
@@ -118,34 +115,35 @@ test("a bottom member ends PRUNED and its new trial starts from the top member's
   await rm(dir, { recursive: true, force: true });
 });
 
-test('keep-N (numToKeep 1) never drops the checkpoint a continuation clones, and drops it once nothing needs it', async () => {
+test('keep-N (numToKeep 1) never drops the checkpoint a member offers or a continuation clones, and drops it once nothing needs it', async () => {
   const { dir, study, a, b } = await twoMembers({ numToKeep: 1 });
   await study.tell(b, null, { state: 'PRUNED' });
   const m = await study.checkpoints();
   const cloned = a.checkpoints.find((r) => r.step === 4)!;
   assert.ok(cloned);
-  // A trains on past its perturbation point: with numToKeep 1 its step-4 checkpoint would go at once.
-  for (let step = 5; step <= 6; step++) {
+  const save = async (step: number) => {
     const f = path.join(dir, `a-${step}.json`);
     await writeFile(f, JSON.stringify({ weights: [step], owner: 'A' }));
     await a.saveCheckpoint(f, { step });
-  }
-  assert.deepEqual(a.checkpoints.map((r) => r.step), [4, 6], 'the cloned step-4 checkpoint is pinned by the WAITING continuation');
+  };
+  // A trains on past its perturbation point: with numToKeep 1 its step-4 checkpoint would go at once.
+  await save(5);
+  await save(6);
+  assert.deepEqual(a.checkpoints.map((r) => r.step), [4, 6], 'the step-4 checkpoint is pinned: A offers it (its last perturbation point)');
   assert.ok(await m.store.has(cloned.hash), 'and its blob is on disk');
   const c = study.ask();
-  const ck = await c.getCheckpoint();
-  assert.equal(ck?.step, 4);
-  await study.tell(c, 1);
-  const f = path.join(dir, 'a-7.json');
-  await writeFile(f, JSON.stringify({ weights: [7], owner: 'A' }));
-  await a.saveCheckpoint(f, { step: 7 });
-  assert.deepEqual(a.checkpoints.map((r) => r.step), [4, 7], "A's own last perturbation checkpoint (step 4) stays while A runs: it offers it for cloning");
+  assert.equal((await c.getCheckpoint())?.step, 4);
+  // Two more points of A (8, then 12): A no longer offers step 4, but the running continuation clones it.
   a.report(80, 8);
-  a.shouldPrune(); // A's next perturbation point: it now offers step 8's checkpoint or earlier (7)
-  await writeFile(f, JSON.stringify({ weights: [9], owner: 'A' }));
-  await a.saveCheckpoint(f, { step: 9 });
-  assert.deepEqual(a.checkpoints.map((r) => r.step), [7, 9], 'the step-4 checkpoint goes once no member needs it');
-  assert.equal(await m.store.has(cloned.hash), false);
+  assert.equal(a.shouldPrune(), false);
+  a.report(120, 12);
+  assert.equal(a.shouldPrune(), false);
+  await save(13);
+  assert.deepEqual(a.checkpoints.map((r) => r.step), [4, 6, 13], 'step 4 pinned by the RUNNING continuation; 6 offered by A (at or before its points 8 and 12)');
+  await study.tell(c, 1);
+  await save(14);
+  assert.deepEqual(a.checkpoints.map((r) => r.step), [6, 14], 'the step-4 checkpoint goes once no member needs it');
+  assert.equal(await m.store.has(cloned.hash), false, 'and so does its blob');
   await study.tell(a, 90);
   await rm(dir, { recursive: true, force: true });
 });
@@ -163,13 +161,7 @@ async function compare(seed: number, dir: string) {
   assert.equal(study.getTrials({ states: ['COMPLETE'] }).length, 8, 'every member trained to the end');
   // The baselines get at least PBT's total steps: whole runs of T steps with one fixed rate.
   const n = Math.ceil(run.steps / T);
-  const out = { pbt: study.bestValue, random: 0, tpe: 0, pbtSteps: run.steps, baselineSteps: n * T };
-  for (const [name, sampler] of [['random', new RandomSampler({ seed })], ['tpe', new TPESampler({ seed, nStartupTrials: 4 })]] as const) {
-    const s = await createStudy({ sampler, pruner: new NopPruner() });
-    await s.optimize(toyObjective(dir, { steps: T, saveEvery: Infinity, run: { steps: 0 } }), { nTrials: n });
-    out[name] = s.bestValue;
-  }
-  return out;
+  return { pbt: study.bestValue, ...(await baselines(seed, n, T, dir)), pbtSteps: run.steps, baselineSteps: n * T };
 }
 
 test('on a problem that needs a learning-rate schedule, PBT (population 8) beats random search and TPE with the same total steps, over 5 seeds', async () => {

@@ -8,7 +8,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Rng, TrialPruned, type Trial } from '../../src/index.js';
+import { createStudy, NopPruner, RandomSampler, Rng, TPESampler, TrialPruned, type Trial } from '../../src/index.js';
 
 export const DIMS = 10;
 export const CURVATURE = Array.from({ length: DIMS }, (_, i) => 0.2 + (1.8 * i) / (DIMS - 1));
@@ -44,7 +44,7 @@ export interface ToyRun {
  * when it has one (a PBT continuation, a retry), saving the state every `saveEvery` steps, reporting the
  * loss every step and asking the pruner (PBT) before each step but the last.
  */
-export function toyObjective(dir: string, opts: { steps: number; saveEvery: number; run: ToyRun; onStart?: (trial: Trial, start: number, state: ToyState) => void }) {
+export function toyObjective(dir: string, opts: { steps: number; saveEvery: number; run: ToyRun; stepMs?: number; onStart?: (trial: Trial, start: number, state: ToyState) => void }) {
   return async (trial: Trial): Promise<number> => {
     const lr = trial.suggestFloat('lr', 1e-3, 1, { log: true });
     const ck = await trial.getCheckpoint();
@@ -52,6 +52,8 @@ export function toyObjective(dir: string, opts: { steps: number; saveEvery: numb
     const start = ck ? ck.step! + 1 : 1;
     opts.onStart?.(trial, start, state);
     for (let step = start; step <= opts.steps; step++) {
+      // A training step that takes time (stepMs) lets members run side by side as real ones do.
+      if (opts.stepMs) await new Promise((r) => setTimeout(r, opts.stepMs));
       state = sgdStep(state, lr, trial.trialId, step);
       opts.run.steps++;
       const value = loss(state);
@@ -65,4 +67,18 @@ export function toyObjective(dir: string, opts: { steps: number; saveEvery: numb
     }
     return loss(state);
   };
+}
+
+/**
+ * The baselines of a comparison: random search and TPE (4 startup trials) over one fixed learning rate
+ * per trial, `nTrials` whole runs of `steps` steps each; returns each one's best final loss.
+ */
+export async function baselines(seed: number, nTrials: number, steps: number, dir: string): Promise<{ random: number; tpe: number }> {
+  const out = { random: 0, tpe: 0 };
+  for (const [name, sampler] of [['random', new RandomSampler({ seed })], ['tpe', new TPESampler({ seed, nStartupTrials: 4 })]] as const) {
+    const s = await createStudy({ sampler, pruner: new NopPruner() });
+    await s.optimize(toyObjective(dir, { steps, saveEvery: Infinity, run: { steps: 0 } }), { nTrials });
+    out[name] = s.bestValue;
+  }
+  return out;
 }
