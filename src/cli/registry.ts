@@ -17,6 +17,9 @@ import { GridSampler } from '../samplers/grid.js';
 import { TPESampler } from '../samplers/tpe/sampler.js';
 import { NSGAIISampler } from '../samplers/nsga2.js';
 import { RandomSampler } from '../samplers/random.js';
+import { GPSampler } from '../samplers/gp/sampler.js';
+import { QMCSampler } from '../samplers/qmc.js';
+import { CmaEsSampler } from '../samplers/cmaes.js';
 import type { StudyInfo } from '../storage/storage.js';
 import { UsageError } from './errors.js';
 import { checkStoredSetting } from './settings.js';
@@ -40,6 +43,9 @@ export const SAMPLERS: Record<string, (o: Options) => Sampler | Promise<Sampler>
     return new GridSampler(searchSpace as ConstructorParameters<typeof GridSampler>[0], rest);
   },
   nsga2: (o) => new NSGAIISampler(o),
+  gp: (o) => new GPSampler(o),
+  qmc: (o) => new QMCSampler(o),
+  cmaes: (o) => new CmaEsSampler(o),
 };
 
 export const PRUNERS: Record<string, (o: Options) => Pruner | Promise<Pruner>> = {

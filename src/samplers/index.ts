@@ -16,6 +16,10 @@ export function defaultSampler(): Sampler {
   return new TPESampler();
 }
 export { GPSampler } from './gp/sampler.js';
+export { QMCSampler, SobolSequence, QMC_INDEX_KEY } from './qmc.js';
+export type { QMCSamplerOptions } from './qmc.js';
+export { CmaEsSampler, CMA_KEY } from './cmaes.js';
+export type { CmaEsSamplerOptions } from './cmaes.js';
 export type { GPSamplerOptions } from './gp/sampler.js';
 export { CONSTRAINTS_KEY, ConstraintsError, isFeasible, constraintValues } from './constraints.js';
 export type { ConstraintsFunc } from './constraints.js';
