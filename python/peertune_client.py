@@ -667,6 +667,22 @@ class Trial(object):
     def set_system_attr(self, key, value):
         pass
 
+    def save_checkpoint(self, path, step=None, metrics=None):
+        """Saves a file or a directory as this trial's newest checkpoint (Ray Tune's checkpoint in
+        ``tune.report``). Returns once the peer holds a copy: the caller may delete its own. The peer
+        copies it to other peers and keeps the checkpoints its keep rules say."""
+        msg = {"op": "save_checkpoint", "path": os.path.abspath(str(path))}
+        if step is not None:
+            msg["step"] = int(step)
+        if metrics is not None:
+            msg["metrics"] = dict((str(k), None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in dict(metrics).items())
+        return self._backend.checkpoint(self, msg)["checkpoint"]
+
+    def get_checkpoint(self):
+        """This trial's latest checkpoint, else that of the trial it retries or resumes (fetched from a
+        peer that holds it): a dict with ``path``, ``step``, ``metrics`` and ``trial_id``, or None."""
+        return self._backend.checkpoint(self, {"op": "get_checkpoint"})["checkpoint"]
+
     # The command-objective side: `run` calls these.
     def finish(self, value):
         """Sends the final value (a number, or a list for a multi-objective study)."""
@@ -706,6 +722,9 @@ class _StudyBackend(object):
 
     def set_user_attr(self, trial, key, value):
         self._peer.request({"op": "set_trial_user_attr", "trial": trial._handle, "key": key, "value": value})
+
+    def checkpoint(self, trial, msg):
+        return self._peer.request(dict(msg, trial=trial._handle))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1026,6 +1045,9 @@ class _WorkerBackend(object):
 
     def set_user_attr(self, trial, key, value):
         self._ch.request({"op": "set_user_attr", "key": key, "value": value})
+
+    def checkpoint(self, trial, msg):
+        return self._ch.request(msg)
 
     def send(self, msg):
         self._ch.request(msg)

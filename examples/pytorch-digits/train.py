@@ -16,6 +16,7 @@ three ways:
 import argparse
 import os
 import sys
+import tempfile
 
 import torch
 import torch.nn as nn
@@ -62,8 +63,20 @@ def objective(trial, epochs):
     optimizer = getattr(torch.optim, optimizer_name)(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
 
+    # Resume: a retry of a trial whose machine died starts from the last epoch it checkpointed (the
+    # checkpoint is fetched from whichever peer holds a copy).
+    first_epoch = 0
+    checkpoint = trial.get_checkpoint()
+    if checkpoint is not None:
+        state = torch.load(checkpoint["path"])
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        first_epoch = state["epoch"] + 1
+        print("trial {} resumes at epoch {} from trial {}'s checkpoint".format(trial.number, first_epoch, checkpoint["trial_id"]), file=sys.stderr)
+    workdir = tempfile.mkdtemp(prefix="digits-")
+
     accuracy = 0.0
-    for epoch in range(epochs):
+    for epoch in range(first_epoch, epochs):
         model.train()
         perm = torch.randperm(len(x_tr))
         for start in range(0, len(x_tr), batch_size):
@@ -75,6 +88,11 @@ def objective(trial, epochs):
         with torch.no_grad():
             accuracy = (model(x_va).argmax(dim=1) == y_va).float().mean().item()
         print("trial {} epoch {}: validation accuracy {:.4f}".format(trial.number, epoch, accuracy), file=sys.stderr)
+
+        # Model and optimizer state each epoch; the peer keeps a copy (and another peer a replica).
+        path = os.path.join(workdir, "state.pt")
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}, path)
+        trial.save_checkpoint(path, step=epoch, metrics={"accuracy": accuracy})
 
         # Pruning by epoch: the study's pruner sees every peer's reports.
         trial.report(accuracy, epoch)

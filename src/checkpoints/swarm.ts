@@ -204,6 +204,7 @@ export class CheckpointSwarm {
         .then(() => {
           this.view.addHolder(studyId, ref.trialId, ref.seq, next);
           this.view.count('checkpoint:copied');
+          logger.debug(`Checkpoint ${ref.id} (step ${ref.step ?? '-'}) is confirmed on peer ${next}.`);
         })
         .catch((e: Error) => {
           this.failedAt.set(`${ref.id} ${next}`, Date.now());

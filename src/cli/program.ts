@@ -6,6 +6,7 @@
 import { Command } from 'commander';
 import { setVerbosity, type LogLevel } from '../logging.js';
 import * as askTell from './commands/ask-tell.js';
+import * as checkpoints from './commands/checkpoints.js';
 import * as createStudy from './commands/create-study.js';
 import * as dashboard from './commands/dashboard.js';
 import * as deleteStudy from './commands/delete-study.js';
@@ -25,6 +26,7 @@ const COMMANDS: { register(program: Command): void }[] = [
   query,
   askTell,
   enqueue,
+  checkpoints,
   deleteStudy,
   dashboard,
   pbtPolicy,

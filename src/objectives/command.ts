@@ -22,6 +22,14 @@
  *   {"op":"report","value":0.31,"step":4}     -> {"ok":true,"prune":false}
  *   {"op":"should_prune"}                     -> {"ok":true,"prune":true}
  *   {"op":"set_user_attr","key":"k","value":<any JSON>}  -> {"ok":true}
+ *   {"op":"save_checkpoint","path":"ckpt/","step":3,"metrics":{"acc":0.9}}
+ *        -> {"ok":true,"checkpoint":{"seq":4,"step":3,"hash":"...","size":123,"kind":"dir"}}
+ *                                                (the path is relative to the command's working dir;
+ *                                                 the worker has a copy once this answer arrives)
+ *   {"op":"get_checkpoint"}                   -> {"ok":true,"checkpoint":{"path":"...","step":3,
+ *                                                "metrics":{...},"trial_id":"..."}} or {"ok":true,"checkpoint":null}
+ *                                                (this trial's latest, else the latest of the trial it
+ *                                                 retries or resumes, fetched from a peer that holds it)
  *   {"op":"result","value":0.12} or {"op":"result","values":[0.1,3]}   final; -> {"ok":true}
  *   {"op":"pruned"}                           final: the trial ends PRUNED; -> {"ok":true}
  *   {"op":"fail","reason":"..."}              final: the trial ends FAIL;  -> {"ok":true}
@@ -54,6 +62,7 @@ import { logger } from '../logging.js';
 import type { Objective } from '../study.js';
 import { TrialPruned, type Trial } from '../trial.js';
 import { PeertuneError } from '../errors.js';
+import { getCheckpointRequest, saveCheckpointRequest } from './checkpoint-ops.js';
 
 export const PROTOCOL_VERSION = 2;
 
@@ -513,6 +522,16 @@ class ChildRun {
           trial.setUserAttr(m['key'], m['value'] ?? null);
           this.reply({ ok: true });
           return;
+        case 'save_checkpoint':
+        case 'get_checkpoint': {
+          const req = m['op'] === 'save_checkpoint' ? saveCheckpointRequest(trial, m, this.opts.cwd) : getCheckpointRequest(trial);
+          // The child waits for this answer before its next request, so answering later keeps the order.
+          void req.then(
+            (r) => this.current === a && this.reply({ ok: true, ...r }),
+            (e: Error) => this.current === a && this.reply({ ok: false, error: e.message }),
+          );
+          return;
+        }
         case 'result': {
           const raw = m['values'] !== undefined ? m['values'] : [m['value']];
           if (!Array.isArray(raw)) throw new Error('"values" must be an array of numbers');
@@ -531,7 +550,7 @@ class ChildRun {
           this.decide({ kind: 'fail', reason: `the command reported failure: ${clip(String(m['reason'] ?? 'no reason given'), 500)}`, failKind: 'reported' });
           return;
         default:
-          this.violation(`protocol line ${this.lineNo} has unknown op ${JSON.stringify(m['op'])}; valid: hello, next, suggest, report, should_prune, set_user_attr, result, pruned, fail`);
+          this.violation(`protocol line ${this.lineNo} has unknown op ${JSON.stringify(m['op'])}; valid: hello, next, suggest, report, should_prune, set_user_attr, save_checkpoint, get_checkpoint, result, pruned, fail`);
       }
     } catch (err) {
       this.reply({ ok: false, error: err instanceof Error ? err.message : String(err) });

@@ -24,6 +24,7 @@ import { trialJson } from '../format.js';
 import { createPruner, createSampler, storedSpec, type AlgorithmSpec } from '../registry.js';
 import { findStudy, openStorage, type OpenedStorage } from '../storage.js';
 import { PeertuneError } from '../../errors.js';
+import { getCheckpointRequest, saveCheckpointRequest } from '../../objectives/checkpoint-ops.js';
 
 export const SERVE_PROTOCOL = 'peertune-serve/1';
 
@@ -233,6 +234,10 @@ class Server {
       }
       case 'should_prune':
         return { prune: this.trial(req).trial.shouldPrune() };
+      case 'save_checkpoint':
+        return saveCheckpointRequest(this.trial(req).trial, req);
+      case 'get_checkpoint':
+        return getCheckpointRequest(this.trial(req).trial);
       case 'set_trial_user_attr':
         this.trial(req).trial.setUserAttr(str(req, 'key'), req['value'] ?? null);
         return {};
