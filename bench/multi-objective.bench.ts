@@ -2,15 +2,16 @@
  * Multi-objective sample efficiency: hypervolume (src/hypervolume.ts, fixed reference point per
  * problem) of the Pareto front after 50, 100 and 200 trials over 10 seeds, for peertune's TPE (split by
  * rank, the default before issue 14, and Optuna's hypervolume split, the default since), peertune
- * NSGA-II and, in the same run, Optuna 3.1's multi-objective TPESampler and NSGAIISampler (bench/optuna/mo_worker.py asks Optuna for points
+ * NSGA-II, peertune's GPSampler (ParEGO scalarisation for several objectives) and, in the same run, Optuna 3.1's multi-objective TPESampler and NSGAIISampler (bench/optuna/mo_worker.py asks Optuna for points
  * and gets their values from here). Problems: ZDT1, ZDT2, DTLZ2 (3 objectives) from the issue, and
  * ZDT3 (a disconnected front), on which no default was chosen.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { createStudy, hypervolume, NSGAIISampler, setVerbosity, TPESampler, type Sampler } from '../src/index.js';
+import { createStudy, GPSampler, hypervolume, NSGAIISampler, setVerbosity, TPESampler, type Sampler } from '../src/index.js';
 import { fmt, iqr, mannWhitneyP, median, OPTUNA_SCRIPTS, optunaAvailable, PYTHON, table, type BenchContext, runPool } from './lib.js';
 
 interface Problem {
@@ -50,11 +51,12 @@ export const PROBLEMS: Problem[] = [
 ];
 const ISSUE_PROBLEMS = new Set(['zdt1', 'zdt2', 'dtlz2']);
 
-type Config = 'pt-tpe-rank' | 'pt-tpe-hv' | 'pt-nsga2' | 'optuna-tpe' | 'optuna-nsga2';
+type Config = 'pt-tpe-rank' | 'pt-tpe-hv' | 'pt-nsga2' | 'pt-gp' | 'optuna-tpe' | 'optuna-nsga2';
 const LABEL: Record<Config, string> = {
   'pt-tpe-rank': 'peertune TPE (rank split)',
   'pt-tpe-hv': 'peertune TPE (hypervolume split, default)',
   'pt-nsga2': 'peertune NSGA-II',
+  'pt-gp': 'peertune GP (ParEGO)',
   'optuna-tpe': 'Optuna 3.1 MOTPE (multivariate)',
   'optuna-nsga2': 'Optuna 3.1 NSGA-II',
 };
@@ -64,11 +66,15 @@ interface Task {
   problem: string;
   seed: number;
   nTrials: number;
+  /** Optuna's version, the key of the cache of Optuna's studies (see runOptuna). */
+  optunaVersion?: string;
 }
 interface TaskResult {
   task: Task;
   values: number[][];
   seconds: number;
+  /** Values from bench/optuna-cache (an earlier run of the same Optuna study). */
+  cached?: boolean;
 }
 
 const THIS_FILE = fileURLToPath(import.meta.url);
@@ -81,7 +87,9 @@ async function runPeertune(task: Task): Promise<TaskResult> {
   const sampler: Sampler =
     task.config === 'pt-nsga2'
       ? new NSGAIISampler({ seed: task.seed })
-      : new TPESampler({ seed: task.seed, multiObjectiveSplit: task.config === 'pt-tpe-hv' ? 'hypervolume' : 'rank' });
+      : task.config === 'pt-gp'
+        ? new GPSampler({ seed: task.seed })
+        : new TPESampler({ seed: task.seed, multiObjectiveSplit: task.config === 'pt-tpe-hv' ? 'hypervolume' : 'rank' });
   const study = await createStudy({ directions: Array(p.nObjectives).fill('minimize'), sampler });
   const t0 = performance.now();
   await study.optimize((t) => p.f(Array.from({ length: p.nVars }, (_, i) => t.suggestFloat(`x${i}`, 0, 1))), { nTrials: task.nTrials });
@@ -90,7 +98,29 @@ async function runPeertune(task: Task): Promise<TaskResult> {
 
 let python: { child: ChildProcess; lines: AsyncIterator<string> } | null = null;
 
+/**
+ * Optuna's studies are deterministic under their seed (the objective is deterministic too), so each is
+ * run once per (sampler, problem, seed, trials, Optuna version) and its values kept in
+ * bench/optuna-cache/: Optuna 3.1's MOTPE spends about 50 CPU minutes on the full set, which a shared
+ * 2-core machine cannot repeat for every change on the peertune side. Delete the directory to re-run.
+ */
+export const OPTUNA_CACHE = path.join(path.dirname(THIS_FILE), 'optuna-cache', 'multi-objective');
+
 async function runOptuna(task: Task): Promise<TaskResult> {
+  const file = path.join(OPTUNA_CACHE, `${task.config}-${task.problem}-s${task.seed}-n${task.nTrials}.json`);
+  try {
+    const cached = JSON.parse(await readFile(file, 'utf8')) as { optuna: string; values: number[][]; seconds: number };
+    if (cached.optuna === task.optunaVersion && cached.values.length === task.nTrials) return { task, values: cached.values, seconds: cached.seconds, cached: true };
+  } catch {
+    // not cached yet
+  }
+  const r = await runOptunaStudy(task);
+  await mkdir(OPTUNA_CACHE, { recursive: true });
+  await writeFile(file, JSON.stringify({ optuna: task.optunaVersion, config: task.config, problem: task.problem, seed: task.seed, nTrials: task.nTrials, seconds: r.seconds, values: r.values }) + '\n');
+  return r;
+}
+
+async function runOptunaStudy(task: Task): Promise<TaskResult> {
   const p = problemNamed(task.problem);
   if (!python) {
     const child = spawn(PYTHON, [path.join(OPTUNA_SCRIPTS, 'mo_worker.py')], { stdio: ['pipe', 'pipe', 'inherit'] });
@@ -133,13 +163,17 @@ export default async function multiObjective(ctx: BenchContext): Promise<void> {
   const seeds = ctx.quick ? 2 : 10;
   const nTrials = ctx.quick ? 60 : 200;
   const budgets = ctx.quick ? [30, 60] : [50, 100, 200];
-  const configs: Config[] = ['pt-tpe-rank', 'pt-tpe-hv', 'pt-nsga2'];
+  let configs: Config[] = ['pt-tpe-rank', 'pt-tpe-hv', 'pt-nsga2', 'pt-gp'];
   const optuna = optunaAvailable();
   const notes: string[] = [];
   if (optuna.ok) configs.push('optuna-tpe', 'optuna-nsga2');
   else notes.push(optuna.why!);
+  // MO_BENCH_CONFIGS=a,b runs only those samplers (e.g. to fill the Optuna cache ahead of a full run);
+  // such a partial run prints its table but does not replace the stored result.
+  const only = process.env['MO_BENCH_CONFIGS']?.split(',').filter(Boolean) ?? null;
+  if (only) configs = configs.filter((c) => only.includes(c));
   const tasks: Task[] = [];
-  for (const config of [...configs].reverse()) for (const p of PROBLEMS) for (let seed = 0; seed < seeds; seed++) tasks.push({ config, problem: p.name, seed, nTrials });
+  for (const config of [...configs].reverse()) for (const p of PROBLEMS) for (let seed = 0; seed < seeds; seed++) tasks.push({ config, problem: p.name, seed, nTrials, optunaVersion: optuna.version });
   ctx.log(`${tasks.length} studies (${configs.length} samplers x ${PROBLEMS.length} problems x ${seeds} seeds x ${nTrials} trials) on 2 workers`);
   const t0 = performance.now();
   let lastPct = -1;
@@ -169,7 +203,7 @@ export default async function multiObjective(ctx: BenchContext): Promise<void> {
   };
   const md: string[] = [
     `${seeds} seeds, ${nTrials} trials per study, 6 variables in [0, 1]; hypervolume of the Pareto front of the first k trials (higher is better; reference points: ZDT ${'(1.1, 11)'}, DTLZ2 (2.5, 2.5, 2.5)); cells are median [25th, 75th percentile]. ` +
-      'peertune TPE = `new TPESampler({ seed, multiObjectiveSplit })` (defaults otherwise: multivariate, constant liar); NSGA-II = `new NSGAIISampler({ seed })` (population 50); ' +
+      'peertune TPE = `new TPESampler({ seed, multiObjectiveSplit })` (defaults otherwise: multivariate, constant liar); NSGA-II = `new NSGAIISampler({ seed })` (population 50); GP = `new GPSampler({ seed })` (defaults; several objectives by ParEGO: a random augmented Chebyshev scalarisation per trial); ' +
       'Optuna 3.1 = `TPESampler(seed=seed, multivariate=True)` (its MOTPE: hypervolume subset selection and contribution weights; univariate mode was too slow to run here, see the bench source) and `NSGAIISampler(seed=seed)`. ZDT3 is outside the issue\'s list: no default was chosen on it.',
     '',
   ];
@@ -185,6 +219,9 @@ export default async function multiObjective(ctx: BenchContext): Promise<void> {
         ['pt-tpe-hv', 'optuna-tpe'],
         ['pt-tpe-rank', 'pt-tpe-hv'],
         ['pt-nsga2', 'optuna-nsga2'],
+        ['pt-gp', 'optuna-tpe'],
+        ['pt-gp', 'optuna-nsga2'],
+        ['pt-gp', 'pt-tpe-hv'],
       ] as [Config, Config][]
     ).filter(([a, b]) => configs.includes(a) && configs.includes(b));
     const rows = PROBLEMS.map((p) => [
@@ -200,8 +237,8 @@ export default async function multiObjective(ctx: BenchContext): Promise<void> {
     summary[String(k)] = Object.fromEntries(PROBLEMS.map((p) => [p.name, Object.fromEntries(configs.map((c) => [c, median(cell[p.name]![c]![k]!)]))]));
   }
   const last = budgets[budgets.length - 1]!;
-  if (configs.includes('optuna-tpe')) {
-    for (const c of ['pt-tpe-rank', 'pt-tpe-hv'] as Config[]) {
+  if (configs.includes('optuna-tpe') && configs.includes('optuna-nsga2')) {
+    for (const c of (['pt-tpe-rank', 'pt-tpe-hv', 'pt-gp'] as Config[]).filter((x) => configs.includes(x))) {
       const above = PROBLEMS.filter((p) => ISSUE_PROBLEMS.has(p.name)).filter((p) => {
         const m = median(cell[p.name]![c]![last]!);
         return m > median(cell[p.name]!['optuna-tpe']![last]!) && m > median(cell[p.name]!['optuna-nsga2']![last]!);
@@ -214,7 +251,10 @@ export default async function multiObjective(ctx: BenchContext): Promise<void> {
   }
   md.push('Time inside the samplers and objective, summed over all studies (seconds; Optuna includes the pipe round trip):', '');
   md.push(table(configs.map((c) => LABEL[c]), [configs.map((c) => fmt(seconds[c] ?? NaN))]));
+  const nCached = results.filter((r) => r.cached).length;
+  if (nCached > 0) md.push('', `Optuna's values for ${nCached} of its ${results.filter((r) => r.task.config.startsWith('optuna')).length} studies came from bench/optuna-cache/ (the same studies, run earlier with Optuna ${optuna.version ?? '?'}; deterministic under their seed); their times are those of that run.`);
   const out = md.join('\n');
   console.log(out);
+  if (only) return;
   await ctx.writeResult(ctx.quick ? 'multi-objective-quick' : 'multi-objective', { seeds, nTrials, budgets, optuna: optuna.ok ? optuna.version : null, summary, seconds }, out);
 }

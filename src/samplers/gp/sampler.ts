@@ -8,14 +8,21 @@
  * improvement, around them; parallel workers and peers therefore spread out. Parameters outside the
  * space, and every parameter of the first `nStartupTrials` trials, are sampled uniformly at random.
  * With `constraintsFunc`, each constraint gets its own GP and the acquisition adds log P(feasible).
+ *
+ * Several objectives (ParEGO, Knowles 2006): each trial draws its own weight vector uniformly from the
+ * simplex (from the seed and the trial's id, so peers and workers draw different ones), scales every
+ * objective to [0, 1] by the range observed so far, and models the augmented Chebyshev scalarisation
+ * max_j w_j f_j + 0.05 sum_j w_j f_j with the one GP. Every minimizer of such a scalarisation is Pareto
+ * optimal, and over random weights they cover the whole front, convex or not.
  */
 import type { Distribution, ParamValue } from '../../distributions.js';
-import { checkOptions, OptionError, rules } from '../../errors.js';
+import { checkOptions, rules } from '../../errors.js';
 import { Rng, randomSeed } from '../../rng.js';
 import type { FrozenTrial, TrialState } from '../../storage/storage.js';
 import type { Study } from '../../study.js';
 import type { Sampler, SearchSpace } from '../base.js';
 import { checkConstraintsFunc, constraintValues, isFeasible, recordConstraints, type ConstraintsFunc } from '../constraints.js';
+import { toMinimize } from '../../multi-objective.js';
 import { sampleUniform } from '../random.js';
 import { IntersectionSearchSpace } from '../search-space.js';
 import { LogEIAcquisition, maximizeAcquisition, type CubeSpace } from './acquisition.js';
@@ -133,6 +140,34 @@ function standardize(values: readonly number[]): { y: Float64Array; mean: number
   return { y: Float64Array.from(values, (v) => (v - mean) / std), mean, std };
 }
 
+/** ParEGO's augmentation: a small weighted sum keeps weakly dominated points from tying the Chebyshev max. */
+const PAREGO_RHO = 0.05;
+
+/**
+ * The augmented Chebyshev scalarisation of each loss vector (minimize form) under one weight vector
+ * drawn uniformly from the simplex; objectives are scaled to [0, 1] by their observed range first.
+ */
+export function parego(losses: readonly (readonly number[])[], rng: Rng): number[] {
+  const m = losses[0]!.length;
+  const lo = new Array<number>(m).fill(Infinity);
+  const hi = new Array<number>(m).fill(-Infinity);
+  for (const l of losses) for (let j = 0; j < m; j++) (lo[j] = Math.min(lo[j]!, l[j]!)), (hi[j] = Math.max(hi[j]!, l[j]!));
+  // Uniform on the simplex: normalized standard exponentials.
+  const w = Array.from({ length: m }, () => -Math.log(1 - rng.random()));
+  const total = w.reduce((a, b) => a + b, 0);
+  for (let j = 0; j < m; j++) w[j] = total > 0 ? w[j]! / total : 1 / m;
+  return losses.map((l) => {
+    let max = -Infinity;
+    let sum = 0;
+    for (let j = 0; j < m; j++) {
+      const f = hi[j]! > lo[j]! ? (l[j]! - lo[j]!) / (hi[j]! - lo[j]!) : 0;
+      max = Math.max(max, w[j]! * f);
+      sum += w[j]! * f;
+    }
+    return max + PAREGO_RHO * sum;
+  });
+}
+
 interface StudyState {
   readonly space: IntersectionSearchSpace;
   /**
@@ -188,26 +223,24 @@ export class GPSampler implements Sampler {
 
   sampleRelative(study: Study, trial: FrozenTrial, searchSpace: SearchSpace): Record<string, ParamValue> {
     if (Object.keys(searchSpace).length === 0) return {};
-    if (study.isMultiObjective) {
-      throw new OptionError('GPSampler handles single-objective studies only; use TPESampler or NSGAIISampler for several objectives', 'directions', study.directions);
-    }
     const cube = new CubeMap(searchSpace);
     const X: Float64Array[] = [];
-    const raw: number[] = [];
+    const losses: number[][] = [];
     const obs: FrozenTrial[] = [];
-    const sign = study.direction === 'maximize' ? 1 : -1; // the GP maximizes
     const running: Float64Array[] = [];
     for (const t of study.getTrials({ states: ['COMPLETE', 'RUNNING'] })) {
       if (t.trialId === trial.trialId) continue;
       const x = cube.encode(t.params);
       if (!x) continue;
       if (t.state === 'RUNNING') running.push(x);
-      else if (t.values) {
+      else if (t.values && t.values.length === study.directions.length) {
         X.push(x);
-        raw.push(sign * t.values[0]!);
+        losses.push(toMinimize(t.values, study.directions));
         obs.push(t);
       }
     }
+    // The GP maximizes: minus the loss, or minus the trial's scalarisation of several losses.
+    const raw = losses.length > 0 && study.isMultiObjective ? parego(losses, Rng.from(this.seed, trial.trialId, 'parego')).map((v) => -v) : losses.map((l) => -l[0]!);
     if (X.length < this.nStartupTrials || X.length === 0) return {};
     const st = this.state(study);
     const key = cube.names.join('\u0000');
