@@ -12,9 +12,10 @@ import { createInterface } from 'node:readline';
 import { BENCH_DIR, machineInfo, type BenchContext } from './lib.js';
 
 const PEER = path.join(BENCH_DIR, 'fixtures', 'blob-peer.ts');
+const REPLICA_PEER = path.join(BENCH_DIR, 'fixtures', 'replica-checkpoint-peer.ts');
 
-function start(args: string[]) {
-  const child = spawn(process.execPath, ['--import', 'tsx', PEER, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+function start(args: string[], script = PEER) {
+  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const next = async (): Promise<Record<string, unknown>> => {
     const r = await lines.next();
@@ -60,6 +61,28 @@ export default async function (ctx: BenchContext): Promise<void> {
     }
     rows.push({ sizeMiB, mibPerS: median(speeds), seconds: median(secs), senderRssGrowthMiB: median(sendGrowth), receiverRssGrowthMiB: median(recvGrowth), runs: reps });
   }
+  // Time from saveCheckpoint returning to the first confirmed copy on another peer (PeerStorage on both
+  // sides: the copy request, the pull over the blob protocol, the hash check, the confirmation).
+  const replicaMiB = 100;
+  const toReplica: number[] = [];
+  const saves: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'pt-bench-ckrep-'));
+    const owner = start(['owner', path.join(dir, 'o'), String(replicaMiB * 2 ** 20)], REPLICA_PEER);
+    const ready = await owner.next();
+    const holder = start(['holder', path.join(dir, 'h'), String(ready['addr'])], REPLICA_PEER);
+    await holder.next();
+    owner.child.stdin!.write('go\n');
+    const done = await owner.next();
+    await owner.exited;
+    holder.child.stdin!.write('stop\n');
+    await holder.exited;
+    await rm(dir, { recursive: true, force: true });
+    toReplica.push(Number(done['toReplicaSeconds']));
+    saves.push(Number(done['saveSeconds']));
+    ctx.log(`${replicaMiB} MiB to the first confirmed replica, run ${r + 1}: ${toReplica.at(-1)!.toFixed(2)} s after saveCheckpoint returned (the save itself ${saves.at(-1)!.toFixed(2)} s)`);
+  }
+  const replica = { sizeMiB: replicaMiB, toFirstReplicaSeconds: median(toReplica), saveSeconds: median(saves), runs: reps };
   const big = rows.find((r) => r.sizeMiB === 1024);
   const md = [
     '| size | MiB/s (median) | seconds | sender peak RSS growth | receiver peak RSS growth | runs |',
@@ -70,6 +93,8 @@ export default async function (ctx: BenchContext): Promise<void> {
       ? `Target 1 GiB >= 100 MiB/s: ${big.mibPerS >= 100 ? 'met' : 'NOT met'} (${big.mibPerS.toFixed(1)}); RSS growth < 100 MB on both sides: ${Math.max(big.senderRssGrowthMiB, big.receiverRssGrowthMiB) * 1.048576 < 100 ? 'met' : 'NOT met'}.`
       : 'Quick run: the 1 GiB target was not measured.',
     'Peak RSS is the process maximum (getrusage) minus its RSS at start; growth includes libp2p and noise buffers.',
+    '',
+    `Time from saveCheckpoint returning to the first confirmed replica (PeerStorage on both sides), ${replica.sizeMiB} MiB: **${replica.toFirstReplicaSeconds.toFixed(2)} s** median of ${replica.runs} (the save into the owner's store took ${replica.saveSeconds.toFixed(2)} s).`,
   ].join('\n');
-  await ctx.writeResult(ctx.quick ? 'checkpoints-quick' : 'checkpoints', { machine: machineInfo(), rows }, md);
+  await ctx.writeResult(ctx.quick ? 'checkpoints-quick' : 'checkpoints', { machine: machineInfo(), rows, replica }, md);
 }

@@ -100,11 +100,24 @@ export class CheckpointSwarm {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.kickTimer) clearTimeout(this.kickTimer);
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     const host = this.host;
     this.host = null;
     if (host) await Promise.all([host.unhandle(COPY_PROTOCOL).catch(() => {}), host.unhandle('/peertune/blob/1.0.0').catch(() => {})]);
+  }
+
+  private kickTimer: NodeJS.Timeout | null = null;
+
+  /** This peer saved a checkpoint: look for copies to ask for now rather than at the next round. */
+  kick(): void {
+    if (this.kickTimer || this.stopped) return;
+    this.kickTimer = setTimeout(() => {
+      this.kickTimer = null;
+      void this.sweep();
+    }, 20);
+    this.kickTimer.unref();
   }
 
   /** The replica changed: the set of referenced blobs is recomputed when next needed. */

@@ -10,7 +10,7 @@
 import * as A from '@automerge/automerge';
 import type { PrivateKey } from '@libp2p/interface';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
-import type { CheckpointRef } from '../../checkpoints/refs.js';
+import { CHECKPOINTS_ATTR, type CheckpointRef } from '../../checkpoints/refs.js';
 import type { CheckpointSwarm } from '../../checkpoints/swarm.js';
 import type { Distribution, ParamValue } from '../../distributions.js';
 import { logger } from '../../logging.js';
@@ -563,6 +563,7 @@ export class PeerStorage implements Storage {
       x[field] = { ...x[field], [key]: v };
     });
     this.#writer.scheduleFlush(r, false);
+    if (field === 'sa' && key === CHECKPOINTS_ATTR) this.#checkpoints?.kick();
   }
 
   async finishTrial(studyId: string, trialId: string, state: 'COMPLETE' | 'PRUNED' | 'FAIL', values: number[] | null = null): Promise<void> {
