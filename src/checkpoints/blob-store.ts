@@ -139,6 +139,8 @@ export interface BlobWriter {
 export class BlobStore {
   readonly blobsDir: string;
   readonly tmpDir: string;
+  /** Downloads in progress, by hash (see writer). */
+  private readonly downloading = new Map<string, Promise<void>>();
   private constructor(
     readonly root: string,
     readonly limits: BlobStoreLimits,
@@ -220,22 +222,35 @@ export class BlobStore {
       if (!isBlobHash(expected.hash)) throw new BlobError('bad-hash', `${JSON.stringify(expected.hash)} is not a sha256 hex hash`);
       if (!Number.isSafeInteger(expected.size) || expected.size < 0 || expected.size > this.limits.maxBlobBytes) throw new BlobError('too-large', `blob size ${expected.size} is outside 0..${this.limits.maxBlobBytes}`);
     }
+    // One download per hash at a time: two writers appending to the same .partial (a PBT clone and a
+    // replica copy of one checkpoint) each hashed their own bytes and renamed a file holding both.
+    let release = (): void => {};
+    if (expected) {
+      for (let busy = this.downloading.get(expected.hash); busy; busy = this.downloading.get(expected.hash)) await busy;
+      const turn = new Promise<void>((r) => (release = () => (this.downloading.delete(expected.hash), r())));
+      this.downloading.set(expected.hash, turn);
+    }
     const tmp = path.join(this.tmpDir, expected ? `${expected.hash}.partial` : `${randomBytes(12).toString('hex')}.tmp`);
     const hasher = createHash('sha256');
     let offset = 0;
     let fh: FileHandle;
-    if (expected) {
-      // Resume: re-hash what an earlier attempt left, then append.
-      fh = await open(tmp, 'a+', 0o600);
-      const st = await fh.stat();
-      if (st.size > expected.size) {
-        await fh.truncate(0);
-      } else if (st.size > 0) {
-        for await (const c of createReadStream(tmp, { highWaterMark: 1 << 20 })) hasher.update(c as Buffer);
-        offset = st.size;
+    try {
+      if (expected) {
+        // Resume: re-hash what an earlier attempt left, then append.
+        fh = await open(tmp, 'a+', 0o600);
+        const st = await fh.stat();
+        if (st.size > expected.size) {
+          await fh.truncate(0);
+        } else if (st.size > 0) {
+          for await (const c of createReadStream(tmp, { highWaterMark: 1 << 20 })) hasher.update(c as Buffer);
+          offset = st.size;
+        }
+      } else {
+        fh = await open(tmp, 'w', 0o600);
       }
-    } else {
-      fh = await open(tmp, 'w', 0o600);
+    } catch (e) {
+      release();
+      throw e;
     }
     let written = offset;
     let done = false;
@@ -263,12 +278,17 @@ export class BlobStore {
         } catch (e) {
           await fh.close().catch(() => {});
           await rm(tmp, { force: true });
+          release();
           throw e;
         }
-        const dest = store.pathOf(hash);
-        await mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
-        await rename(tmp, dest);
-        await syncDir(path.dirname(dest));
+        try {
+          const dest = store.pathOf(hash);
+          await mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
+          await rename(tmp, dest);
+          await syncDir(path.dirname(dest));
+        } finally {
+          release();
+        }
         return { hash, size: written, kind: 'file' };
       },
       async abort(keepPartial) {
@@ -276,6 +296,7 @@ export class BlobStore {
         done = true;
         await fh.close().catch(() => {});
         if (!(keepPartial && expected)) await rm(tmp, { force: true });
+        release();
       },
     };
   }

@@ -149,6 +149,12 @@ export class CheckpointManager {
         const instead = offeredCheckpoint(parent) ?? refs.reduce<CheckpointRef | null>((a, b) => (!a || b.seq > a.seq ? b : a), null);
         if (!instead) throw new CheckpointError(`trial ${t.number} clones checkpoint ${cloned.trialId}#${cloned.seq}, and trial ${parent.number} lists no checkpoint now`);
         logger.warn(`Trial ${t.number} clones checkpoint ${cloned.trialId}#${cloned.seq} (step ${cloned.step}), which trial ${parent.number} no longer keeps; it starts from ${instead.id} (step ${instead.step}) instead.`);
+        if (t.state === 'RUNNING' && t.owner === this.opts.peerId) {
+          // The lineage records the checkpoint the trial really starts from (and the one it had chosen).
+          this.storage.setTrialSystemAttr(studyId, t.trialId, 'pbtCheckpoint', { trialId: instead.trialId, seq: instead.seq, step: instead.step });
+          this.storage.setTrialSystemAttr(studyId, t.trialId, 'pbtStartStep', instead.step);
+          this.storage.setTrialSystemAttr(studyId, t.trialId, 'pbtChosenCheckpoint', cloned);
+        }
         return this.materialize(instead);
       }
       const next = t.systemAttrs['retryOf'] ?? t.systemAttrs['pbtParent'];
