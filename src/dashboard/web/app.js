@@ -192,7 +192,7 @@ function tracesReady(fig) {
   return ready;
 }
 
-plotlyReady.then(() => ((dash.timing.plotlyLoaded = performance.now()), scheduleRender(true)), (e) => dash.errors.push(String(e)));
+plotlyReady.then(() => ((dash.timing.plotlyLoaded = performance.now()), warmUp(), scheduleRender(true)), (e) => dash.errors.push(String(e)));
 
 let pending = false;
 let lastRender = 0;
@@ -219,7 +219,8 @@ let mounted = null; // { key, update() } of the view currently in #main
 function render() {
   if (S.route.page !== 'study') return;
   if (!S.study) {
-    $('#main').replaceChildren(h('p', { class: 'muted' }, 'Loading the replica…'));
+    if (!warmPlot?.isConnected) $('#main').replaceChildren(h('p', { class: 'muted' }, 'Loading the replica…'));
+    warmUp();
     return;
   }
   renderTabs();
@@ -309,9 +310,22 @@ function select(label, key, options, id, numeric = false) {
   return h('label', {}, `${label} `, h('select', { id, onchange: (e) => ((S.opt[key] = numeric ? Number(e.target.value) : e.target.value), scheduleRender(true)) }, ...options.map(([v, text]) => h('option', { value: v, selected: String(S.opt[key]) === String(v) }, text))));
 }
 
+// While the snapshot is still on its way and Plotly is loaded, the history view's plot element
+// gets Plotly's WebGL set-up (a context and its programs, ~150 ms here) with one invisible point, so
+// drawing 10,000 trials later only uploads them. Large studies are the ones whose snapshot is late.
+let warmPlot = null;
+function warmUp() {
+  if (warmPlot || !window.Plotly || S.study || S.route.page !== 'study' || S.route.view !== 'history') return;
+  warmPlot = h('div', { class: 'plot', id: 'plot' });
+  $('#main').replaceChildren(h('div', { class: 'controls' }), warmPlot);
+  Plotly.newPlot(warmPlot, [{ type: 'scattergl', mode: 'markers', x: [0], y: [0], marker: { opacity: 0 }, hoverinfo: 'skip', showlegend: false }], { margin: { t: 40, l: 60, r: 20, b: 50 }, xaxis: { visible: false }, yaxis: { visible: false } }, { responsive: true, displaylogo: false });
+}
+
 function plotView(makeFig, controls = () => []) {
   const box = h('div', { class: 'controls' });
-  const el = h('div', { class: 'plot', id: 'plot' });
+  const warm = warmPlot?.isConnected && S.route.view === 'history' ? warmPlot : null;
+  warmPlot = warm ? null : warmPlot;
+  const el = warm ?? h('div', { class: 'plot', id: 'plot' });
   return {
     el: h('div', {}, box, el),
     update() {
