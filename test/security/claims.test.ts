@@ -26,8 +26,10 @@ describe('F14: claims of enqueued trials are released when their owner goes sile
     await waitFor("A's six claims on H", 20_000, async () => (await H.trials(sid)).filter((t) => t.owner === A.peerId && t.claim).length === 6);
   });
 
+  let B: Member;
+
   after(async () => {
-    await Promise.all([H?.stop(), A?.stop(), V?.stop()]);
+    await Promise.all([H?.stop(), A?.stop(), V?.stop(), B?.stop()]);
     await dir?.remove();
   });
 
@@ -57,5 +59,21 @@ describe('F14: claims of enqueued trials are released when their owner goes sile
     await H.call('run', { studyId: sid, n: 3 });
     const ran = (await H.trials(sid)).filter((t) => t.owner === H.peerId && t.claim !== null && t.state === 'COMPLETE');
     assert.deepEqual(ran.map((t) => t.params['x']).sort((a, b) => Number(a) - Number(b)), [10, 11, 12]);
+  });
+
+  it("a live member claiming 70 at once: only its oldest 64 claims hold, a peer runs the other 6 at once", async () => {
+    await H.call('enqueue', { studyId: sid, n: 70, x: 100 });
+    B = await Member.start({ dataDir: join(dir.path, 'b'), join: H.addrs });
+    await B.call('await', { studyId: sid });
+    await waitFor('the 70 enqueued trials on B', 30_000, async () => (await B.trials(sid)).filter((t) => t.state === 'WAITING').length === 70);
+    assert.equal((await B.call<{ claimed: string[] }>('claimAll', { studyId: sid })).claimed.length, 70);
+    await waitFor("B's 70 claims on H", 30_000, async () => (await H.trials(sid)).filter((t) => t.owner === B.peerId && t.claim && t.state === 'RUNNING').length === 70);
+    // H has the default 6 h claim time limit: what it can claim is what the per-owner cap releases.
+    const before = (await H.trials(sid)).filter((t) => t.owner === H.peerId).length;
+    await H.call('run', { studyId: sid, n: 6 });
+    const fresh = (await H.trials(sid)).filter((t) => t.owner === H.peerId).slice(before);
+    assert.equal(fresh.length, 6);
+    assert.ok(fresh.every((t) => t.claim !== null), 'all six are claims of enqueued trials');
+    assert.ok(fresh.every((t) => Number(t.params['x']) >= 164), `the six released are B's youngest claims: ${fresh.map((t) => t.params['x'])}`);
   });
 });
