@@ -62,6 +62,7 @@ function openStream(name) {
   const early = window.__peertuneEarly;
   window.__peertuneEarly = null;
   const adopted = early && early.name === name && early.es.readyState !== 2 ? early : null;
+  if (adopted) dash.timing.streamOpen = adopted.openedAt ?? undefined;
   if (early && !adopted) early.es.close();
   const es = adopted ? adopted.es : new EventSource(`/api/studies/${encodeURIComponent(name)}/events`);
   S.es = es;

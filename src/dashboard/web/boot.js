@@ -6,7 +6,10 @@
   if (!m || typeof EventSource === 'undefined') return;
   var name = decodeURIComponent(m[1]);
   var es = new EventSource('/api/studies/' + encodeURIComponent(name) + '/events');
-  var early = { name: name, es: es, events: [] };
+  var early = { name: name, es: es, events: [], openedAt: null };
+  es.addEventListener('open', function () {
+    if (early.openedAt === null) early.openedAt = performance.now();
+  });
   ['snapshot', 'delta', 'peers'].forEach(function (type) {
     es.addEventListener(type, function (ev) {
       if (early.events) early.events.push(ev);
