@@ -110,10 +110,28 @@ export class PopulationBasedTraining implements Pruner {
   }
 
   /** The member's time at its latest report. */
-  private timeOf(trial: FrozenTrial, step: number): number {
+  private timeOf(trial: FrozenTrial, step: number, inherited: PerturbationPoint | null): number {
     if (this.timeAttr === 'step') return step;
-    const base = typeof trial.systemAttrs['pbtTimeBase'] === 'number' ? (trial.systemAttrs['pbtTimeBase'] as number) : 0;
+    const own = trial.systemAttrs['pbtTimeBase'];
+    const base = typeof own === 'number' ? own : (inherited?.time ?? 0);
     return base + (Date.now() - (trial.datetimeStart?.getTime() ?? Date.now())) / 1000;
+  }
+
+  /** A retry carries on its member's clock: the last point of the trial it retries (through the chain). */
+  private inheritedPoint(study: Study, trial: FrozenTrial): PerturbationPoint | null {
+    let id = trial.systemAttrs['retryOf'];
+    for (let i = 0; typeof id === 'string' && i < 64; i++) {
+      let t: FrozenTrial;
+      try {
+        t = study.storage.getTrial(study.studyId, id);
+      } catch {
+        return null;
+      }
+      const p = lastPoint(t);
+      if (p) return { time: p.time, step: p.step };
+      id = t.systemAttrs['retryOf'];
+    }
+    return null;
   }
 
   /**
@@ -125,10 +143,11 @@ export class PopulationBasedTraining implements Pruner {
     if (trial.systemAttrs['pbtExploited'] !== undefined) return true;
     const step = lastStep(trial);
     if (step === null) return false;
-    const time = this.timeOf(trial, step);
     const last = lastPoint(trial);
+    const inherited = last ? null : this.inheritedPoint(study, trial);
+    const time = this.timeOf(trial, step, inherited);
     if (last && last.step === step && last.score !== undefined) return false; // decided at this step already
-    const lastTime = last?.time ?? 0;
+    const lastTime = last?.time ?? inherited?.time ?? 0;
     if (time < this.burnInPeriod || time - lastTime < this.perturbationInterval) return false;
 
     const raw = trial.intermediateValues.get(step)!;

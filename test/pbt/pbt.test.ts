@@ -21,6 +21,7 @@ import {
 } from '../../src/index.js';
 import { explore } from '../../src/pbt/explore.js';
 import { baselines, toyObjective } from './toy.js';
+import { waitFor } from '../fixtures/wait.js';
 
 setVerbosity('error');
 
@@ -177,5 +178,66 @@ test('on a problem that needs a learning-rate schedule, PBT (population 8) beats
   const ratio = median(results.map((r) => r.pbt)) / Math.min(median(results.map((r) => r.random)), median(results.map((r) => r.tpe)));
   assert.ok(ratio < 0.5, `median PBT loss under half the best baseline's median (ratio ${ratio.toFixed(3)}):\n${table}`);
   if (process.env['PBT_TABLE']) console.log(table);
+  await rm(dir, { recursive: true, force: true });
+});
+
+test("a retried member keeps its member's perturbation clock (the points of the trial it retries)", async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pt-pbt-retry-'));
+  const pbt = new PopulationBasedTraining({ perturbationInterval: 4, hyperparamMutations: { lr: lrDist } });
+  const study = await createStudy({ pruner: pbt, maxRetries: 1, retryFailed: true });
+  const points: (number | null)[] = [];
+  let crashed = false;
+  await study.optimize(async (trial) => {
+    trial.suggestFloat('lr', 1e-3, 1, { log: true });
+    const ck = await trial.getCheckpoint();
+    for (let step = (ck?.step ?? 0) + 1; step <= 8; step++) {
+      if (step === 5 && !crashed) {
+        crashed = true;
+        throw new Error('lost the GPU');
+      }
+      const f = path.join(dir, `${step}.json`);
+      await writeFile(f, '{}');
+      await trial.saveCheckpoint(f, { step });
+      trial.report(1 / step, step);
+      trial.shouldPrune();
+      points.push((trial.snapshot().systemAttrs['pbtLast'] as { step: number } | undefined)?.step ?? null);
+    }
+    return 0;
+  }, { nTrials: 2 });
+  assert.deepEqual(points, [null, null, null, 4, null, null, null, 8], 'the retry (steps 5 to 8) has its next point at 8, not at its first report');
+  await rm(dir, { recursive: true, force: true });
+});
+
+test("timeAttr 'time_total_s': points come by the seconds a member's lineage has trained, and a continuation carries the clone's clock", async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pt-pbt-time-'));
+  const pbt = new PopulationBasedTraining({ timeAttr: 'time_total_s', perturbationInterval: 0.2, resampleProbability: 0, seed: 1, hyperparamMutations: { lr: lrDist } });
+  const study = await createStudy({ direction: 'maximize', pruner: pbt });
+  const [a, b] = [study.ask(), study.ask()];
+  a.suggestFloat('lr', 1e-3, 1, { log: true });
+  b.suggestFloat('lr', 1e-3, 1, { log: true });
+  const f = path.join(dir, 'a.json');
+  await writeFile(f, JSON.stringify({ a: 1 }));
+  await a.saveCheckpoint(f, { step: 1 });
+  a.report(10, 1);
+  assert.equal(a.shouldPrune(), false);
+  assert.equal(a.snapshot().systemAttrs['pbtLast'], undefined, 'no point before 0.2 s');
+  let stepA = 1;
+  const pointA = await waitFor("A's first point, 0.2 s in", 10_000, () => {
+    a.report(10, ++stepA);
+    a.shouldPrune();
+    return a.snapshot().systemAttrs['pbtLast'] as { time: number } | undefined;
+  });
+  assert.ok(pointA.time >= 0.2);
+  let stepB = 0;
+  await waitFor("B's first point, where it is the bottom member", 10_000, () => {
+    b.report(1, ++stepB);
+    return b.shouldPrune();
+  });
+  await study.tell(b, null, { state: 'PRUNED' });
+  const c = study.ask();
+  assert.equal(c.snapshot().systemAttrs['pbtTimeBase'], pointA.time, "the continuation's clock starts at the clone's point");
+  assert.equal((await c.getCheckpoint())?.step, 1);
+  await study.tell(c, 1);
+  await study.tell(a, 1);
   await rm(dir, { recursive: true, force: true });
 });
