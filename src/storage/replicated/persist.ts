@@ -20,6 +20,8 @@ import type { PrivateKey } from '@libp2p/interface';
 import { StorageError } from '../storage.js';
 import { ensurePrivateDir } from '../../security/local-files.js';
 import { pack, unpackUntrusted } from '../../net/wire.js';
+// Signing (our records, gossipsub messages) and gossipsub's signature checks through cached key objects.
+import '../../net/ed25519.js';
 
 export const REPLICA_FORMAT = 2;
 

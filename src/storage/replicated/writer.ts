@@ -9,7 +9,7 @@ import { logger } from '../../logging.js';
 import { pack } from '../../net/wire.js';
 import { StorageError, type TrialTemplate } from '../storage.js';
 import { checkAttrs, checkNewTrialState, copyAttr } from '../contract.js';
-import { OUTBOX_DELAY_MS, topicOf } from './options.js';
+import { OUTBOX_GAP_MS, topicOf } from './options.js';
 import type { Ctx, Replica, Shard } from './replica.js';
 import { LIMITS, SHARD_TRIALS, currentAttr, docParts, seal, shardKeyOf, writeRecords, writeShardRecords, type TrialRecord } from './schema.js';
 
@@ -154,7 +154,7 @@ export class Writer {
     if (change) this.send(r, null, change);
   }
 
-  /** Gossips a local change; changes made within a few milliseconds travel in one message. */
+  /** Gossips a local change: at the end of the tick, or with the next ones once `OUTBOX_GAP_MS` has passed since the last message. */
   send(r: Replica, shard: string | null, change: Uint8Array): void {
     if (!this.ctx.node || this.ctx.closed) return;
     if (shard === null) r.outbox.c.push(change);
@@ -164,16 +164,19 @@ export class Writer {
       l.push(change);
     }
     r.outbox.bytes += change.byteLength;
-    if (r.outbox.bytes > 512 * 1024) this.publishOutbox(r);
-    else r.outboxTimer ??= setTimeout(() => this.publishOutbox(r), OUTBOX_DELAY_MS);
+    r.outbox.n++;
+    // Well inside what receivers take in one message (inbox.ts: 64 shards, 500 changes, 1 MiB).
+    if (r.outbox.bytes > 512 * 1024 || r.outbox.n >= 400 || r.outbox.t.size >= 64) this.publishOutbox(r);
+    else r.outboxTimer ??= setTimeout(() => this.publishOutbox(r), Math.max(0, r.lastPublish + OUTBOX_GAP_MS - Date.now()));
   }
 
   publishOutbox(r: Replica): void {
     if (r.outboxTimer) clearTimeout(r.outboxTimer);
     r.outboxTimer = null;
     const { c, t } = r.outbox;
-    r.outbox = { c: [], t: new Map(), bytes: 0 };
+    r.outbox = { c: [], t: new Map(), bytes: 0, n: 0 };
     if ((c.length === 0 && t.size === 0) || !this.ctx.node || this.ctx.closed) return;
+    r.lastPublish = Date.now();
     const msg: { c?: Uint8Array[]; t?: [string, Uint8Array[]][] } = {};
     if (c.length) msg.c = c;
     if (t.size) msg.t = [...t.entries()];
