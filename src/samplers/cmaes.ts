@@ -10,10 +10,12 @@
  * - Start: the mean at the centre of the cube, sigma 1/6 of it (Optuna's min range / 6); each restart
  *   starts from a random point with the population doubled.
  * - Generations without a coordinator: a trial records at ask() the restart and generation it was
- *   sampled for (system attribute `cma`), and draws its own standard normal vector from (seed, trial
- *   id), so peers and workers sample the same distribution without ever drawing the same point. The
- *   state is a pure function of the history: generation g is closed by the first lambda trials of g
- *   to COMPLETE (by trial id order among those seen), and every replica replays the same updates.
+ *   sampled for and its point in the cube (system attribute `cma`: { r, g, x }), and draws its own
+ *   standard normal vector from (seed, trial id), so peers and workers sample the same distribution
+ *   without ever drawing the same point. The state is a pure function of the history (restart means
+ *   come from the study's id, not the seed): generation g is closed by the first lambda trials of g
+ *   to COMPLETE (in trial id order), and every replica replays the same updates, whatever seed each
+ *   peer was given.
  *   Trials of an older generation that finish late are ignored, as in Optuna. A generation whose trials
  *   fail keeps taking new trials until lambda of them complete.
  * - Restart when the step size collapses (sigma * max sqrt(C_ii) < 1e-10), the best values of the last
@@ -248,6 +250,7 @@ class CmaState {
 interface Tag {
   r: number;
   g: number;
+  x: number[];
 }
 
 interface Run {
@@ -297,7 +300,7 @@ export class CmaEsSampler implements Sampler {
     const cube = new Cube(names, names.map((n) => searchSpace[n]! as Numeric));
     const run = this.advance(study, cube);
     const x = run.state.sample(Rng.from(this.seed, trial.trialId, 'cma'));
-    study.storage.setTrialSystemAttr(study.studyId, trial.trialId, CMA_KEY, { r: run.restart, g: run.state.generation });
+    study.storage.setTrialSystemAttr(study.studyId, trial.trialId, CMA_KEY, { r: run.restart, g: run.state.generation, x: Array.from(x) });
     return cube.decode(x);
   }
 
@@ -309,8 +312,8 @@ export class CmaEsSampler implements Sampler {
     return (this.popsize ?? 4 + Math.floor(3 * Math.log(n))) * 2 ** restart;
   }
 
-  private fresh(key: string, n: number, restart: number): Run {
-    const rng = Rng.from(this.seed, 'cma-restart', restart);
+  private fresh(key: string, studyId: string, n: number, restart: number): Run {
+    const rng = Rng.from(studyId, 'cma-restart', restart);
     const mean = restart === 0 ? new Float64Array(n).fill(0.5) : Float64Array.from({ length: n }, () => rng.random());
     return { key, restart, state: new CmaState(n, this.lambdaFor(n, restart), mean, this.sigma0), done: new Set() };
   }
@@ -319,7 +322,7 @@ export class CmaEsSampler implements Sampler {
   private advance(study: Study, cube: Cube): Run {
     const key = `${study.studyId}\u0000${cube.names.join('\u0000')}`;
     let run = this.runs.get(key);
-    if (!run) run = this.fresh(key, cube.names.length, 0);
+    if (!run) run = this.fresh(key, study.studyId, cube.names.length, 0);
     const sign = study.direction === 'maximize' ? -1 : 1;
     const trials = study.getTrials({ states: ['COMPLETE'] }).filter((t) => t.values && cube.names.every((n) => typeof t.params[n] === 'number'));
     for (;;) {
@@ -327,15 +330,14 @@ export class CmaEsSampler implements Sampler {
       const members = trials
         .filter((t) => {
           const tag = t.systemAttrs[CMA_KEY] as Tag | undefined;
-          return tag && tag.r === run!.restart && tag.g === state.generation && !run!.done.has(t.trialId);
+          return tag && tag.r === run!.restart && tag.g === state.generation && Array.isArray(tag.x) && tag.x.length === cube.names.length && !run!.done.has(t.trialId);
         })
         .sort((a, b) => (a.trialId < b.trialId ? -1 : a.trialId > b.trialId ? 1 : 0));
       if (members.length < state.lambda) break;
       const used = members.slice(0, state.lambda);
-      // Each trial's point, re-drawn from its own stream against the distribution it was sampled from.
-      state.tell(used.map((t) => ({ x: state.sample(Rng.from(this.seed, t.trialId, 'cma')), value: sign * t.values![0]! })));
+      state.tell(used.map((t) => ({ x: Float64Array.from((t.systemAttrs[CMA_KEY] as Tag).x, (v) => Math.min(1, Math.max(0, Number(v) || 0))), value: sign * t.values![0]! })));
       for (const t of members) run.done.add(t.trialId);
-      if (this.restarts && state.shouldStop()) run = this.fresh(key, cube.names.length, run.restart + 1);
+      if (this.restarts && state.shouldStop()) run = this.fresh(key, study.studyId, cube.names.length, run.restart + 1);
     }
     this.runs.set(key, run);
     return run;
