@@ -111,6 +111,8 @@ export interface StudyInfo {
   readonly userAttrs: Readonly<Record<string, unknown>>;
   readonly systemAttrs: Readonly<Record<string, unknown>>;
   readonly createdAt: Date;
+  /** Replicated storages: the peer that created the study (signed in its genesis; the only writer of its system attrs). */
+  readonly creator?: string;
 }
 
 /** What a new trial starts with (enqueued trials carry fixed params; retries carry `retryOf`). */

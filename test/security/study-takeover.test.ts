@@ -101,4 +101,18 @@ describe('F3: a study name resolves to one study per replica; a second study of 
     assert.notEqual(wrong.code, 0);
     assert.match(wrong.stderr, /not a study id/);
   });
+
+  it("a study of the name that only arrived from peers neither blocks nor is reused by this peer's create-study", async () => {
+    const xDir = join(dir.path, 'x');
+    const X = await Member.start({ dataDir: xDir, join: A.addrs });
+    await X.call('await', { studyId: fake });
+    await X.stop();
+    const made = await cli(['create-study', '--study-name', 'iris', '--skip-if-exists', '--data-dir', xDir, '--listen', '/ip4/127.0.0.1/tcp/0']);
+    assert.equal(made.code, 0, made.stderr.slice(-800));
+    const id = /study id: (s[0-9a-f]{24})/.exec(made.stdout)?.[1];
+    assert.ok(id && id !== fake && id !== honest, `a new study of its own: ${made.stdout}`);
+    const listed = await cli(['trials', '--study-name', 'iris', '--data-dir', xDir, '-f', 'json']);
+    assert.equal(listed.code, 0, listed.stderr.slice(-800));
+    assert.deepEqual(JSON.parse(listed.stdout).directions, ['minimize'], 'the name now means the study created here, not the 1970 one (maximize)');
+  });
 });

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { join, resolve } from 'node:path';
 import type { StudyDirection } from '../../storage/storage.js';
-import { createStudy } from '../../study.js';
+import { logger } from '../../logging.js';
 import { algorithmOptions, collectDirections, joinAddresses, networkOptions, out, specsFrom, subcommand, withStorage, type AlgorithmFlags, type CommonOpts } from '../args.js';
 import { UsageError } from '../errors.js';
 import { createPruner, createSampler } from '../registry.js';
@@ -30,17 +30,20 @@ async function createStudyCommand(o: CreateStudyOpts): Promise<void> {
   }
   await withStorage(o, 'serve', async (opened) => {
     const name = o.studyName ?? `study-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}`;
-    const existing = opened.storage.getStudy(name);
+    // Only a study of this name created here counts as existing: one that merely arrived from peers
+    // (anyone can create any name) is not reused by --skip-if-exists, and does not stop this one (issue 15 F3).
+    const existing = opened.storage.listStudies().find((s) => s.studyName === name && (s.creator === undefined || s.creator === opened.peerId)) ?? null;
     if (existing && !o.skipIfExists) {
       throw new UsageError(`a study named "${name}" already exists in ${opened.dataDir ?? 'this storage'}; pass --skip-if-exists to reuse it`);
     }
     let info = existing;
     if (!info) {
-      const study = await createStudy({ studyName: name, directions: dirs, storage: opened.storage });
+      const study = await opened.storage.createStudy({ studyName: name, directions: dirs });
       opened.storage.setStudySystemAttr(study.studyId, 'sampler', samplerSpec);
       opened.storage.setStudySystemAttr(study.studyId, 'pruner', prunerSpec);
       await opened.storage.flush();
-      info = opened.storage.getStudy(name)!;
+      info = opened.storage.listStudies().find((s) => s.studyId === study.studyId)!;
+      logger.info(`A new study created in storage with name: ${name}`);
     }
     out(`study: ${info.studyName}`);
     out(`study id: ${info.studyId}`);

@@ -373,7 +373,11 @@ export class PeerStorage implements Storage {
     checkStudyName(opts?.studyName);
     checkDirections(opts.directions);
     for (const [k, v] of Object.entries(opts.userAttrs ?? {})) checkAttr(k, v);
-    if (this.getStudy(opts.studyName)) throw new DuplicatedStudyError(`a study named "${opts.studyName}" already exists`);
+    // Taken only by a study created (or run in) here: a study of the name that merely arrived from the
+    // network must not stop this peer from creating its own (issue 15 F3: names are not owned).
+    const others = [...this.#ctx.replicas.values()].filter((r) => r.info?.studyName === opts.studyName);
+    if (others.some((r) => r.meta!.creator === this.peerId || r.seq > 0)) throw new DuplicatedStudyError(`a study named "${opts.studyName}" already exists`);
+    if (others.length) logger.warn(`Creating study "${opts.studyName.slice(0, 80)}" although this replica holds ${others.length} other(s) of that name from peers (${others.map((r) => r.studyId).join(', ')}); here the name means the new one, elsewhere choose by id`);
     const createdAt = Date.now();
     const meta: StudyMeta = { k: 'meta', id: studyIdFor(this.peerId, opts.studyName, createdAt), name: opts.studyName, directions: [...opts.directions], creator: this.peerId, createdAt };
     const r = new Replica(meta.id, meta.name, genesisDoc(this.#ctx.key, meta), this.peerId, this.#ctx.policy);

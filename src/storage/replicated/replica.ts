@@ -253,6 +253,7 @@ export class Replica {
       userAttrs: Object.freeze(user),
       systemAttrs: Object.freeze(system),
       createdAt: new Date(this.meta.createdAt),
+      creator: this.meta.creator,
     });
     return true;
   }
