@@ -43,8 +43,9 @@ export class StudyFeed {
 
   /** Everything, for a page that just connected; also makes the feed current. */
   snapshot(): Snapshot {
-    // Pages already open get whatever changed first, so no page misses a delta.
-    const d = this.collect();
+    // Pages already open get whatever changed first, so no page misses a delta (with none open, the
+    // changed rows are not encoded twice).
+    const d = this.collect(this.subscribers.size > 0);
     if (d.rows.length || d.removed.length) for (const s of this.subscribers) s(d);
     const rows: TrialRow[] = [];
     for (const t of this.sent.values()) rows.push(this.row(t));
@@ -87,7 +88,7 @@ export class StudyFeed {
   }
 
   /** Trials changed since the last collect, and those gone (claimed WAITING trials). */
-  private collect(): Delta {
+  private collect(encode = true): Delta {
     const trials = this.storage.getAllTrials(this.info.studyId);
     const rows: TrialRow[] = [];
     const seen = new Set<string>();
@@ -95,7 +96,7 @@ export class StudyFeed {
       seen.add(t.trialId);
       if (this.sent.get(t.trialId) !== t) {
         this.sent.set(t.trialId, t);
-        rows.push(this.row(t));
+        if (encode) rows.push(this.row(t));
       }
     }
     const removed: string[] = [];
