@@ -54,11 +54,9 @@ export class AntiEntropy {
       ctx.count(`heartbeat:${(e as WireError).reason ?? 'schema'}`);
       return 'reject';
     }
-    if (!this.peerAddrs.has(from) && this.peerAddrs.size >= MAX_KNOWN_PEERS) {
-      ctx.count('heartbeat:too-many-peers');
-      return 'ignore';
-    }
-    ctx.liveness.seen(from);
+    // Fresh, newer than the author's last, within its rate and its relay's (net/liveness.ts, issue 15 F9-F11).
+    const verdict = ctx.liveness.admitHeartbeat(from, via, hb.ts, { isConnected: (id) => ctx.node?.isConnected(id) ?? false, count: ctx.count });
+    if (verdict !== 'accept') return verdict;
     this.peerAddrs.set(from, hb.addrs);
     ctx.node?.want(from, hb.addrs, false);
     const studies = new Map<string, string>();

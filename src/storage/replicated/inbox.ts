@@ -32,7 +32,6 @@ export class Inbox {
   onGossip(r: Replica, from: string, data: Uint8Array, via: string): Verdict {
     const ctx = this.ctx;
     if (ctx.closed || ctx.replicas.get(r.studyId) !== r) return 'ignore';
-    ctx.liveness.seen(from);
     let parts: { key: string | null; raws: Uint8Array[] }[];
     try {
       parts = parseMessage(data);
@@ -95,6 +94,8 @@ export class Inbox {
         return 'ignore';
       }
       ctx.count('gossip:accepted');
+      // Only news counts as a sign of life: a replayed message is a duplicate and proves nothing (issue 15 F11).
+      ctx.liveness.seen(from);
       this.merged(r, records);
       this.drain(r);
       return 'accept';
