@@ -74,9 +74,10 @@ export interface OptimizeOptions {
   callbacks?: Callback[];
   showProgressBar?: boolean;
   /**
-   * A budget over the whole study (every process and peer): no trial starts once this many trials
-   * are COMPLETE, PRUNED or RUNNING in the replica. Optuna's MaxTrialsCallback, but checked before a
-   * trial starts so in-flight trials count.
+   * A budget over the whole study (every process and peer): no trial starts once the replica holds
+   * this many COMPLETE or PRUNED trials plus this peer's own RUNNING ones (other peers' RUNNING trials
+   * do not count: anyone can claim them for free, issue 15 F8). Optuna's MaxTrialsCallback, but checked
+   * before a trial starts so this peer's trials in flight count.
    */
   maxTrials?: number;
 }
@@ -544,9 +545,16 @@ export class Study {
     }
   }
 
-  /** Trials counted against `maxTrials`: finished ones except FAIL, plus those in flight anywhere. */
+  /**
+   * Trials counted against `maxTrials`: COMPLETE and PRUNED ones from every peer, plus this peer's own
+   * RUNNING ones. Other peers' RUNNING trials do not count: a RUNNING record costs nothing to write and
+   * its owner only has to stay alive to keep it, so counting them let one member hold the whole budget
+   * while running nothing (issue 15 F8). Optuna's MaxTrialsCallback also counts finished trials only;
+   * the price is the same overshoot: up to the trials other peers have in flight when the budget fills.
+   */
   countTowardsBudget(): number {
-    return this.getTrials({ states: ['COMPLETE', 'PRUNED', 'RUNNING'] }).length;
+    const self = this.storage.ownerId;
+    return this.getTrials({ states: ['COMPLETE', 'PRUNED', 'RUNNING'] }).filter((t) => t.state !== 'RUNNING' || t.owner === self).length;
   }
 
   private async runOne(objective: Objective): Promise<{ frozen: FrozenTrial; error?: unknown }> {
