@@ -191,9 +191,13 @@ export class PeerNode {
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
       connectionGater: gater,
-      ...(opts.swarmKey ? { connectionProtector: swarmProtector(opts.swarmKey) } : {}),
+      // A connection without the key is closed as soon as its first bytes (or their absence) show it (issue 15 F5).
+      ...(opts.swarmKey ? { connectionProtector: swarmProtector(opts.swarmKey, { onReject: (r) => opts.count(`pnet:${r}`) }) } : {}),
       peerDiscovery: opts.mdns ? [mdns({ interval: 2000 })] : [],
-      connectionManager: { maxConnections: 200 },
+      // Pending (not yet upgraded) inbound connections: libp2p's defaults are 10 slots held up to 10 s each,
+      // which 10 idle sockets renewed once a second keep full (issue 15 F5). More slots, held 5 s at most;
+      // one host still opens at most 5 connections a second (libp2p's inboundConnectionThreshold).
+      connectionManager: { maxConnections: 200, maxIncomingPendingConnections: 64, inboundUpgradeTimeout: 5000 },
       services: {
         identify: identify(),
         pubsub: gossipsub({

@@ -98,7 +98,100 @@ export async function readSwarmKeyFile(path: string): Promise<Uint8Array> {
   return parseSwarmKey(bytes, `swarm key file ${path}`);
 }
 
-/** The libp2p `connectionProtector` for a swarm key (checked first, with a clearer error than pnet's). */
-export function swarmProtector(key: Uint8Array): ReturnType<typeof preSharedKey> {
-  return preSharedKey({ psk: parseSwarmKey(key, 'swarmKey') });
+/** How a connection failed the private-swarm handshake (counted as `pnet:<reason>`, docs/errors.md). */
+export type HandshakeRejectReason = 'no-nonce' | 'no-handshake' | 'bad-key';
+
+export interface SwarmProtectorOptions {
+  /**
+   * After the nonces, the remote's first bytes must arrive within this long (default 2000 ms; pnet
+   * itself gives the nonce 1 s). A connection that sends a nonce and then nothing holds no slot longer.
+   */
+  handshakeTimeoutMs?: number;
+  /** Called for every connection closed for failing the handshake. */
+  onReject?: (reason: HandshakeRejectReason) => void;
+}
+
+/**
+ * The first bytes either side of a libp2p connection receives: multistream-select's header, length
+ * prefixed (the dialer sends it first; the listener answers with it). Decrypted with the wrong swarm
+ * key they are noise, so this is the key check pnet itself lacks.
+ */
+const MULTISTREAM_HEADER = Uint8Array.from([19, ...new TextEncoder().encode('/multistream/1.0.0\n')]);
+
+type Protected = Awaited<ReturnType<ReturnType<ReturnType<typeof preSharedKey>>['protect']>>;
+
+/**
+ * The libp2p `connectionProtector` for a swarm key (checked first, with a clearer error than pnet's).
+ * pnet accepts any 24 bytes as the remote's nonce and cannot tell a wrong key until the next layer
+ * reads garbage, so a stranger without the key could hold one of libp2p's few pending-connection slots
+ * for the whole upgrade timeout by sending a nonce and nothing else (issue 15 F5). Here the remote's
+ * first decrypted bytes must be multistream-select's header, within `handshakeTimeoutMs`: otherwise the
+ * connection is closed at once and counted.
+ */
+export function swarmProtector(key: Uint8Array, opts: SwarmProtectorOptions = {}): ReturnType<typeof preSharedKey> {
+  const pnet = preSharedKey({ psk: parseSwarmKey(key, 'swarmKey') });
+  const timeoutMs = opts.handshakeTimeoutMs ?? 2000;
+  const reject = opts.onReject ?? (() => {});
+  return (components) => {
+    const inner = pnet(components);
+    return {
+      [Symbol.toStringTag]: '@libp2p/pnet',
+      async protect(conn, options) {
+        let p: Protected;
+        try {
+          p = await inner.protect(conn, options);
+        } catch (e) {
+          reject('no-nonce');
+          conn.abort(e as Error);
+          throw e;
+        }
+        return guardFirstBytes(p, conn, timeoutMs, reject);
+      },
+    } as ReturnType<ReturnType<typeof preSharedKey>>;
+  };
+}
+
+function guardFirstBytes(p: Protected, raw: Parameters<ReturnType<ReturnType<typeof preSharedKey>>['protect']>[0], timeoutMs: number, reject: (r: HandshakeRejectReason) => void): Protected {
+  let checked = false;
+  let failed = false;
+  const fail = (reason: HandshakeRejectReason, msg: string): Error => {
+    const err = new SwarmKeyError(msg);
+    if (!failed) {
+      failed = true;
+      reject(reason);
+      raw.abort(err);
+    }
+    return err;
+  };
+  // The timer fires in the timers phase; setImmediate runs after the poll phase, so bytes that arrived
+  // while this process was busy are read before the verdict (a slow event loop does not fail honest peers).
+  const timer = setTimeout(() => setImmediate(() => {
+    if (!checked) fail('no-handshake', `no private-swarm handshake within ${timeoutMs} ms`);
+  }), timeoutMs);
+  timer.unref();
+  const source = p.source;
+  async function* guarded(): AsyncGenerator<Uint8Array> {
+    const head: Uint8Array[] = [];
+    let have = 0;
+    try {
+      for await (const chunk of source) {
+        const bytes = chunk.subarray();
+        if (checked) {
+          yield bytes;
+          continue;
+        }
+        head.push(bytes);
+        have += bytes.byteLength;
+        if (have < MULTISTREAM_HEADER.byteLength) continue;
+        const all = Buffer.concat(head);
+        if (!all.subarray(0, MULTISTREAM_HEADER.byteLength).equals(MULTISTREAM_HEADER)) throw fail('bad-key', 'the remote does not hold this swarm key (its first bytes do not decrypt to a libp2p handshake)');
+        checked = true;
+        clearTimeout(timer);
+        yield all;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+  return { ...p, source: guarded() } as Protected;
 }
