@@ -12,6 +12,7 @@ import { PercentilePruner } from '../pruners/percentile.js';
 import { ThresholdPruner } from '../pruners/threshold.js';
 import { HyperbandPruner } from '../pruners/hyperband.js';
 import { SuccessiveHalvingPruner } from '../pruners/successive-halving.js';
+import { pbtFromJson } from '../pbt/pbt.js';
 import type { Sampler } from '../samplers/base.js';
 import { GridSampler } from '../samplers/grid.js';
 import { TPESampler } from '../samplers/tpe/sampler.js';
@@ -64,6 +65,7 @@ export const PRUNERS: Record<string, (o: Options) => Pruner | Promise<Pruner>> =
   },
   'successive-halving': (o) => new SuccessiveHalvingPruner(o),
   hyperband: (o) => new HyperbandPruner(o),
+  pbt: (o) => pbtFromJson(o),
 };
 
 function parseWrapped(w: unknown): AlgorithmSpec {

@@ -14,7 +14,7 @@
  * `populationSize`, `optimize()` starts members until the population is full, then only runs
  * continuations, and returns when every member has finished.
  */
-import type { Distribution, ParamValue } from '../distributions.js';
+import { parseDistribution, type Distribution, type ParamValue } from '../distributions.js';
 import { checkOptions, OptionError, rules } from '../errors.js';
 import { logger } from '../logging.js';
 import type { Pruner } from '../pruners/base.js';
@@ -227,21 +227,49 @@ export class PopulationBasedTraining implements Pruner {
     return true;
   }
 
-  /** The next continuation this process decided on, if any (Study.ask() creates it as a new trial). */
-  nextTrial(study: Study): TrialTemplate | null {
+  /**
+   * The first continuation decided here whose exploited trial has ended PRUNED (it is ready to run).
+   * One whose exploited trial ended otherwise (the objective ignored the prune, say at its last step,
+   * or failed) is dropped: the member ended there. One whose trial still runs stays pending.
+   */
+  private readyContinuation(study: Study, take: boolean): TrialTemplate | null {
     const queue = this.pending.get(study.studyId);
-    const next = queue?.shift() ?? null;
-    if (queue && queue.length === 0) this.pending.delete(study.studyId);
-    return next;
+    if (!queue) return null;
+    for (let i = 0; i < queue.length; i++) {
+      const replaced = queue[i]!.systemAttrs!['pbtReplaces'] as string;
+      let state: string;
+      try {
+        state = study.storage.getTrial(study.studyId, replaced).state;
+      } catch {
+        state = 'FAIL';
+      }
+      if (state === 'RUNNING') continue;
+      if (state !== 'PRUNED') {
+        logger.debug(`[pbt]: trial ${replaced} ended ${state} after it was exploited; its continuation is dropped.`);
+        queue.splice(i--, 1);
+        continue;
+      }
+      const next = queue[i]!;
+      if (take) queue.splice(i, 1);
+      if (queue.length === 0) this.pending.delete(study.studyId);
+      return next;
+    }
+    if (queue.length === 0) this.pending.delete(study.studyId);
+    return null;
+  }
+
+  /** The next continuation this process decided on and may run now (Study.ask() creates it as a new trial). */
+  nextTrial(study: Study): TrialTemplate | null {
+    return this.readyContinuation(study, true);
   }
 
   /**
-   * Whether optimize() may start a trial now: 'start' while a continuation decided here waits or the
+   * Whether optimize() may start a trial now: 'start' while a continuation decided here is ready or the
    * population (counted over the replica) is not full, 'wait' while this peer's members still run (one
    * of them may be exploited and continue), 'done' when none is left here.
    */
   admit(study: Study): 'start' | 'wait' | 'done' {
-    if (this.pending.get(study.studyId)?.length) return 'start';
+    if (this.readyContinuation(study, false)) return 'start';
     if (this.populationSize === undefined) return 'start';
     const trials = study.trials;
     if (trials.some((t) => t.state === 'WAITING')) return 'start';
@@ -249,6 +277,35 @@ export class PopulationBasedTraining implements Pruner {
     for (const t of trials) if (t.systemAttrs['pbtMember'] === undefined && t.systemAttrs['retryOf'] === undefined) members++;
     if (members < this.populationSize) return 'start';
     const self = study.storage.ownerId;
-    return trials.some((t) => t.state === 'RUNNING' && t.owner === self) ? 'wait' : 'done';
+    return this.pending.has(study.studyId) || trials.some((t) => t.state === 'RUNNING' && t.owner === self) ? 'wait' : 'done';
   }
+}
+
+/**
+ * A PopulationBasedTraining from JSON options (the CLI's `--pruner pbt --pruner-options`, a study's
+ * stored pruner): each of `hyperparamMutations` is a distribution object as the line protocol writes
+ * them (`{"type":"float","low":1e-4,"high":1,"log":true}`) or a list of choices. `customExploreFn`
+ * cannot come as JSON.
+ */
+export function pbtFromJson(o: Record<string, unknown>): PopulationBasedTraining {
+  const { hyperparamMutations, customExploreFn, ...rest } = o;
+  if (customExploreFn !== undefined) throw new OptionError('PopulationBasedTraining: customExploreFn is a function; it cannot be given as JSON options', 'customExploreFn', customExploreFn);
+  let mutations: Record<string, Mutation> | undefined;
+  if (hyperparamMutations !== undefined) {
+    if (!hyperparamMutations || typeof hyperparamMutations !== 'object' || Array.isArray(hyperparamMutations)) {
+      throw new OptionError('PopulationBasedTraining: hyperparamMutations must be an object mapping parameter names to a distribution or a list of choices', 'hyperparamMutations', hyperparamMutations);
+    }
+    mutations = {};
+    for (const [name, m] of Object.entries(hyperparamMutations)) {
+      if (Array.isArray(m)) mutations[name] = m as ParamValue[];
+      else {
+        try {
+          mutations[name] = parseDistribution(m);
+        } catch (e) {
+          throw new OptionError(`PopulationBasedTraining: hyperparamMutations.${name}: ${(e as Error).message}`, 'hyperparamMutations', m);
+        }
+      }
+    }
+  }
+  return new PopulationBasedTraining({ ...(rest as PopulationBasedTrainingOptions), ...(mutations ? { hyperparamMutations: mutations } : {}) });
 }

@@ -241,3 +241,17 @@ test("timeAttr 'time_total_s': points come by the seconds a member's lineage has
   await study.tell(a, 1);
   await rm(dir, { recursive: true, force: true });
 });
+
+test('an exploited member whose objective completes anyway (a prune at its last step, ignored) ends there: no second lineage', async () => {
+  const { dir, study, a, b } = await twoMembers();
+  assert.equal(b.shouldPrune(), true);
+  const other = study.ask(); // a job that asks while B still runs does not take B's continuation
+  assert.equal(other.snapshot().systemAttrs['pbtParent'], undefined);
+  await study.tell(b, 3); // COMPLETE: the objective ignored the prune
+  const next = study.ask();
+  assert.equal(next.snapshot().systemAttrs['pbtParent'], undefined, 'the continuation was dropped');
+  await study.tell(other, 1);
+  await study.tell(next, 1);
+  await study.tell(a, 1);
+  await rm(dir, { recursive: true, force: true });
+});
