@@ -246,7 +246,7 @@ export function register(program: Command): void {
     .option('--n-trials <n>', 'trials this worker runs', positiveInt)
     .option('--timeout <seconds>', 'start no trial after this many seconds', positiveSeconds)
     .option('--n-jobs <n>', 'trials in flight at once in this worker (command objectives: one process each; default 1, or one per device group)', positiveInt)
-    .option('--max-trials <n>', 'swarm-wide budget: start no trial once the study has this many (complete, pruned or running)', nonNegativeInt)
+    .option('--max-trials <n>', 'swarm-wide budget: start no trial once the study has this many complete or pruned trials plus this worker\'s running ones', nonNegativeInt)
     .option('--trial-timeout <seconds>', 'command objectives: kill a trial\'s command after this many seconds (the trial FAILs)', positiveSeconds)
     .option('--wait-for-peers <n>', 'start trials only once this many other peers of the study are online (gives up after 60 s)', positiveInt)
     .option('--no-progress-bar', 'no progress bar (it is shown only on a terminal anyway)')
