@@ -2,7 +2,7 @@
  * Callbacks for `optimize`. MaxTrialsCallback is Optuna's: it stops the study once the replica holds
  * `nTrials` trials in the given states. Counted after each trial, so with N workers or peers it can
  * overshoot by the trials already in flight; `optimize({ maxTrials })` checks before a trial starts
- * and counts in-flight trials, which is the tighter budget.
+ * and counts this peer's own trials in flight, which is the tighter budget.
  */
 import { checkOptions, rules } from './errors.js';
 import type { TrialState } from './storage/storage.js';

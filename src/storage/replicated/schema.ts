@@ -73,9 +73,8 @@
  * `peertune ask` to be told by a later process).
  *
  * ## Global budget (`maxTrials`) during a partition
- * The budget counts COMPLETE + PRUNED + RUNNING trials in the local replica, and a RUNNING trial
- * whose owner is silent longer than the grace period reads as FAIL (derived, not written) so it stops
- * counting. With k groups that cannot reach each other, each group stops at `maxTrials` as it sees it:
+ * The budget counts COMPLETE + PRUNED trials in the local replica plus this peer's own RUNNING ones
+ * (Study.countTowardsBudget: other owners' RUNNING trials cost nothing to claim, issue 15 F8). With k groups that cannot reach each other, each group stops at `maxTrials` as it sees it:
  * the swarm can overshoot by at most (k - 1) * (maxTrials - trials known to all groups at the split),
  * plus, even when connected, by up to (peers x nJobs - 1) trials started within one gossip latency.
  */
