@@ -12,12 +12,16 @@
  *   with no option passed. Peers given different seeds draw from different sequences.
  * - The search space: the parameters of the study's first COMPLETE trial (by number), sorted by name;
  *   dimension k is the k-th name. Trials before it, and parameters outside it, are sampled at random.
- * - The sample index, coordinated across peers: each trial takes the smallest index no trial its
- *   replica knows of has claimed, and records it as the system attribute `qmc:index` at ask(), so it
- *   replicates with the trial's parameters. Peers therefore walk one shared sequence: trial k of the
- *   study, whichever peer runs it, takes point k. The one race: two peers asking within the same
- *   gossip round (before either claim arrived) take the same index and so the same point; the next
- *   asks see both claims and move on.
+ * - The sample index, coordinated across peers: a trial takes an index no trial its replica knows of
+ *   has claimed, and records it as the system attribute `qmc:index` at ask(), so the claim replicates
+ *   with the trial's parameters; peers therefore walk one shared sequence. Which unclaimed index: the
+ *   r-th smallest, r being this peer's rank (by owner id) among the active peers: owners of a trial in
+ *   flight or of one of the study's last 32 trials. Two peers asking at the same moment see the same
+ *   claims and the same peers, so they take different indices; a peer working alone takes the
+ *   smallest (in one process every trial does, so a study of one peer walks the sequence in order).
+ *   A slower or departed peer of lower rank leaves a hole (an index skipped) that the next ask of a
+ *   lower-ranked peer, or the window moving on, fills. The race left: peers new to each other (neither
+ *   has seen a trial of the other yet) can take the same index, and so the same point, once.
  */
 import type { Distribution, ParamValue } from '../distributions.js';
 import { checkOptions, rules } from '../errors.js';
@@ -36,6 +40,9 @@ export interface QMCSamplerOptions {
 
 /** System attribute holding the Sobol index a trial claimed. */
 export const QMC_INDEX_KEY = 'qmc:index';
+
+/** Owners of the study's last this-many trials count as active peers when ranking claims. */
+const ACTIVE_WINDOW = 32;
 
 const BITS = 32;
 const TWO_32 = 4294967296;
@@ -300,8 +307,17 @@ export class QMCSampler implements Sampler {
       const i = t.systemAttrs[QMC_INDEX_KEY];
       if (typeof i === 'number' && t.trialId !== trial.trialId) taken.add(i);
     }
+    const all = study.getTrials();
+    const peers = new Set<string>([trial.owner]);
+    for (const t of all.slice(-ACTIVE_WINDOW)) peers.add(t.owner);
+    for (const t of all) if (t.state === 'RUNNING') peers.add(t.owner);
+    const rank = [...peers].sort().indexOf(trial.owner);
     let index = 0;
-    while (taken.has(index)) index++;
+    for (let skipped = 0; ; index++) {
+      if (taken.has(index)) continue;
+      if (skipped === rank) break;
+      skipped++;
+    }
     study.storage.setTrialSystemAttr(study.studyId, trial.trialId, QMC_INDEX_KEY, index);
     return index;
   }
