@@ -85,7 +85,9 @@ test('a two-peer run that outlives its peer does not warn "Cannot reach ... yet"
   const created = await runCli(['create-study', '--study-name', 's', '--data-dir', a, '--listen', '/ip4/127.0.0.1/tcp/0']);
   assert.equal(created.code, 0, created.stderr);
   const slow = ['--', 'sh', '-c', 'sleep 0.3; echo 1'];
-  const wa = new CliProcess(['worker', '--study-name', 's', '--data-dir', a, '--listen', '/ip4/127.0.0.1/tcp/0', '--n-trials', '4', ...slow]);
+  // A starts its trials only once B holds the study (else, on a loaded machine, A can finish its four
+  // trials and exit before B has connected, and B never gets the study).
+  const wa = new CliProcess(['worker', '--study-name', 's', '--data-dir', a, '--listen', '/ip4/127.0.0.1/tcp/0', '--n-trials', '4', '--wait-for-peers', '1', ...slow]);
   const addr = loopbackAddr((await wa.waitFor(/--join \/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/\w+/))[0]);
   const wb = new CliProcess(['worker', '--study-name', 's', '--data-dir', join(dir, 'b'), '--join', addr, '--n-trials', '14', ...slow], { PEERTUNE_LOG_LEVEL: 'debug' });
   assert.equal(await wa.exit(60_000), 0, wa.stderr);
