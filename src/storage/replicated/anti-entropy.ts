@@ -36,7 +36,11 @@ export class AntiEntropy {
     const node = this.ctx.node;
     if (!node || this.ctx.closed) return;
     const studies: [string, string, string][] = [];
-    for (const r of this.ctx.replicas.values()) {
+    // Past MAX_STUDIES, the studies created or run here are announced first (issue 15 F12: others' floods
+    // of studies must not push this peer's own work out of its heartbeat).
+    const mine = (r: Replica): number => Number(r.meta?.creator === this.ctx.peerId || r.seq > 0);
+    const all = [...this.ctx.replicas.values()];
+    for (const r of all.length > MAX_STUDIES ? all.sort((a, b) => mine(b) - mine(a)) : all) {
       if (!r.meta) continue;
       const d = r.digest();
       studies.push([r.studyId, r.name, `${d.digest}:${d.count}`]);
