@@ -149,7 +149,8 @@ export async function runSyncSession<S>(ch: Channel, target: SyncTarget<S>, init
     // Only what the remote sent counts against it: a stream torn down (no reason) is not its fault.
     // Missing dependencies count too: the catch-up protocol sends a shard's changes in order from
     // heads we declared, so an honest peer never sends a change whose dependencies we lack.
-    if ((e as WireError).reason !== undefined) ch.reportInvalid(reason);
+    // A target may end a session for a reason of its own that is no violation (its serving budget): not charged.
+    if ((e as WireError).reason !== undefined && (e as { noCharge?: boolean }).noCharge !== true) ch.reportInvalid(reason);
     logger.debug(`sync session with ${ch.remotePeer} ended: ${(e as Error).message}`);
     ch.abort(reason);
     return false;

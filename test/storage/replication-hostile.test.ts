@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { createStudy, loadStudy, RandomSampler, setVerbosity, type Study } from '../../src/index.js';
 import { openPeerStorage, type PeerStorage } from '../../src/storage/replicated/index.js';
 import { decodeTrial, seal } from '../../src/storage/replicated/schema.js';
-import { gossipMessage, injectChange, publishRaw, replicaHeads, shardDocCopy, shardOfTrial, signingKey, studyDocCopy, trialBytes } from '../../src/storage/replicated/testing.js';
+import { askWholeStudy, gossipMessage, injectChange, publishRaw, replicaHeads, shardDocCopy, shardOfTrial, signingKey, studyDocCopy, trialBytes } from '../../src/storage/replicated/testing.js';
 import { waitFor } from '../fixtures/wait.js';
 
 setVerbosity('error');
@@ -25,10 +25,10 @@ after(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-async function peer(join?: string[]): Promise<PeerStorage> {
+async function peer(join?: string[], extra: { serveBudgetBytes?: number } = {}): Promise<PeerStorage> {
   const d = await mkdtemp(path.join(os.tmpdir(), 'peertune-hostile-'));
   dirs.push(d);
-  const s = await openPeerStorage({ dataDir: d, join, heartbeatIntervalMs: 150, staleAfterMs: 60_000 });
+  const s = await openPeerStorage({ dataDir: d, join, heartbeatIntervalMs: 150, staleAfterMs: 60_000, ...extra });
   open.push(s);
   return s;
 }
@@ -126,4 +126,43 @@ test('forged changes are rejected on the gossip and sync paths and do not spread
   await until('third peer sees the honest trials', 5000, () => tStudy.getTrials({ states: ['COMPLETE'] }).length === 4);
   assert.equal(tStudy.trials.find((x) => x.trialId === tid)!.values![0], 0.5);
   if (process.env['SHOW_COUNTERS']) console.log(JSON.stringify(victim.stats().counters), JSON.stringify(third.stats().counters));
+});
+
+test('a peer that asks for the whole study over and over is served about its budget, then refused for the window, without quarantine (issue 15 F13)', async (t) => {
+  const victim = await peer(undefined, { serveBudgetBytes: 256 * 1024 });
+  const vStudy = await createStudy({ studyName: 'f13', storage: victim, sampler: new RandomSampler({ seed: 1 }) });
+  await vStudy.optimize((t) => {
+    t.setUserAttr('pad', 'x'.repeat(1500));
+    return t.suggestFloat('x', 0, 1);
+  }, { nTrials: 120 });
+  await victim.flush();
+  const asker = await peer(victim.multiaddrs());
+  await until('asker connected', 10_000, () => asker.stats().connectedPeers.includes(victim.peerId));
+  // The budget: 256 KiB + 2 x 4 KiB per change held (sync-adapter.ts); each whole-study session draws the whole replica.
+  let drawn = 0;
+  let whole = 0;
+  let refusedAfter = -1;
+  for (let i = 0; i < 80 && refusedAfter < 0; i++) {
+    const r = await askWholeStudy(asker, victim.peerId, vStudy.studyId);
+    drawn += r.bytes;
+    whole = Math.max(whole, r.bytes);
+    if (!r.finished) refusedAfter = i;
+  }
+  t.diagnostic(`whole study ${whole} bytes; refused at session ${refusedAfter + 1} after ${drawn} bytes`);
+  assert.ok(refusedAfter > 0, `the repeated asker is refused at some point (drew ${drawn} bytes)`);
+  const counters = victim.stats().counters;
+  assert.ok((counters['sync:serve-budget'] ?? 0) >= 1, JSON.stringify(counters));
+  // At most 3 changes per trial here (RUNNING, attr, finished) and the study document's few.
+  const budget = 256 * 1024 + 2 * 4096 * (3 * 120 + 10);
+  assert.ok(whole > 100_000 && drawn >= 2 * whole, `each session drew the whole study (${whole} bytes), more than once`);
+  assert.ok(drawn <= budget + 300 * 1024, `drawn ${drawn} bytes within the window, budget at most ${budget} (+ one piece)`);
+  // Refused again right away, still connected (not a violation: no quarantine).
+  const again = await askWholeStudy(asker, victim.peerId, vStudy.studyId);
+  assert.equal(again.bytes, 0, 'nothing more within the window');
+  assert.equal(counters['quarantine:peers'] ?? 0, 0);
+  assert.ok(victim.stats().connectedPeers.includes(asker.peerId), 'the asker is not disconnected');
+  // An honest joiner has a budget of its own and gets everything.
+  const joiner = await peer(victim.multiaddrs());
+  const jStudy = await loadStudy({ studyName: 'f13', storage: joiner });
+  await until('the joiner caught up', 20_000, () => jStudy.getTrials({ states: ['COMPLETE'] }).length === 120);
 });

@@ -38,6 +38,12 @@ export interface PeerStorageOptions {
    */
   syncIdleTimeoutMs?: number;
   /**
+   * Catch-up one peer may draw from this one per minute, on top of twice what the replica holds
+   * (so any honest catch-up goes through at once); a peer asking for more is served again after the
+   * minute (issue 15 F13), default 64 MiB.
+   */
+  serveBudgetBytes?: number;
+  /**
    * A connected peer that delivers this many rejected messages (gossip or sync) within the window is
    * disconnected and refused for `blockMs`; default 32 in 60 s, blocked 10 min. false = never (fuzzing).
    */
@@ -87,6 +93,7 @@ export interface ResolvedOptions {
   intermediateMs: number;
   maxFrame: number;
   syncIdleMs: number;
+  serveBudget: number;
   quarantine: QuarantineOptions | null;
   viewPolicy: ViewPolicy;
   ownerQuota: { trials: number; bytes: number };
@@ -127,6 +134,10 @@ export const MAX_KNOWN_PEERS = 1024;
 export const MAX_SHARDS = 100_000;
 /** Largest piece of catch-up sent in one sync frame (well under any receiver's frame limit). */
 export const SYNC_PIECE_BYTES = 256 * 1024;
+/** Catch-up one peer may draw per window: base + 2 x (changes held x bytes per change) (sync-adapter.ts, issue 15 F13). */
+export const SERVE_WINDOW_MS = 60_000;
+export const SERVE_BUDGET_BASE = 64 * 1024 * 1024;
+export const SERVE_BYTES_PER_CHANGE = 4096;
 /** Gossip messages are decoded with these limits. */
 export const GOSSIP_LIMITS = { maxBytes: 1024 * 1024, maxDepth: 4, maxNodes: 2000 };
 /** Sync sessions: no frame for this long ends the session and is charged to the remote. */
@@ -134,7 +145,7 @@ export const SYNC_IDLE_MS = 15_000;
 
 export function resolveOptions(opts: PeerStorageOptions): ResolvedOptions {
   if (!opts || typeof opts.dataDir !== 'string' || opts.dataDir.length === 0) throw new StorageError('openPeerStorage needs dataDir, a directory path for the replica');
-  for (const k of ['heartbeatIntervalMs', 'staleAfterMs', 'intermediateFlushMs', 'compactEvery', 'maxSyncFrameBytes', 'syncIdleTimeoutMs', 'claimTimeoutMs', 'maxStudiesPerCreator'] as const) {
+  for (const k of ['heartbeatIntervalMs', 'staleAfterMs', 'intermediateFlushMs', 'compactEvery', 'maxSyncFrameBytes', 'syncIdleTimeoutMs', 'claimTimeoutMs', 'maxStudiesPerCreator', 'serveBudgetBytes'] as const) {
     const v = opts[k];
     if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw new StorageError(`${k} must be a positive number, got ${String(v)}`);
   }
@@ -184,6 +195,7 @@ export function resolveOptions(opts: PeerStorageOptions): ResolvedOptions {
     intermediateMs: opts.intermediateFlushMs ?? 500,
     maxFrame,
     syncIdleMs: opts.syncIdleTimeoutMs ?? SYNC_IDLE_MS,
+    serveBudget: opts.serveBudgetBytes ?? SERVE_BUDGET_BASE,
     quarantine: q === false ? null : { ...DEFAULT_QUARANTINE, ...(q ?? {}) },
     viewPolicy: { ...DEFAULT_VIEW_POLICY, hide, claimTimeoutMs: opts.claimTimeoutMs ?? DEFAULT_VIEW_POLICY.claimTimeoutMs },
     ownerQuota: { ...DEFAULT_OWNER_QUOTA, ...(oq ?? {}) },

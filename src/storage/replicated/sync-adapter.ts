@@ -13,13 +13,15 @@ import { logger } from '../../logging.js';
 import { pack, unpackUntrusted, WireError, asObject } from '../../net/wire.js';
 import type { CatalogEntry, SyncTarget } from '../../net/sync.js';
 import { LIMITS, RejectedChange, checkChangeBounds, decodeChanges, hasChanges, type TrialRecord } from './schema.js';
-import { MAX_SHARDS, SYNC_PIECE_BYTES } from './options.js';
+import { MAX_SHARDS, SERVE_BYTES_PER_CHANGE, SERVE_WINDOW_MS, SYNC_PIECE_BYTES } from './options.js';
 import type { Ctx, Replica } from './replica.js';
 import type { Inbox } from './inbox.js';
 import type { Writer } from './writer.js';
 
 export interface SyncState {
   sentSummary: boolean;
+  /** The peer whose summary we answer: what we serve is charged to its budget. */
+  asker: string | null;
   /** What the remote lacks, still to send: study document first (''), then shard keys. */
   queue: { key: string; have: string[] }[] | null;
   /** Changes of the shard being sent that did not fit in the last piece. */
@@ -42,7 +44,7 @@ export class SyncAdapter {
       catalog: () => [...ctx.replicas.values()].filter((r) => r.meta).map((r) => [r.studyId, r.name] as CatalogEntry),
       offer: (entry, from) => this.offer(entry, from),
       has: (id) => ctx.replicas.has(id),
-      newState: () => ({ sentSummary: false, queue: null, carry: null }),
+      newState: () => ({ sentSummary: false, asker: null, queue: null, carry: null }),
       generate: (id, st) => this.generate(id, st),
       receive: (id, st, message, from) => this.receive(id, st, message, from),
       synced: (id) => {
@@ -66,6 +68,7 @@ export class SyncAdapter {
       return pack({ m: r.study.getHeads(), h: shards });
     }
     if (!st.queue || (st.queue.length === 0 && !st.carry)) return null;
+    if (st.asker) this.checkBudget(st.asker);
     const piece: [string, Uint8Array[]][] = [];
     let bytes = 0;
     let ops = 0;
@@ -100,7 +103,50 @@ export class SyncAdapter {
     }
     if (piece.length === 0) return null;
     this.ctx.count('sync:pieces-sent');
-    return pack({ p: piece });
+    const out = pack({ p: piece });
+    if (st.asker) this.charge(st.asker, out.byteLength);
+    return out;
+  }
+
+  /** Catch-up bytes served per asking peer in the current window (issue 15 F13). */
+  private readonly served = new Map<string, { since: number; bytes: number; warned: boolean }>();
+
+  /**
+   * What one peer may draw by catch-up within SERVE_WINDOW_MS: `serveBudgetBytes` plus twice what this replica
+   * holds (estimated from its change count at SERVE_BYTES_PER_CHANGE, above what honest records take),
+   * so a joiner or a peer back from any absence gets everything at once, while a peer that asks for
+   * the same history over and over (a 110-byte summary with no heads returns the whole replica) gets
+   * it at most about twice a minute instead of as fast as we can send.
+   */
+  private budget(): number {
+    let changes = 0;
+    for (const r of this.ctx.replicas.values()) for (const sh of r.shards.values()) changes += sh.changes;
+    return this.ctx.opts.serveBudget + 2 * SERVE_BYTES_PER_CHANGE * changes;
+  }
+
+  private checkBudget(asker: string): void {
+    const now = Date.now();
+    let e = this.served.get(asker);
+    if (e && now - e.since > SERVE_WINDOW_MS) {
+      this.served.delete(asker);
+      e = undefined;
+    }
+    if (!e || e.bytes < this.ctx.opts.serveBudget || e.bytes < this.budget()) return;
+    if (!e.warned) {
+      e.warned = true;
+      logger.warn(`Peer ${asker} asked for ${(e.bytes / 2 ** 20).toFixed(1)} MiB of catch-up within ${SERVE_WINDOW_MS / 1000} s (more than twice this replica); serving it again after the window`);
+    }
+    throw new ServeBudgetError(asker);
+  }
+
+  private charge(asker: string, bytes: number): void {
+    let e = this.served.get(asker);
+    if (!e) {
+      // Bounded: peers that asked long ago are forgotten first.
+      if (this.served.size >= 4096) this.served.delete(this.served.keys().next().value!);
+      this.served.set(asker, (e = { since: Date.now(), bytes: 0, warned: false }));
+    }
+    e.bytes += bytes;
   }
 
   /** The changes of a shard (or of the study document, key '') that a peer holding `have` lacks, in causal order. */
@@ -127,6 +173,7 @@ export class SyncAdapter {
       throw new RejectedChange((e as WireError).reason ?? 'undecodable', `a sync message does not decode: ${(e as Error).message}`);
     }
     if (msg['h'] !== undefined || msg['m'] !== undefined) {
+      st.asker = from;
       st.queue = this.plan(r, msg);
       return;
     }
@@ -225,6 +272,15 @@ export class SyncAdapter {
       this.inbox.merged(r, records);
       this.inbox.drain(r);
     }
+  }
+}
+
+/** Ends a session whose asker used up its serving budget: not a protocol violation, so not counted toward quarantine. */
+class ServeBudgetError extends Error {
+  readonly reason = 'serve-budget';
+  readonly noCharge = true;
+  constructor(asker: string) {
+    super(`peer ${asker} used up its catch-up budget for now`);
   }
 }
 

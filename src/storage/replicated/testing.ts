@@ -7,7 +7,8 @@
  */
 import * as A from '@automerge/automerge';
 import type { PrivateKey } from '@libp2p/interface';
-import { pack } from '../../net/wire.js';
+import { pack, unpackUntrusted } from '../../net/wire.js';
+import { runSyncSession } from '../../net/sync.js';
 import { topicOf } from './options.js';
 import type { PeerStorage } from './index.js';
 import { internalsOf } from './replica.js';
@@ -96,4 +97,39 @@ export async function publishRaw(s: PeerStorage, studyId: string, data: Uint8Arr
 /** A gossip payload as peers publish it: study-document changes (shard null) or one shard's. */
 export function gossipMessage(shard: string | null, changes: Uint8Array[]): Uint8Array {
   return shard === null ? pack({ c: changes }) : pack({ t: [[shard, changes]] });
+}
+
+/**
+ * Plays a peer that asks `peerId` for the whole of a study by catch-up (a summary with no heads) and
+ * throws away what it gets, as an abusive asker would (issue 15 F13). Resolves with the bytes of
+ * catch-up pieces received in the session and whether it ended normally.
+ */
+export async function askWholeStudy(s: PeerStorage, peerId: string, studyId: string): Promise<{ bytes: number; finished: boolean }> {
+  const { ctx } = internalsOf.get(s)!;
+  if (!ctx.node) throw new Error('no network');
+  const ch = await ctx.node.openSync(peerId);
+  let bytes = 0;
+  const finished = await runSyncSession<{ sent: boolean }>(
+    ch,
+    {
+      catalog: () => [[studyId, '']],
+      offer: () => false,
+      has: (id) => id === studyId,
+      newState: () => ({ sent: false }),
+      generate: (_id, st) => {
+        if (st.sent) return null;
+        st.sent = true;
+        return pack({ m: [], h: [] });
+      },
+      receive: (_id, _st, m) => {
+        const msg = unpackUntrusted(m, { maxBytes: 1 << 24, maxDepth: 4, maxNodes: 1 << 20, maxStringLength: 1 << 22 }) as Record<string, unknown>;
+        if (msg['p'] !== undefined) bytes += m.byteLength;
+      },
+      synced: () => {},
+      count: () => {},
+    },
+    true,
+    { maxFrameBytes: 1 << 24, maxStudies: 4, sessionTimeoutMs: 60_000 },
+  );
+  return { bytes, finished };
 }
