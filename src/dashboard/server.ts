@@ -12,7 +12,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { timingSafeEqual, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { PeertuneError } from '../errors.js';
@@ -434,10 +434,16 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     if (!dir) loads.push(plotlyAsset());
     for (const l of loads) l.catch(() => {});
     if (opts.studyName) {
-      const info = storage.getStudy(opts.studyName);
-      if (info) void Promise.all(loads).then(() => feedOf(info).snapshotJson(), () => {});
+      const name = opts.studyName;
+      void Promise.all(loads)
+        .then(() => {
+          const info = closed ? null : storage.getStudy(name);
+          if (info) feedOf(info).snapshotJson();
+        })
+        .catch(() => {}); // only a head start: a request builds what is missing
     }
   });
+  let closed = false;
   const addr = server.address();
   const boundPort = typeof addr === 'object' && addr ? addr.port : port;
   const shownHost = host.includes(':') ? `[${host}]` : host;
@@ -449,6 +455,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     host,
     token,
     close: async () => {
+      closed = true;
       clearImmediate(warm);
       for (const t of timers) clearInterval(t);
       for (const f of feeds.values()) f.stop();
