@@ -1,6 +1,6 @@
 /**
  * Sample efficiency on the public suite and on three functions outside it (bench/extra-functions.ts):
- * simple regret (best so far minus the optimum) after 20, 50 and 100 trials over 8 seeds, for peertune
+ * simple regret (best so far minus the optimum) after 25, 50 and 100 trials over 8 seeds (PEERTUNE_BENCH_SEEDS), for peertune
  * Random / TPE / GPSampler and, in the same run, Optuna 3.1's TPE with its defaults and with
  * multivariate + constant liar (Optuna 3.1 has no GPSampler). Runs are spread over two
  * forked copies of this file (one per core); an Optuna run drives bench/optuna/suite_worker.py, which
@@ -152,11 +152,11 @@ function versus(pt: Cell | undefined, op: Cell | undefined): { verdict: 'win' | 
 
 export default async function sampleEfficiency(ctx: BenchContext): Promise<void> {
   // 8 seeds x 8 functions x 100 trials took 19 minutes on the shared two-core machine (load average
-  // 8 to 18; the GP is the slow part, about 0.1 s per trial at 100 trials unloaded); regret at 20 and 50
-  // trials is read off the same studies. The issue asked for 20 seeds: PEERTUNE_BENCH_SEEDS=20 gives them.
+  // 8 to 18; the GP is the slow part, about 0.1 s per trial at 100 trials unloaded); regret at 25 and 50
+  // trials is read off the same studies (issue 14 asks for 25, 50 and 100). The issue asked for 20 seeds: PEERTUNE_BENCH_SEEDS=20 gives them.
   const seeds = ctx.quick ? 3 : Number(process.env['PEERTUNE_BENCH_SEEDS'] ?? 8);
   const nTrials = ctx.quick ? 30 : 100;
-  const budgets = ctx.quick ? [10, 20, 30] : [20, 50, 100];
+  const budgets = ctx.quick ? [10, 20, 30] : [25, 50, 100];
   const fns = ALL_FUNCTIONS();
   const publicNames = new Set(groupFunctions('public').map((f) => f.name));
 
