@@ -145,7 +145,7 @@ export class AmbiguousStudyError extends StorageError {
   override name = 'AmbiguousStudyError';
   readonly studyIds: string[];
   constructor(studyName: string, studies: readonly StudyInfo[]) {
-    const list = studies.map((s) => `${s.studyId} (created ${Number.isFinite(+s.createdAt) ? s.createdAt.toISOString() : 'at an invalid time'})`).join(', ');
+    const list = studies.map((s) => `${s.studyId} (created ${Number.isFinite(+s.createdAt) ? s.createdAt.toISOString() : 'at an invalid time'}${s.creator ? ` by ${s.creator}` : ''})`).join(', ');
     super(`study name "${studyName}" is ambiguous: this replica holds ${studies.length} studies of that name: ${list}; choose one with --study-id <id> (API: studyId)`);
     this.studyIds = studies.map((s) => s.studyId);
   }

@@ -67,6 +67,7 @@ describe('F3: a study name resolves to one study per replica; a second study of 
     assert.ok(err, 'waiting for "iris" must not pick one of the two');
     assert.match(err.message, /AmbiguousStudyError|ambiguous/);
     assert.ok(err.message.includes(honest) && err.message.includes(fake), `both ids listed: ${err.message.slice(0, 400)}`);
+    assert.ok(err.message.includes(`by ${A.peerId}`) && err.message.includes('1970-01-01'), 'with each creator and date, to choose by');
     const r = await V.call<{ error?: string; ids?: string[] }>('resolve', { name: 'iris' });
     assert.equal(r.error, 'AmbiguousStudyError');
     assert.deepEqual([...r.ids!].sort(), [honest, fake].sort());
@@ -97,6 +98,11 @@ describe('F3: a study name resolves to one study per replica; a second study of 
     const both = await cli(['trials', '--study-name', 'iris', '--study-id', fake, '--join', addr, '--wait', '15', '-f', 'json']);
     assert.equal(both.code, 0, both.stderr.slice(-800));
     assert.deepEqual(JSON.parse(both.stdout).directions, ['maximize'], 'name and id that agree choose the other study');
+    const listed = await cli(['studies', '--join', addr, '--wait', '15', '-f', 'json']);
+    assert.equal(listed.code, 0, listed.stderr.slice(-800));
+    const rows = JSON.parse(listed.stdout) as { study_id: string; creator: string }[];
+    assert.equal(rows.find((r) => r.study_id === fake)?.creator, A.peerId, '`studies` names each creator');
+    assert.equal(rows.find((r) => r.study_id === honest)?.creator, H.peerId);
     const wrong = await cli(['trials', '--study-id', 'not-an-id', '--join', addr]);
     assert.notEqual(wrong.code, 0);
     assert.match(wrong.stderr, /not a study id/);

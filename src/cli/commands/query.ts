@@ -38,6 +38,7 @@ async function studiesCommand(o: CommonOpts): Promise<void> {
         sampler: specName(s, 'sampler'),
         pruner: specName(s, 'pruner'),
         created_at: s.createdAt.toISOString(),
+        creator: s.creator ?? null,
       };
     });
     if (o.format === 'json') out(JSON.stringify(rows, null, 2));

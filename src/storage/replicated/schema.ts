@@ -232,7 +232,8 @@ export function decodeMeta(bytes: unknown, verify = true): StudyMeta {
   if (!Array.isArray(m.directions) || m.directions.length === 0 || m.directions.length > 16 || !m.directions.every((d) => d === 'minimize' || d === 'maximize')) {
     throw new RecordError('schema', 'meta.directions is not a list of minimize/maximize');
   }
-  if (typeof m.createdAt !== 'number' || !Number.isFinite(m.createdAt)) throw new RecordError('schema', 'meta.createdAt is not a time');
+  // Within the range of a JS Date: a study dated 1e300 would make every date formatting of it throw.
+  if (typeof m.createdAt !== 'number' || !Number.isFinite(m.createdAt) || Math.abs(m.createdAt) > 8.64e15) throw new RecordError('schema', 'meta.createdAt is not a time');
   if (typeof m.creator !== 'string') throw new RecordError('schema', 'meta.creator is not a peer id');
   if (m.id !== studyIdFor(m.creator, m.name, m.createdAt)) throw new RecordError('bad-study-id', 'meta.id does not match its creator, name and time');
   return m;
