@@ -127,34 +127,93 @@ export function encodeTrial(t: PlotTrial, index: RowHeader): TrialRow {
   ];
 }
 
-export function decodeTrial(row: TrialRow, params: readonly ParamInfo[], owners: readonly string[]): PlotTrial {
-  const owner = owners[row[3]] ?? '?';
-  const p: Record<string, ParamValue> = {};
-  const d: Record<string, Distribution> = {};
-  const flat = row[5];
-  for (let i = 0; i + 1 < flat.length; i += 2) {
-    const info = params[flat[i] as number];
-    if (!info) continue;
-    p[info.name] = flat[i + 1] as ParamValue;
-    d[info.name] = info.distribution;
+const NO_ATTRS: Readonly<Record<string, unknown>> = Object.freeze({});
+
+/**
+ * A trial decoded from its row. Only what every view reads (id, number, state, owner, values) is
+ * set at once; params, intermediate values, attrs and dates are built on first read and kept. At
+ * 100,000 trials decoding everything up front took as long as parsing the JSON; most views read a
+ * few fields of most trials, and the table only the rows it shows.
+ */
+class DecodedTrial implements PlotTrial {
+  readonly trialId: string;
+  readonly number: number;
+  readonly state: TrialState;
+  readonly owner: string;
+  readonly values: readonly number[] | null;
+  #row: TrialRow;
+  #header: readonly ParamInfo[];
+  #params?: Record<string, ParamValue>;
+  #distributions?: Record<string, Distribution>;
+  #iv?: ReadonlyMap<number, number>;
+  #start?: Date | null;
+  #complete?: Date | null;
+
+  constructor(row: TrialRow, header: readonly ParamInfo[], owner: string) {
+    this.#row = row;
+    this.#header = header;
+    this.owner = owner;
+    this.trialId = typeof row[0] === 'number' ? `${owner}:${row[0]}` : row[0];
+    this.number = row[1];
+    this.state = STATES[row[2]] ?? 'FAIL';
+    this.values = row[4];
   }
-  const iv = new Map<number, number>();
-  const ivFlat = row[8];
-  if (ivFlat) for (let i = 0; i + 1 < ivFlat.length; i += 2) iv.set(ivFlat[i]!, ivFlat[i + 1]!);
-  return {
-    trialId: typeof row[0] === 'number' ? `${owner}:${row[0]}` : row[0],
-    number: row[1],
-    state: STATES[row[2]] ?? 'FAIL',
-    owner,
-    values: row[4],
-    params: p,
-    distributions: d,
-    intermediateValues: iv,
-    userAttrs: row[9] ?? {},
-    systemAttrs: row[10] ?? {},
-    datetimeStart: row[6] !== null ? new Date(row[6]) : null,
-    datetimeComplete: row[7] !== null ? new Date(row[7]) : null,
-  };
+
+  get params(): Readonly<Record<string, ParamValue>> {
+    if (!this.#params) this.#fillParams();
+    return this.#params!;
+  }
+
+  get distributions(): Readonly<Record<string, Distribution>> {
+    if (!this.#distributions) this.#fillParams();
+    return this.#distributions!;
+  }
+
+  #fillParams(): void {
+    const p: Record<string, ParamValue> = {};
+    const d: Record<string, Distribution> = {};
+    const flat = this.#row[5];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const info = this.#header[flat[i] as number];
+      if (!info) continue;
+      p[info.name] = flat[i + 1] as ParamValue;
+      d[info.name] = info.distribution;
+    }
+    this.#params = p;
+    this.#distributions = d;
+  }
+
+  get intermediateValues(): ReadonlyMap<number, number> {
+    if (!this.#iv) {
+      const iv = new Map<number, number>();
+      const flat = this.#row[8];
+      if (flat) for (let i = 0; i + 1 < flat.length; i += 2) iv.set(flat[i]!, flat[i + 1]!);
+      this.#iv = iv;
+    }
+    return this.#iv;
+  }
+
+  get userAttrs(): Readonly<Record<string, unknown>> {
+    return this.#row[9] ?? NO_ATTRS;
+  }
+
+  get systemAttrs(): Readonly<Record<string, unknown>> {
+    return this.#row[10] ?? NO_ATTRS;
+  }
+
+  get datetimeStart(): Date | null {
+    if (this.#start === undefined) this.#start = this.#row[6] !== null ? new Date(this.#row[6]) : null;
+    return this.#start;
+  }
+
+  get datetimeComplete(): Date | null {
+    if (this.#complete === undefined) this.#complete = this.#row[7] !== null ? new Date(this.#row[7]) : null;
+    return this.#complete;
+  }
+}
+
+export function decodeTrial(row: TrialRow, params: readonly ParamInfo[], owners: readonly string[]): PlotTrial {
+  return new DecodedTrial(row, params, owners[row[3]] ?? '?');
 }
 
 /** Param names in first-seen order with the distribution of their first trial (categorical: all choices seen). */
