@@ -82,7 +82,13 @@ export function symmetricEigen(a: Float64Array, n: number): { values: Float64Arr
   for (let sweep = 0; sweep < 100; sweep++) {
     let off = 0;
     let total = 0;
-    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) (total += A[i * n + j]! ** 2), i !== j && (off += A[i * n + j]! ** 2);
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < n; j++) {
+        const sq = A[i * n + j]! ** 2;
+        total += sq;
+        if (i !== j) off += sq;
+      }
+    }
     if (off <= 1e-30 * total) break;
     for (let p = 0; p < n; p++) {
       for (let q = p + 1; q < n; q++) {
