@@ -140,8 +140,8 @@ export interface PolicyLine {
 
 function policyLine(t: FrozenTrial, byId: ReadonlyMap<string, FrozenTrial>): PolicyLine | null {
   const parent = str(t.systemAttrs['pbtParent']);
-  if (!parent) return null;
   const replaced = str(t.systemAttrs['pbtReplaces']);
+  if (!parent || parent === replaced) return null; // none, or a synch member continuing from itself
   const old = replaced ? byId.get(replaced) : undefined;
   const ex = old?.systemAttrs['pbtExploited'] as { step?: unknown } | undefined;
   const fixed = (t.systemAttrs['fixedParams'] as Record<string, ParamValue> | undefined) ?? t.params;

@@ -22,8 +22,9 @@ import { lastStep } from '../pruners/percentile.js';
 import { Rng, randomSeed } from '../rng.js';
 import type { FrozenTrial, TrialTemplate } from '../storage/storage.js';
 import type { Study } from '../study.js';
-import { explore, type Mutation } from './explore.js';
+import { explore, type Mutation, type ParamChange } from './explore.js';
 import { describeChanges, lastPoint, memberOf, offeredCheckpoint, type PerturbationPoint } from './lineage.js';
+import type { CheckpointRef } from '../checkpoints/refs.js';
 
 export interface PopulationBasedTrainingOptions {
   /**
@@ -53,9 +54,23 @@ export interface PopulationBasedTrainingOptions {
   populationSize?: number;
   /** Seed of the exploit and explore draws (each decision draws from (seed, trial id, step)). */
   seed?: number;
+  /**
+   * Ray's synchronous mode: at each sync point (every perturbationInterval of time, after burnInPeriod)
+   * a member's trial ends PRUNED and its continuation waits until every live member has reached that
+   * point; then the bottom quantile clones the top one and the others continue from their own
+   * checkpoints with the same params. Default false (asynchronous).
+   */
+  synch?: boolean;
 }
 
 type Scored = PerturbationPoint & { score: number };
+
+/** A continuation decided here: ready (async mode) or to be decided at a sync point's barrier (synch). */
+interface Pending {
+  replaced: string;
+  template?: TrialTemplate;
+  sync?: number;
+}
 
 const OPTION_RULES = {
   timeAttr: rules.oneOf(['step', 'time_total_s']),
@@ -76,6 +91,7 @@ const OPTION_RULES = {
   customExploreFn: { valid: 'a function', test: (v: unknown) => typeof v === 'function' },
   populationSize: rules.integer(2),
   seed: rules.integer(0),
+  synch: rules.boolean(),
 };
 
 export class PopulationBasedTraining implements Pruner {
@@ -89,8 +105,9 @@ export class PopulationBasedTraining implements Pruner {
   readonly customExploreFn: PopulationBasedTrainingOptions['customExploreFn'];
   readonly populationSize: number | undefined;
   readonly seed: number;
+  readonly synch: boolean;
   /** Continuations decided in this process, by study, not yet created (the next ask() takes one). */
-  private readonly pending = new Map<string, TrialTemplate[]>();
+  private readonly pending = new Map<string, Pending[]>();
 
   constructor(opts: PopulationBasedTrainingOptions = {}) {
     checkOptions('PopulationBasedTraining', opts, OPTION_RULES, { rejectUnknown: true });
@@ -107,6 +124,7 @@ export class PopulationBasedTraining implements Pruner {
     this.customExploreFn = opts.customExploreFn;
     this.populationSize = opts.populationSize;
     this.seed = opts.seed ?? randomSeed();
+    this.synch = opts.synch ?? false;
   }
 
   /** The member's time at its latest report. */
@@ -140,7 +158,7 @@ export class PopulationBasedTraining implements Pruner {
    */
   prune(study: Study, trial: FrozenTrial): boolean {
     if (study.isMultiObjective) return false;
-    if (trial.systemAttrs['pbtExploited'] !== undefined) return true;
+    if (trial.systemAttrs['pbtExploited'] !== undefined || trial.systemAttrs['pbtStopped'] !== undefined) return true;
     const step = lastStep(trial);
     if (step === null) return false;
     const last = lastPoint(trial);
@@ -148,6 +166,7 @@ export class PopulationBasedTraining implements Pruner {
     const time = this.timeOf(trial, step, inherited);
     if (last && last.step === step && last.score !== undefined) return false; // decided at this step already
     const lastTime = last?.time ?? inherited?.time ?? 0;
+    if (this.synch) return this.stopAtSync(study, trial, step, time, lastTime, last);
     if (time < this.burnInPeriod || time - lastTime < this.perturbationInterval) return false;
 
     const raw = trial.intermediateValues.get(step)!;
@@ -160,6 +179,62 @@ export class PopulationBasedTraining implements Pruner {
     // Other peers rank members by this point: send it now, not with the next batch of reports.
     void study.storage.flush().catch(() => {});
     return this.decide(study, trial.trialId, { time, step, score: stored ?? -Infinity });
+  }
+
+  /**
+   * The continuation of `me` as a clone of a random member of `upper`, explored; null (logged) when that
+   * member has no checkpoint at its last point or no copy of it on a peer online now.
+   */
+  private clonePlan(study: Study, me: FrozenTrial, upper: readonly FrozenTrial[], rng: Rng, point: PerturbationPoint): { child: TrialTemplate; top: FrozenTrial; startStep: number; params: Record<string, ParamValue> } | null {
+    const storage = study.storage;
+    const top = upper[rng.int(0, upper.length - 1)]!;
+    const ck = offeredCheckpoint(top);
+    if (!ck) {
+      logger.info(`[pbt]: no checkpoint for trial ${top.number} at or before step ${lastPoint(top)!.step}. Skip exploit (trial ${me.number}).`);
+      return null;
+    }
+    const online = new Set([storage.ownerId, ...study.peers.filter((p) => p.online).map((p) => p.peerId)]);
+    if (!ck.holders.some((h) => online.has(h))) {
+      logger.info(`[pbt]: checkpoint ${ck.id} of trial ${top.number} has no copy on a peer online now (holders: ${ck.holders.join(', ') || 'none'}). Skip exploit (trial ${me.number}).`);
+      return null;
+    }
+    const { params, changes } = explore(top.params, this.hyperparamMutations, top.distributions as Record<string, Distribution>, {
+      resampleProbability: this.resampleProbability,
+      perturbationFactors: this.perturbationFactors,
+      customExploreFn: this.customExploreFn,
+    }, rng);
+    return { child: this.continuation(study, me, top, ck, params, changes, point), top, startStep: ck.step!, params };
+  }
+
+  /**
+   * A continuation of member `me` from checkpoint `ck` of trial `from` with `params`. It runs on the peer
+   * of the member it replaces (created at that peer's next ask()), so exactly one peer runs it (an
+   * enqueued trial could be claimed by two peers at once).
+   */
+  private continuation(study: Study, me: FrozenTrial, from: FrozenTrial, ck: CheckpointRef | null, params: Record<string, ParamValue>, changes: Record<string, ParamChange>, point: PerturbationPoint): TrialTemplate {
+    const byId = new Map(study.trials.map((t) => [t.trialId, t] as const));
+    const startStep = ck?.step ?? null;
+    // synch: the member's clock restarts at the sync point (its next stop is one interval later).
+    const timeBase = this.synch ? point.time : this.timeAttr === 'step' && startStep !== null ? startStep : lastPoint(from)!.time;
+    return {
+      systemAttrs: {
+        fixedParams: params,
+        pbtMember: memberOf(me, byId),
+        pbtParent: from.trialId,
+        ...(ck ? { pbtCheckpoint: { trialId: ck.trialId, seq: ck.seq, step: ck.step } } : {}),
+        ...(startStep !== null ? { pbtStartStep: startStep } : {}),
+        pbtReplaces: me.trialId,
+        pbtChanges: changes,
+        pbtTimeBase: timeBase,
+        pbtLast: { time: timeBase, step: startStep ?? 0 },
+      },
+    };
+  }
+
+  private enqueue(study: Study, entry: Pending): void {
+    const queue = this.pending.get(study.studyId) ?? [];
+    queue.push(entry);
+    this.pending.set(study.studyId, queue);
   }
 
   private decide(study: Study, trialId: string, point: Scored): boolean {
@@ -178,45 +253,10 @@ export class PopulationBasedTraining implements Pruner {
     if (!me) return false;
 
     const rng = Rng.from(this.seed, trialId, point.step, 'pbt');
-    const top = upper[rng.int(0, upper.length - 1)]!.t;
-    const ck = offeredCheckpoint(top);
-    if (!ck) {
-      logger.info(`[pbt]: no checkpoint for trial ${top.number} at or before step ${lastPoint(top)!.step}. Skip exploit (trial ${me.t.number}).`);
-      return false;
-    }
-    const online = new Set([storage.ownerId, ...study.peers.filter((p) => p.online).map((p) => p.peerId)]);
-    if (!ck.holders.some((h) => online.has(h))) {
-      logger.info(`[pbt]: checkpoint ${ck.id} of trial ${top.number} has no copy on a peer online now (holders: ${ck.holders.join(', ') || 'none'}). Skip exploit (trial ${me.t.number}).`);
-      return false;
-    }
-
-    const { params, changes } = explore(top.params, this.hyperparamMutations, top.distributions as Record<string, Distribution>, {
-      resampleProbability: this.resampleProbability,
-      perturbationFactors: this.perturbationFactors,
-      customExploreFn: this.customExploreFn,
-    }, rng);
-    const byId = new Map(study.trials.map((t) => [t.trialId, t] as const));
-    const topPoint = lastPoint(top)!;
-    const startStep = ck.step!;
-    const timeBase = this.timeAttr === 'step' ? startStep : topPoint.time;
-    // The continuation runs here: the peer of the member it replaces creates it at its next ask(), so
-    // exactly one peer runs it (an enqueued trial could be claimed by two peers at once).
-    const child: TrialTemplate = {
-      systemAttrs: {
-        fixedParams: params,
-        pbtMember: memberOf(me.t, byId),
-        pbtParent: top.trialId,
-        pbtCheckpoint: { trialId: ck.trialId, seq: ck.seq, step: ck.step },
-        pbtStartStep: startStep,
-        pbtReplaces: trialId,
-        pbtChanges: changes,
-        pbtTimeBase: timeBase,
-        pbtLast: { time: timeBase, step: startStep },
-      },
-    };
-    const queue = this.pending.get(study.studyId) ?? [];
-    queue.push(child);
-    this.pending.set(study.studyId, queue);
+    const plan = this.clonePlan(study, me.t, upper.map((x) => x.t), rng, point);
+    if (!plan) return false;
+    const { child, top, startStep, params } = plan;
+    this.enqueue(study, { replaced: trialId, template: child });
     const cut = upper[0]!.p.score;
     const fmt = (v: number) => (Number.isFinite(v) ? String(Number((v * (study.direction === 'maximize' ? 1 : -1)).toPrecision(6))) : 'NaN');
     const what = describeChanges({ trialId: '', params, systemAttrs: child.systemAttrs! }) || 'no change';
@@ -228,34 +268,109 @@ export class PopulationBasedTraining implements Pruner {
   }
 
   /**
-   * The first continuation decided here whose exploited trial has ended PRUNED (it is ready to run).
-   * One whose exploited trial ended otherwise (the objective ignored the prune, say at its last step,
-   * or failed) is dropped: the member ended there. One whose trial still runs stays pending.
+   * The first continuation decided here whose exploited (or stopped) trial has ended PRUNED and, in
+   * synch mode, whose sync point every live member has reached. One whose trial ended otherwise (the
+   * objective ignored the prune, say at its last step, or failed) is dropped: the member ended there.
    */
   private readyContinuation(study: Study, take: boolean): TrialTemplate | null {
     const queue = this.pending.get(study.studyId);
     if (!queue) return null;
-    for (let i = 0; i < queue.length; i++) {
-      const replaced = queue[i]!.systemAttrs!['pbtReplaces'] as string;
-      let state: string;
+    let found: TrialTemplate | null = null;
+    for (let i = 0; i < queue.length && !found; i++) {
+      const entry = queue[i]!;
+      let replaced: FrozenTrial | null;
       try {
-        state = study.storage.getTrial(study.studyId, replaced).state;
+        replaced = study.storage.getTrial(study.studyId, entry.replaced);
       } catch {
-        state = 'FAIL';
+        replaced = null;
       }
-      if (state === 'RUNNING') continue;
-      if (state !== 'PRUNED') {
-        logger.debug(`[pbt]: trial ${replaced} ended ${state} after it was exploited; its continuation is dropped.`);
+      if (replaced?.state === 'RUNNING') continue;
+      if (replaced?.state !== 'PRUNED') {
+        logger.debug(`[pbt]: trial ${entry.replaced} ended ${replaced?.state ?? 'unknown'} after PBT stopped it; its continuation is dropped.`);
         queue.splice(i--, 1);
         continue;
       }
-      const next = queue[i]!;
+      if (!entry.template && entry.sync !== undefined && this.barrierReached(study, entry.sync)) entry.template = this.syncPlan(study, replaced, entry.sync);
+      const template = entry.template;
+      if (!template) continue;
+      found = template;
       if (take) queue.splice(i, 1);
-      if (queue.length === 0) this.pending.delete(study.studyId);
-      return next;
     }
     if (queue.length === 0) this.pending.delete(study.studyId);
-    return null;
+    return found;
+  }
+
+  /** The first sync point after `lastTime` (multiples of perturbationInterval, none before burnInPeriod). */
+  private nextSync(lastTime: number): number {
+    const k = Math.max(Math.floor(lastTime / this.perturbationInterval + 1e-9) + 1, Math.ceil(this.burnInPeriod / this.perturbationInterval - 1e-9));
+    return k * this.perturbationInterval;
+  }
+
+  /** synch: at its next sync point a member's trial stops (PRUNED); the continuation waits for the barrier. */
+  private stopAtSync(study: Study, trial: FrozenTrial, step: number, time: number, lastTime: number, last: PerturbationPoint | null): boolean {
+    const sync = this.nextSync(lastTime);
+    if (time < sync - 1e-9) return false;
+    const raw = trial.intermediateValues.get(step)!;
+    const stored = Number.isNaN(raw) ? null : (study.direction === 'maximize' ? 1 : -1) * raw;
+    const storage = study.storage;
+    storage.setTrialSystemAttr(study.studyId, trial.trialId, 'pbtLast', { time: sync, step, score: stored, ...(last ? { prev: last.step } : {}) });
+    storage.setTrialSystemAttr(study.studyId, trial.trialId, 'pbtStopped', { sync, step });
+    storage.setTrialSystemAttr(study.studyId, trial.trialId, 'pbtReason', `PBT (synch): stops at step ${step}, the sync point ${sync}; continues once every member has reached it`);
+    void storage.flush().catch(() => {});
+    this.enqueue(study, { replaced: trial.trialId, sync });
+    return true;
+  }
+
+  /** Each member's latest trial (the member's population slot -> its newest trial in this replica). */
+  private latestByMember(study: Study): Map<string, FrozenTrial> {
+    const trials = study.trials;
+    const byId = new Map(trials.map((t) => [t.trialId, t] as const));
+    const out = new Map<string, FrozenTrial>();
+    for (const t of trials) out.set(memberOf(t, byId), t); // ordered by number: the last one wins
+    return out;
+  }
+
+  /** Whether every live member has stopped at `sync` or later (and the population is complete). */
+  private barrierReached(study: Study, sync: number): boolean {
+    const latest = this.latestByMember(study);
+    if (this.populationSize !== undefined && latest.size < this.populationSize) return false;
+    for (const t of latest.values()) {
+      if (t.state === 'RUNNING' || t.state === 'WAITING') {
+        // A continuation from this sync point (or a later one) has passed it; any other has not.
+        const base = t.systemAttrs['pbtTimeBase'];
+        if (!(typeof base === 'number' && base >= sync - 1e-9)) return false;
+        continue;
+      }
+      const stopped = t.systemAttrs['pbtStopped'] as { sync?: number } | undefined;
+      if (t.state === 'PRUNED' && typeof stopped?.sync === 'number' && stopped.sync < sync - 1e-9) return false;
+    }
+    return true;
+  }
+
+  /**
+   * synch, at a complete barrier: the quantiles of the members stopped at `sync` (the same on every
+   * peer); a bottom member clones a top one, every other continues from its own checkpoint.
+   */
+  private syncPlan(study: Study, me: FrozenTrial, sync: number): TrialTemplate {
+    // Every member stopped at this point once (continuations created since do not change the set).
+    const at = study.trials
+      .filter((t) => t.state === 'PRUNED' && (t.systemAttrs['pbtStopped'] as { sync?: number } | undefined)?.sync === sync)
+      .map((t) => ({ t, p: lastPoint(t) }))
+      .filter((x): x is { t: FrozenTrial; p: Scored } => x.p?.score !== undefined)
+      .sort((a, b) => a.p.score - b.p.score || (a.t.trialId < b.t.trialId ? -1 : 1));
+    const n = Math.min(Math.ceil(at.length * this.quantileFraction), Math.floor(at.length / 2));
+    const point = lastPoint(me)!;
+    if (n > 0 && at.slice(0, n).some((x) => x.t.trialId === me.trialId)) {
+      const rng = Rng.from(this.seed, me.trialId, sync, 'pbt');
+      const plan = this.clonePlan(study, me, at.slice(at.length - n).map((x) => x.t), rng, point);
+      if (plan) {
+        logger.info(`[pbt]: trial ${me.number} is in the bottom quantile at sync point ${sync}; it clones trial ${plan.top.number} (checkpoint at step ${plan.startStep}) as a new trial with ${describeChanges({ trialId: '', params: plan.params, systemAttrs: plan.child.systemAttrs! }) || 'no change'}.`);
+        return plan.child;
+      }
+    }
+    const own = offeredCheckpoint(me);
+    if (!own) logger.warn(`[pbt]: trial ${me.number} has no checkpoint at or before step ${point.step}; its continuation starts from scratch.`);
+    return this.continuation(study, me, me, own, { ...((me.systemAttrs['fixedParams'] as Record<string, ParamValue> | undefined) ?? {}), ...me.params }, {}, point);
   }
 
   /** The next continuation this process decided on and may run now (Study.ask() creates it as a new trial). */

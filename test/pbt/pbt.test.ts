@@ -255,3 +255,37 @@ test('an exploited member whose objective completes anyway (a prune at its last 
   await study.tell(a, 1);
   await rm(dir, { recursive: true, force: true });
 });
+
+test('synch: every member stops at each sync point, and no continuation starts before all have reached it; bottom members clone, the others continue from themselves', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pt-pbt-synch-'));
+  const pbt = new PopulationBasedTraining({ synch: true, perturbationInterval: 10, populationSize: 4, seed: 2, hyperparamMutations: { lr: lrDist } });
+  const study = await createStudy({ sampler: new RandomSampler({ seed: 2 }), pruner: pbt });
+  const started: { trialId: string; at: number }[] = [];
+  const stopped: { trialId: string; at: number }[] = [];
+  let clock = 0;
+  const inner = toyObjective(dir, { steps: 30, saveEvery: 10, run: { steps: 0 }, onStart: (t) => started.push({ trialId: t.trialId, at: clock++ }) });
+  // Two job slots for four members: the first two wait at each barrier until the other two get there.
+  await study.optimize(async (t) => {
+    try {
+      return await inner(t);
+    } finally {
+      stopped.push({ trialId: t.trialId, at: clock++ });
+    }
+  }, { nJobs: 2 });
+  const trials = study.trials;
+  const byId = new Map(trials.map((t) => [t.trialId, t] as const));
+  assert.equal(trials.filter((t) => t.state === 'COMPLETE').length, 4);
+  for (const sync of [10, 20]) {
+    const at = trials.filter((t) => (t.systemAttrs['pbtStopped'] as { sync: number } | undefined)?.sync === sync);
+    assert.equal(at.length, 4, `all 4 members stopped at sync point ${sync}`);
+    const lastStop = Math.max(...at.map((t) => stopped.find((s) => s.trialId === t.trialId)!.at));
+    const next = trials.filter((t) => t.systemAttrs['pbtTimeBase'] === sync);
+    assert.equal(next.length, 4, `4 continuations from sync point ${sync}`);
+    for (const c of next) assert.ok(started.find((s) => s.trialId === c.trialId)!.at > lastStop, `continuation ${c.number} started after every member reached ${sync}`);
+    const clones = next.filter((c) => c.systemAttrs['pbtParent'] !== c.systemAttrs['pbtReplaces']);
+    assert.equal(clones.length, 1, 'one bottom member of 4 (quantile 0.25) cloned a top one');
+    for (const c of next.filter((x) => !clones.includes(x))) assert.deepEqual(c.params, byId.get(c.systemAttrs['pbtReplaces'] as string)!.params, 'the others keep their params');
+  }
+  assert.equal(policyOf(trials.find((t) => t.state === 'COMPLETE')!.trialId, trials).every((l) => l.trial !== l.clonedTrial), true, 'self continuations are not perturbations');
+  await rm(dir, { recursive: true, force: true });
+});
