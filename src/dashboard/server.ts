@@ -398,7 +398,9 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
       res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     };
     res.write('retry: 1000\n\n');
-    res.write(`event: snapshot\ndata: ${feed.snapshotJson()}\n\n`);
+    res.write('event: snapshot\ndata: ');
+    res.write(feed.snapshotJson());
+    res.write('\n\n');
     write('peers', peersOf(info));
     const off = feed.subscribe((d) => write('delta', d));
     const peersTimer = setInterval(() => {
@@ -486,7 +488,7 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   sendJson(res, status, JSON.stringify(body));
 }
 
-function sendJson(res: ServerResponse, status: number, text: string): void {
+function sendJson(res: ServerResponse, status: number, text: string | Buffer): void {
   res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
   res.end(text);
 }
