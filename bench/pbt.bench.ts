@@ -78,26 +78,34 @@ async function best(p: Problem, sampler: Sampler, dir: string, nTrials: number):
 export default async function (ctx: BenchContext): Promise<void> {
   const seeds = ctx.quick ? [1, 2] : [1, 2, 3, 4, 5, 6, 7, 8];
   const dir = await mkdtemp(path.join(os.tmpdir(), 'pt-bench-pbt-'));
-  const rows: { problem: string; seed: number; pbt: number; random: number; tpe: number; pbtSteps: number; baselineSteps: number; pbtTrials: number }[] = [];
+  const rows: { problem: string; seed: number; pbt: number; pbtSynch: number; pbtSynchSteps: number; random: number; tpe: number; pbtSteps: number; baselineSteps: number; pbtTrials: number }[] = [];
   for (const p of PROBLEMS) {
     for (const seed of seeds) {
-      const run = { steps: 0 };
-      const pbt = new PopulationBasedTraining({ perturbationInterval: p.interval, populationSize: 8, seed, hyperparamMutations: p.mutations });
-      const study = await createStudy({ direction: p.direction, sampler: new RandomSampler({ seed }), pruner: pbt, checkpointConfig: { numToKeep: 2 } });
-      await study.optimize(p.objective(dir, run, p.interval), { nJobs: 4 });
-      const n = Math.ceil(run.steps / p.steps);
+      const runPbt = async (synch: boolean) => {
+        const run = { steps: 0 };
+        const pbt = new PopulationBasedTraining({ perturbationInterval: p.interval, populationSize: 8, seed, synch, hyperparamMutations: p.mutations });
+        const study = await createStudy({ direction: p.direction, sampler: new RandomSampler({ seed }), pruner: pbt, checkpointConfig: { numToKeep: 2 } });
+        await study.optimize(p.objective(dir, run, p.interval), { nJobs: 4 });
+        return { best: study.bestValue, steps: run.steps, trials: study.trials.length };
+      };
+      const synch = await runPbt(true);
+      const asyncRun = await runPbt(false);
+      // The baselines get at least the larger of the two PBT budgets.
+      const n = Math.ceil(Math.max(asyncRun.steps, synch.steps) / p.steps);
       const row = {
         problem: p.name,
         seed,
-        pbt: study.bestValue,
+        pbtSynch: synch.best,
+        pbtSynchSteps: synch.steps,
+        pbt: asyncRun.best,
         random: await best(p, new RandomSampler({ seed }), dir, n),
         tpe: await best(p, new TPESampler({ seed, nStartupTrials: 4 }), dir, n),
-        pbtSteps: run.steps,
+        pbtSteps: asyncRun.steps,
         baselineSteps: n * p.steps,
-        pbtTrials: study.trials.length,
+        pbtTrials: asyncRun.trials,
       };
       rows.push(row);
-      ctx.log(`${p.name} seed ${seed}: pbt ${row.pbt.toFixed(4)} random ${row.random.toFixed(4)} tpe ${row.tpe.toFixed(4)} (steps ${row.pbtSteps} vs ${row.baselineSteps}, ${row.pbtTrials} PBT trials)`);
+      ctx.log(`${p.name} seed ${seed}: pbt ${row.pbt.toFixed(4)} pbt-synch ${row.pbtSynch.toFixed(4)} random ${row.random.toFixed(4)} tpe ${row.tpe.toFixed(4)} (steps ${row.pbtSteps} vs ${row.baselineSteps}, ${row.pbtTrials} PBT trials)`);
     }
   }
   await rm(dir, { recursive: true, force: true });
@@ -108,19 +116,20 @@ export default async function (ctx: BenchContext): Promise<void> {
   };
   const f = (v: number) => v.toFixed(4);
   const lines = [
-    `Population 8 (4 at a time, one process), seeds ${seeds.join(', ')}; the baselines get at least PBT's total steps (whole runs, one fixed configuration each). schedule: final loss (lower is better); jaderberg-toy: final Q (higher is better, 1.2 at best).`,
+    `Population 8 (4 at a time, one process), seeds ${seeds.join(', ')}; PBT asynchronous and synch; the baselines get at least the larger PBT budget (whole runs, one fixed configuration each). schedule: final loss (lower is better); jaderberg-toy: final Q (higher is better, 1.2 at best).`,
     '',
-    '| problem | PBT median | random median | TPE median | PBT better than both (seeds) | PBT steps (median) | baseline steps (median) |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
+    '| problem | PBT median | PBT synch median | random median | TPE median | PBT better than both (seeds) | PBT synch better than both | PBT steps (median) | synch steps (median) | baseline steps (median) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const p of PROBLEMS) {
     const rs = rows.filter((r) => r.problem === p.name);
     const better = (a: number, b: number) => (p.direction === 'minimize' ? a < b : a > b);
     const wins = rs.filter((r) => better(r.pbt, r.random) && better(r.pbt, r.tpe)).length;
-    lines.push(`| ${p.name} | ${f(median(rs.map((r) => r.pbt)))} | ${f(median(rs.map((r) => r.random)))} | ${f(median(rs.map((r) => r.tpe)))} | ${wins} of ${rs.length} | ${median(rs.map((r) => r.pbtSteps))} | ${median(rs.map((r) => r.baselineSteps))} |`);
+    const synchWins = rs.filter((r) => better(r.pbtSynch, r.random) && better(r.pbtSynch, r.tpe)).length;
+    lines.push(`| ${p.name} | ${f(median(rs.map((r) => r.pbt)))} | ${f(median(rs.map((r) => r.pbtSynch)))} | ${f(median(rs.map((r) => r.random)))} | ${f(median(rs.map((r) => r.tpe)))} | ${wins} of ${rs.length} | ${synchWins} of ${rs.length} | ${median(rs.map((r) => r.pbtSteps))} | ${median(rs.map((r) => r.pbtSynchSteps))} | ${median(rs.map((r) => r.baselineSteps))} |`);
   }
-  lines.push('', '| problem | seed | PBT | random | TPE | PBT steps | baseline steps |', '| --- | --- | --- | --- | --- | --- | --- |');
-  for (const r of rows) lines.push(`| ${r.problem} | ${r.seed} | ${f(r.pbt)} | ${f(r.random)} | ${f(r.tpe)} | ${r.pbtSteps} | ${r.baselineSteps} |`);
+  lines.push('', '| problem | seed | PBT | PBT synch | random | TPE | PBT steps | synch steps | baseline steps |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const r of rows) lines.push(`| ${r.problem} | ${r.seed} | ${f(r.pbt)} | ${f(r.pbtSynch)} | ${f(r.random)} | ${f(r.tpe)} | ${r.pbtSteps} | ${r.pbtSynchSteps} | ${r.baselineSteps} |`);
   const md = lines.join('\n');
   ctx.log('\n' + md);
   await ctx.writeResult(ctx.quick ? 'pbt-quick' : 'pbt', { machine: machineInfo(), rows }, md);

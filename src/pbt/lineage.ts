@@ -13,6 +13,10 @@
  *   the start), `fixedParams` (the explored values).
  * - On an exploited trial (ends PRUNED): `pbtExploited` `{ step, time, parent }`
  *   and `pbtReason` (one line of text).
+ * - On a member stopped at a sync point (synch mode; ends PRUNED): `pbtStopped` `{ sync, step }` and
+ *   `pbtReason`; its continuation from itself has `pbtParent` equal to `pbtReplaces` and no changes.
+ * - When a continuation's chosen checkpoint was gone and it started from a newer one of the same member
+ *   (checkpoints/manager.ts): `pbtChosenCheckpoint`, with `pbtCheckpoint` / `pbtStartStep` rewritten.
  */
 import type { ParamValue } from '../distributions.js';
 import { checkpointRefs, type CheckpointRef } from '../checkpoints/refs.js';

@@ -1,5 +1,6 @@
 /**
- * PopulationBasedTraining: Ray Tune's PBT scheduler (asynchronous mode) as an Optuna pruner. Plug it in
+ * PopulationBasedTraining: Ray Tune's PBT scheduler as an Optuna pruner (asynchronous mode, and Ray's
+ * `synch` mode where members wait for each other at every sync point). Plug it in
  * as the study's pruner; the objective reports a score every step, calls `shouldPrune()`, saves a
  * checkpoint at least once per perturbation interval and starts from `getCheckpoint()`.
  *
@@ -12,7 +13,8 @@
  * distributions), the cloned checkpoint (the one the top member recorded at its last point, on any
  * peer: fetched from a holder if need be), `pbtParent` and the step it starts from. With
  * `populationSize`, `optimize()` starts members until the population is full, then only runs
- * continuations, and returns when every member has finished.
+ * continuations, and returns when every member has finished. The attrs it writes, and the lineage
+ * reads, are in lineage.ts; the explore step is explore.ts.
  */
 import { parseDistribution, type Distribution, type ParamValue } from '../distributions.js';
 import { checkOptions, OptionError, rules } from '../errors.js';
