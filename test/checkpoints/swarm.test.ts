@@ -5,21 +5,14 @@
 // copy fetches one from a holder; the keep rules leave exactly the kept blobs on every holder.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import readline from 'node:readline';
+import { rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { PeerProcess, afterAll } from '../fixtures/peer-process.js';
 import { waitFor } from '../fixtures/wait.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/checkpoint-peer.ts', import.meta.url));
+const FINAL = ['trained', 'trials', 'got', 'blobs', 'bye', 'hanging'];
 
-interface Msg {
-  ev: string;
-  id?: number;
-  [k: string]: unknown;
-}
 interface TrialDump {
   trialId: string;
   owner: string;
@@ -30,81 +23,17 @@ interface TrialDump {
   checkpoints: { hash: string; step: number | null; holders: string[]; seq: number }[];
 }
 
-const dirs: string[] = [];
-const procs = new Set<ChildProcess>();
-after(async () => {
-  for (const p of procs) p.kill('SIGKILL');
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
+after(afterAll);
 
-const FINAL = new Set(['trained', 'trials', 'got', 'blobs', 'bye', 'error', 'hanging']);
-
-class Peer {
-  peerId = '';
-  addrs: string[] = [];
-  readonly events: Msg[] = [];
-  private nextId = 1;
-  private readonly waiting = new Map<number, (m: Msg) => void>();
-  readonly proc: ChildProcess;
-  readonly ready: Promise<void>;
-
-  constructor(readonly dataDir: string, cfg: Record<string, unknown>) {
-    this.proc = spawn(process.execPath, ['--import', 'tsx', FIXTURE, JSON.stringify({ dataDir, ...cfg })], { stdio: ['pipe', 'pipe', 'inherit'] });
-    procs.add(this.proc);
-    this.proc.on('exit', () => procs.delete(this.proc));
-    let readyResolve!: () => void;
-    this.ready = new Promise((r) => (readyResolve = r));
-    readline.createInterface({ input: this.proc.stdout! }).on('line', (line) => {
-      let m: Msg;
-      try {
-        m = JSON.parse(line) as Msg;
-      } catch {
-        return;
-      }
-      this.events.push(m);
-      if (m.ev === 'ready') {
-        this.peerId = m['peerId'] as string;
-        this.addrs = m['addrs'] as string[];
-        readyResolve();
-      } else if (m.id !== undefined && FINAL.has(m.ev)) this.waiting.get(m.id)?.(m);
-    });
-  }
-
-  static async start(name: string, cfg: Record<string, unknown>): Promise<Peer> {
-    const d = await mkdtemp(path.join(os.tmpdir(), `pt-cks-${name}-`));
-    dirs.push(d);
-    const p = new Peer(d, cfg);
-    await p.ready;
-    return p;
-  }
-
-  /** Sends a command; resolves with its final message (an `error` rejects). */
-  send(cmd: Record<string, unknown>): Promise<Msg> {
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, (m) => {
-        this.waiting.delete(id);
-        if (m.ev === 'error') reject(new Error(String(m['message'])));
-        else resolve(m);
-      });
-      this.proc.stdin!.write(JSON.stringify({ ...cmd, id }) + '\n');
-    });
-  }
-
-  async trials(): Promise<TrialDump[]> {
-    return (await this.send({ cmd: 'trials' }))['trials'] as TrialDump[];
-  }
-
-  async blobs(): Promise<string[]> {
-    return (await this.send({ cmd: 'blobs' }))['hashes'] as string[];
-  }
-}
+const start = (name: string, cfg: Record<string, unknown>) => PeerProcess.start(FIXTURE, cfg, { final: FINAL, dirPrefix: `pt-cks-${name}-` });
+const trialsOf = async (p: PeerProcess) => (await p.send({ cmd: 'trials' }))['trials'] as TrialDump[];
+const blobsOf = async (p: PeerProcess) => (await p.send({ cmd: 'blobs' }))['hashes'] as string[];
 
 test('machine loss: the checkpoint copy on another peer lets one live peer resume the trial at step k+1', { timeout: 240_000 }, async () => {
   const study = 'ck-loss';
-  const a = await Peer.start('a', { create: true, studyName: study, numToKeep: 1, minReplicas: 1, maxRetries: 1 });
-  const b = await Peer.start('b', { studyName: study, join: a.addrs, numToKeep: 1, minReplicas: 1, maxRetries: 1 });
-  const c = await Peer.start('c', { studyName: study, join: a.addrs, numToKeep: 1, minReplicas: 1, maxRetries: 1 });
+  const a = await start('a', { create: true, studyName: study, numToKeep: 1, minReplicas: 1, maxRetries: 1 });
+  const b = await start('b', { studyName: study, join: a.addrs, numToKeep: 1, minReplicas: 1, maxRetries: 1 });
+  const c = await start('c', { studyName: study, join: a.addrs, numToKeep: 1, minReplicas: 1, maxRetries: 1 });
   // B and C each run one short trial first, so each counts as a worker in the other's retry assignment.
   await Promise.all([b.send({ cmd: 'train', steps: 1 }), c.send({ cmd: 'train', steps: 1 })]);
 
@@ -112,7 +41,7 @@ test('machine loss: the checkpoint copy on another peer lets one live peer resum
   const lost = hanging['trialId'] as string;
   // The latest checkpoint (step 3) is confirmed on one other peer: its holders name A and B or C.
   const confirmed = await waitFor('a confirmed copy of step 3 on B or C', 60_000, async () => {
-    const t = (await b.trials()).find((x) => x.trialId === lost);
+    const t = (await trialsOf(b)).find((x) => x.trialId === lost);
     const latest = t?.checkpoints.at(-1);
     return latest && latest.step === 3 && latest.holders.length >= 2 ? latest : null;
   });
@@ -122,10 +51,10 @@ test('machine loss: the checkpoint copy on another peer lets one live peer resum
   const [holderPeer, otherPeer] = holder === b.peerId ? [b, c] : [c, b];
   // Keep rules on the holder too: numToKeep 1 keeps only the latest; its blob store ends with exactly
   // the blobs the kept references need (B's and C's own step-1 checkpoints, and A's step 3).
-  const expectedOnHolder = async () => new Set((await holderPeer.trials()).flatMap((t) => t.checkpoints.filter((r) => r.holders.includes(holder)).map((r) => r.hash)));
+  const expectedOnHolder = async () => new Set((await trialsOf(holderPeer)).flatMap((t) => t.checkpoints.filter((r) => r.holders.includes(holder)).map((r) => r.hash)));
   await waitFor('the holder dropped copies of A\'s older checkpoints', 60_000, async () => {
     const want = await expectedOnHolder();
-    const have = await holderPeer.blobs();
+    const have = await blobsOf(holderPeer);
     return have.length === want.size && have.every((h) => want.has(h));
   });
 
@@ -133,7 +62,7 @@ test('machine loss: the checkpoint copy on another peer lets one live peer resum
   a.proc.kill('SIGKILL');
   await rm(a.dataDir, { recursive: true, force: true });
   await waitFor('B and C see the lost trial as FAIL', 30_000, async () => {
-    const [tb, tc] = await Promise.all([b.trials(), c.trials()]);
+    const [tb, tc] = await Promise.all([trialsOf(b), trialsOf(c)]);
     return tb.find((t) => t.trialId === lost)?.state === 'FAIL' && tc.find((t) => t.trialId === lost)?.state === 'FAIL';
   });
 
@@ -145,11 +74,11 @@ test('machine loss: the checkpoint copy on another peer lets one live peer resum
   const r = retries[0]!;
   assert.equal(r['firstStep'], 4, 'the retry starts at the step after the last checkpoint');
   assert.equal(r['from'], lost, 'from the lost trial\'s checkpoint');
-  const lostToken = (await b.trials()).find((t) => t.trialId === lost)!.params['token'] as number;
+  const lostToken = (await trialsOf(b)).find((t) => t.trialId === lost)!.params['token'] as number;
   assert.equal(r['acc'], 10 + 20 + 30 + 3 * lostToken, 'with the state it saved at step 3');
 
   const final = await waitFor('both replicas show the retry COMPLETE', 30_000, async () => {
-    const t = await otherPeer.trials();
+    const t = await trialsOf(otherPeer);
     const retry = t.find((x) => x.systemAttrs['retryOf'] === lost && x.state === 'COMPLETE');
     return retry ? { t, retry } : null;
   });
@@ -159,11 +88,11 @@ test('machine loss: the checkpoint copy on another peer lets one live peer resum
 
   // The peer that holds no copy of A's checkpoint fetches it from the holder (A is gone).
   const retrier = b.events.includes(r) ? b : c;
-  const otherHas = (await otherPeer.blobs()).includes(confirmed.hash);
+  const otherHas = (await blobsOf(otherPeer)).includes(confirmed.hash);
   // If the retry ran on the peer without the copy, it fetched the copy from the holder to resume.
   assert.equal(otherHas, retrier === otherPeer, retrier === otherPeer ? 'the retrier fetched the copy' : 'the non-holder has no copy before it asks');
   const got = await otherPeer.send({ cmd: 'get', trialId: lost });
   assert.deepEqual(JSON.parse(got['content'] as string), { step: 3, acc: 60 + 3 * lostToken });
-  assert.ok((await otherPeer.blobs()).includes(confirmed.hash), 'the fetched blob is in its store');
+  assert.ok((await blobsOf(otherPeer)).includes(confirmed.hash), 'the fetched blob is in its store');
   await Promise.all([b.send({ cmd: 'quit' }), c.send({ cmd: 'quit' })]);
 });
