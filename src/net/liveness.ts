@@ -61,11 +61,19 @@ export interface LivenessLimits {
   authorBurst: number;
   /** Past this rate (bucket of twice the burst), an author's heartbeats are rejected: charged to the deliverer. */
   authorHardRate: number;
-  /** New authors per second one connection may introduce (bucket of `newPeerBurst`); more are ignored. */
+  /**
+   * New authors per second one connection may introduce (bucket of `newPeerBurst`); more are ignored
+   * (never rejected: an honest relay forwards what it took from all its connections, so it may
+   * legitimately go over; what is ignored is not forwarded, and the author comes again next beat).
+   */
   newPeerRate: number;
   newPeerBurst: number;
-  /** Past this (bucket of 4x the burst), new authors from that connection are rejected and charged to it. */
-  newPeerHardRate: number;
+  /**
+   * Heartbeats per second one connection may deliver, all authors together (bucket of twice the rate);
+   * more are ignored. This bounds what made-up authors that got into the table can send through one
+   * connection, each staying under its own rate.
+   */
+  relayRate: number;
 }
 
 export const DEFAULT_LIVENESS_LIMITS: Readonly<LivenessLimits> = {
@@ -75,9 +83,9 @@ export const DEFAULT_LIVENESS_LIMITS: Readonly<LivenessLimits> = {
   authorRate: 10,
   authorBurst: 20,
   authorHardRate: 20,
-  newPeerRate: 32,
-  newPeerBurst: 128,
-  newPeerHardRate: 64,
+  newPeerRate: 8,
+  newPeerBurst: 32,
+  relayRate: 1000,
 };
 
 /** A token bucket: `take()` is false when empty. */
@@ -113,8 +121,8 @@ interface PeerEntry {
 }
 
 interface ViaEntry {
-  soft: Bucket;
-  hard: Bucket;
+  newPeers: Bucket;
+  all: Bucket;
 }
 
 export type HeartbeatVerdict = 'accept' | 'reject' | 'ignore';
@@ -125,8 +133,9 @@ export type HeartbeatVerdict = 'accept' | 'reject' | 'ignore';
  * authenticated; made-up authors never are). Also the admission of heartbeats: signed by their author,
  * fresh (timestamp within `maxAgeMs` of local time), newer than the last one from that author, within
  * the author's rate, and from a connection that does not introduce new authors faster than
- * `newPeerRate`. A heartbeat that fails is not forwarded (ignore), and one that no honest relay would
- * have forwarded (an author or a connection far over its rate) is rejected, which charges the connection.
+ * `newPeerRate` nor deliver more than `relayRate`. A heartbeat that fails is not forwarded (ignore),
+ * and one that no honest relay would have forwarded (an author far over its rate: relays apply the
+ * same limit) is rejected, which charges the connection.
  */
 export class LivenessTable {
   /** Map order is recency order: the first entry is the least recently seen. */
@@ -201,18 +210,21 @@ export class LivenessTable {
       count('heartbeat:stale');
       return 'ignore';
     }
+    let v = this.vias.get(via);
+    if (!v) {
+      if (this.vias.size >= L.maxPeers) this.vias.delete(this.vias.keys().next().value!);
+      v = { newPeers: new Bucket(L.newPeerRate, L.newPeerBurst, now), all: new Bucket(L.relayRate, 2 * L.relayRate, now) };
+      this.vias.set(via, v);
+    }
+    if (!v.all.take(now)) {
+      count('heartbeat:relay-rate');
+      return 'ignore';
+    }
     let e = this.peers.get(from);
     if (!e) {
-      let v = this.vias.get(via);
-      if (!v) {
-        if (this.vias.size >= L.maxPeers) this.vias.delete(this.vias.keys().next().value!);
-        v = { soft: new Bucket(L.newPeerRate, L.newPeerBurst, now), hard: new Bucket(L.newPeerHardRate, 4 * L.newPeerBurst, now) };
-        this.vias.set(via, v);
-      }
-      const hard = v.hard.take(now);
-      if (!v.soft.take(now)) {
+      if (!v.newPeers.take(now)) {
         count('heartbeat:new-peer-rate');
-        return hard ? 'ignore' : 'reject';
+        return 'ignore';
       }
       const evictedBefore = this.evicted;
       e = this.insert(from, isConnected) ?? undefined;

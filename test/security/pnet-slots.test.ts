@@ -25,12 +25,12 @@ describe('private swarm slots (issue 15 F5)', () => {
   it('idle key-less connections cannot keep a key holder out; a wrong key is closed at once', async () => {
     const key = new TextDecoder().decode(generateSwarmKey());
     const v = await PeerProcess.start({ dataDir: join(dir.path, 'v'), create: true, studyName: 'private', swarmKey: key });
-    // Stronger than the red team's 10 renewed once a second: up to 40 sockets, 4 new ones a second
-    // (libp2p lets one host open 5 a second; the key holder is on the same host, 127.0.0.1).
-    const attack = idleSockets(v.addrs[0]!, 40, randomBytes(24), 4);
+    // The red team's attack: 10 sockets that send a nonce and nothing more, the oldest replaced by a
+    // new one every second (so a slot freed is taken again at once).
+    const attack = idleSockets(v.addrs[0]!, 10, randomBytes(24), 1);
     stops.push(attack.stop);
     // The attack is in place once V has closed some of its sockets for sending no handshake.
-    await waitFor(async () => ((await v.stats()).counters['pnet:no-handshake'] ?? 0) >= 4, 'V closes idle key-less sockets', 30_000);
+    await waitFor(async () => ((await v.stats()).counters['pnet:no-handshake'] ?? 0) >= 2, 'V closes idle key-less sockets', 30_000);
     const t0 = Date.now();
     // The key holder: ready only once it has reached V and loaded the study from it.
     const k = await PeerProcess.start({ dataDir: join(dir.path, 'k'), studyName: 'private', join: [v.addrs[0]], swarmKey: key });
