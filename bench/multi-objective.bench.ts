@@ -160,7 +160,8 @@ export default async function multiObjective(ctx: BenchContext): Promise<void> {
   // mode it recomputes hypervolume contributions (Python WFG) for every parameter of every trial, which
   // took over 5 minutes per 200-trial DTLZ2 study on the shared machine; multivariate=True does that
   // once per trial (and matches peertune's multivariate default), so that is the baseline here.
-  const seeds = ctx.quick ? 2 : 10;
+  // MO_BENCH_SEEDS / MO_BENCH_PROBLEMS (comma list) shrink a full run when the shared machine is busy.
+  const seeds = ctx.quick ? 2 : Number(process.env['MO_BENCH_SEEDS'] ?? 10);
   const nTrials = ctx.quick ? 60 : 200;
   const budgets = ctx.quick ? [30, 60] : [50, 100, 200];
   let configs: Config[] = ['pt-tpe-rank', 'pt-tpe-hv', 'pt-nsga2', 'pt-gp'];
@@ -175,8 +176,10 @@ export default async function multiObjective(ctx: BenchContext): Promise<void> {
   const tasks: Task[] = [];
   // The slowest first (the GP; then Optuna, whose cached studies take no time), so the lanes finish together.
   const order = (c: Config) => (c === 'pt-gp' ? 0 : c.startsWith('optuna') ? 1 : 2);
-  for (const config of [...configs].sort((a, b) => order(a) - order(b))) for (const p of PROBLEMS) for (let seed = 0; seed < seeds; seed++) tasks.push({ config, problem: p.name, seed, nTrials, optunaVersion: optuna.version });
-  ctx.log(`${tasks.length} studies (${configs.length} samplers x ${PROBLEMS.length} problems x ${seeds} seeds x ${nTrials} trials) on 2 workers`);
+  const onlyProblems = process.env['MO_BENCH_PROBLEMS']?.split(',').filter(Boolean) ?? null;
+  const problems = PROBLEMS.filter((p) => !onlyProblems || onlyProblems.includes(p.name));
+  for (const config of [...configs].sort((a, b) => order(a) - order(b))) for (const p of problems) for (let seed = 0; seed < seeds; seed++) tasks.push({ config, problem: p.name, seed, nTrials, optunaVersion: optuna.version });
+  ctx.log(`${tasks.length} studies (${configs.length} samplers x ${problems.length} problems x ${seeds} seeds x ${nTrials} trials) on 2 workers`);
   const t0 = performance.now();
   let lastPct = -1;
   const results = await runPool<Task, TaskResult>(THIS_FILE, WORKER_ENV, tasks, 2, (t) => `${LABEL[t.config]} on ${t.problem} (seed ${t.seed})`, (done) => {
@@ -190,7 +193,7 @@ export default async function multiObjective(ctx: BenchContext): Promise<void> {
   const hv = (r: TaskResult, k: number): number => hypervolume(r.values.slice(0, k), problemNamed(r.task.problem).reference);
   const cell: Record<string, Partial<Record<Config, Record<number, number[]>>>> = {};
   const seconds: Partial<Record<Config, number>> = {};
-  for (const p of PROBLEMS) {
+  for (const p of problems) {
     cell[p.name] = {};
     for (const c of configs) {
       const runs = results.filter((r) => r.task.problem === p.name && r.task.config === c).sort((a, b) => a.task.seed - b.task.seed);
@@ -213,7 +216,7 @@ export default async function multiObjective(ctx: BenchContext): Promise<void> {
   const summary: Record<string, unknown> = {};
   for (const k of budgets) {
     md.push(`### Hypervolume after ${k} trials`, '');
-    md.push(table(['problem', ...configs.map((c) => LABEL[c])], PROBLEMS.map((p) => [p.name, ...configs.map((c) => text(cell[p.name]![c]?.[k]))])), '');
+    md.push(table(['problem', ...configs.map((c) => LABEL[c])], problems.map((p) => [p.name, ...configs.map((c) => text(cell[p.name]![c]?.[k]))])), '');
     const pairs: [Config, Config][] = (
       [
         ['pt-tpe-rank', 'optuna-tpe'],
@@ -226,7 +229,7 @@ export default async function multiObjective(ctx: BenchContext): Promise<void> {
         ['pt-gp', 'pt-tpe-hv'],
       ] as [Config, Config][]
     ).filter(([a, b]) => configs.includes(a) && configs.includes(b));
-    const rows = PROBLEMS.map((p) => [
+    const rows = problems.map((p) => [
       p.name,
       ...pairs.map(([a, b]) => {
         const xa = cell[p.name]![a]![k]!;
@@ -236,12 +239,12 @@ export default async function multiObjective(ctx: BenchContext): Promise<void> {
       }),
     ]);
     md.push(table(['problem', ...pairs.map(([a, b]) => `${LABEL[a]} vs ${LABEL[b]}`)], rows), '');
-    summary[String(k)] = Object.fromEntries(PROBLEMS.map((p) => [p.name, Object.fromEntries(configs.map((c) => [c, median(cell[p.name]![c]![k]!)]))]));
+    summary[String(k)] = Object.fromEntries(problems.map((p) => [p.name, Object.fromEntries(configs.map((c) => [c, median(cell[p.name]![c]![k]!)]))]));
   }
   const last = budgets[budgets.length - 1]!;
   if (configs.includes('optuna-tpe') && configs.includes('optuna-nsga2')) {
     for (const c of (['pt-tpe-rank', 'pt-tpe-hv', 'pt-gp'] as Config[]).filter((x) => configs.includes(x))) {
-      const above = PROBLEMS.filter((p) => ISSUE_PROBLEMS.has(p.name)).filter((p) => {
+      const above = problems.filter((p) => ISSUE_PROBLEMS.has(p.name)).filter((p) => {
         const m = median(cell[p.name]![c]![last]!);
         return m > median(cell[p.name]!['optuna-tpe']![last]!) && m > median(cell[p.name]!['optuna-nsga2']![last]!);
       });
