@@ -102,6 +102,7 @@ describe('heartbeat attacks (issue 15 F9-F11)', () => {
     const rate = (during.done / during.ms) * 1000;
     const vs = await v.stats();
     const ws = await w.stats();
+    console.log(`F9: V ran ${baseRate.toFixed(1)} trials/s before the flood, ${rate.toFixed(1)} during it (${sent} heartbeats sent over ${connections} connection(s))`);
     // Sentinel: W's heartbeats keep reaching the observer through V after the flood, so whatever V
     // forwarded of the attackers' heartbeats has arrived too.
     const wBefore = seen.get(w.peerId) ?? 0;
