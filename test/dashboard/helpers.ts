@@ -3,14 +3,13 @@
  * a conditional space, pruned-heavy, 2 and 3 objectives) in a real PeerStorage on a temp data dir,
  * headless Chromium through playwright-core, and a worker peer process.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import { createStudy, RandomSampler, TrialPruned, type Study } from '../../src/index.js';
 import type { PeerStorage } from '../../src/storage/replicated/index.js';
+import { PeerProcess } from '../fixtures/peer-process.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 export const noChromium = existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent (apt install chromium); the dashboard browser tests need it`;
@@ -80,47 +79,9 @@ export async function multiStudy(storage: PeerStorage, name: string, n: number, 
   return study;
 }
 
-interface Reply {
-  ev: string;
-  id?: number;
-  [k: string]: unknown;
-}
-
 /** A worker peer process (test/dashboard/peer-process.ts) joined to the dashboard's replica. */
-export class WorkerPeer {
-  peerId = '';
-  readonly proc: ChildProcess;
-  readonly ready: Promise<void>;
-  private next = 1;
-  private readonly waiting = new Map<number, (r: Reply) => void>();
-
+export class WorkerPeer extends PeerProcess {
   constructor(cfg: { dataDir: string; join: string[]; studyName: string }) {
-    this.proc = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'peer-process.ts'), JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'inherit'] });
-    let readyResolve!: () => void;
-    this.ready = new Promise((r) => (readyResolve = r));
-    readline.createInterface({ input: this.proc.stdout! }).on('line', (line) => {
-      let msg: Reply;
-      try {
-        msg = JSON.parse(line) as Reply;
-      } catch {
-        return;
-      }
-      if (msg.ev === 'ready') {
-        this.peerId = msg['peerId'] as string;
-        readyResolve();
-      } else if (msg.id !== undefined) this.waiting.get(msg.id)?.(msg);
-    });
-  }
-
-  send(cmd: Record<string, unknown>): Promise<Reply> {
-    const id = this.next++;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, (r) => (r.ev === 'error' ? reject(new Error(String(r['message']))) : resolve(r)));
-      this.proc.stdin!.write(JSON.stringify({ ...cmd, id }) + '\n');
-    });
-  }
-
-  kill(): void {
-    this.proc.kill('SIGKILL');
+    super(path.join(import.meta.dirname, 'peer-process.ts'), cfg);
   }
 }
