@@ -50,3 +50,15 @@ describe('TrialView policy (issue 15)', () => {
     assert.equal(v.oldestUnclaimed(1)?.id, ws[3]!.id);
   });
 });
+
+describe('TrialView clock (issue 15, found along F7)', () => {
+  it("a member's claim near 2^53 does not drag this replica's clock: new trials stay safe integers", () => {
+    const v = new TrialView(SELF);
+    const now = Date.now();
+    v.put([rec('liar', 0, { c: Number.MAX_SAFE_INTEGER })], now);
+    const c = v.nextClaim(now);
+    assert.ok(Number.isSafeInteger(c) && c < now + 1000, `next claim ${c}`);
+    v.put([rec('peer', 0, { c: now + 5000 })], now);
+    assert.equal(v.nextClaim(now), now + 5001, 'a claim a little ahead (clock skew) still orders ours after it');
+  });
+});

@@ -37,6 +37,9 @@ export interface ViewPolicy {
   maxClaimsPerOwner: number;
 }
 
+/** How far ahead of the local clock another trial's claim may move this replica's clock (clock skew is far smaller). */
+export const MAX_CLAIM_AHEAD_MS = 24 * 3600_000;
+
 export const DEFAULT_VIEW_POLICY: ViewPolicy = { claimTimeoutMs: 6 * 3600_000, maxClaimsPerOwner: 64 };
 
 export interface NumberChange {
@@ -119,7 +122,9 @@ export class TrialView {
       if (prev && prev.v > rec.v) continue;
       this.records.set(rec.id, rec);
       touched.push(rec.id);
-      if (rec.c > this.maxClaim) this.maxClaim = rec.c;
+      // A claim far ahead of this clock (a member can sign any c) does not move ours: following it to
+      // 2^53 would make every trial this peer creates unsafe-integer, refused by every other replica.
+      if (rec.c > this.maxClaim && rec.c <= now + MAX_CLAIM_AHEAD_MS) this.maxClaim = rec.c;
       if (!this.firstSeen.has(rec.id)) this.firstSeen.set(rec.id, now);
       if (rec.s === 'RUNNING' && rec.o !== this.self) this.runningRemote.add(rec.id);
       else this.runningRemote.delete(rec.id);
