@@ -143,10 +143,21 @@ export class CheckpointManager {
         if (!parent) throw new CheckpointError(`trial ${t.number} clones a checkpoint of trial ${cloned.trialId}, which this replica does not hold`);
         const refs = checkpointRefs(parent);
         const match = refs.find((r) => r.seq === cloned.seq);
-        if (match) return this.materialize(match);
-        // Its owner dropped it (a decision taken on a view that lagged more than two perturbation
-        // intervals): the member's checkpoint at its last point now is the next best clone.
-        const instead = offeredCheckpoint(parent) ?? refs.reduce<CheckpointRef | null>((a, b) => (!a || b.seq > a.seq ? b : a), null);
+        let instead: CheckpointRef | null;
+        if (match) {
+          try {
+            return await this.materialize(match);
+          } catch (e) {
+            // Its owner dropped it before our replica heard (the holders refuse it): its newest then.
+            if (!(e instanceof CheckpointError)) throw e;
+            instead = refs.filter((r) => r.seq > match.seq).reduce<CheckpointRef | null>((a, b) => (!a || b.seq > a.seq ? b : a), null);
+            if (!instead) throw e;
+          }
+        } else {
+          // Its owner dropped it (a decision taken on a view that lagged more than two perturbation
+          // intervals): the member's checkpoint at its last point now is the next best clone.
+          instead = offeredCheckpoint(parent) ?? refs.reduce<CheckpointRef | null>((a, b) => (!a || b.seq > a.seq ? b : a), null);
+        }
         if (!instead) throw new CheckpointError(`trial ${t.number} clones checkpoint ${cloned.trialId}#${cloned.seq}, and trial ${parent.number} lists no checkpoint now`);
         logger.warn(`Trial ${t.number} clones checkpoint ${cloned.trialId}#${cloned.seq} (step ${cloned.step}), which trial ${parent.number} no longer keeps; it starts from ${instead.id} (step ${instead.step}) instead.`);
         if (t.state === 'RUNNING' && t.owner === this.opts.peerId) {
