@@ -96,6 +96,7 @@ interface Child {
   send(cmd: object): Promise<Record<string, unknown>>;
   ready: Promise<Record<string, unknown>>;
   exited: Promise<void>;
+  kill(): void;
 }
 
 /** Extra node flags for the first peer process only, e.g. PEERTUNE_BENCH_PEER_FLAGS=--cpu-prof to profile one peer. */
@@ -106,7 +107,10 @@ function child(cfg: object, flags: string[] = []): Child {
   const rl = readline.createInterface({ input: proc.stdout! });
   const waits = new Map<number, (m: Record<string, unknown>) => void>();
   let readyResolve!: (m: Record<string, unknown>) => void;
-  const ready = new Promise<Record<string, unknown>>((r) => (readyResolve = r));
+  let readyReject!: (e: Error) => void;
+  const ready = new Promise<Record<string, unknown>>((r, j) => ((readyResolve = r), (readyReject = j)));
+  // A peer that dies before it is ready (e.g. it could not get the study in time on a loaded machine) fails the run instead of hanging it.
+  proc.on('exit', (code) => readyReject(new Error(`a peer process exited (${code}) before it was ready`)));
   rl.on('line', (l) => {
     const m = JSON.parse(l) as Record<string, unknown>;
     if (m['ev'] === 'ready') readyResolve(m);
@@ -116,6 +120,7 @@ function child(cfg: object, flags: string[] = []): Child {
   return {
     ready,
     exited: new Promise((r) => proc.on('exit', () => r())),
+    kill: () => void proc.kill('SIGKILL'),
     send: (cmd) =>
       new Promise((resolve) => {
         const i = ++id;
@@ -125,16 +130,26 @@ function child(cfg: object, flags: string[] = []): Child {
   };
 }
 
-export async function throughput(n: number, seconds: number): Promise<{ trialsPerSec: number; total: number; agreed: boolean; counters: Record<string, number> }> {
+/** Peers run with the product's default heartbeat interval (1 s): every heartbeat costs each peer in proportion to the swarm. */
+export async function throughput(n: number, seconds: number, heartbeatIntervalMs = 1000): Promise<{ trialsPerSec: number; total: number; agreed: boolean; counters: Record<string, number> }> {
   const name = `tp-${n}`;
-  const first = child({ dataDir: await tempDir(), create: true, studyName: name, sampler: 'random', seed: 1, heartbeatIntervalMs: 500, staleAfterMs: 30_000 }, PEER_FLAGS);
+  const first = child({ dataDir: await tempDir(), create: true, studyName: name, sampler: 'random', seed: 1, heartbeatIntervalMs, staleAfterMs: 30_000 }, PEER_FLAGS);
   const r = await first.ready;
+  const started: Child[] = [first];
   const rest = Array.from({ length: n - 1 }, async (_, i) => {
-    const c = child({ dataDir: await tempDir(), join: r['addrs'], studyName: name, sampler: 'random', seed: i + 2, heartbeatIntervalMs: 500, staleAfterMs: 30_000 });
+    const c = child({ dataDir: await tempDir(), join: r['addrs'], studyName: name, sampler: 'random', seed: i + 2, heartbeatIntervalMs, staleAfterMs: 30_000 });
+    started.push(c);
     await c.ready;
     return c;
   });
-  const peers = [first, ...(await Promise.all(rest))];
+  let peers: Child[];
+  try {
+    peers = [first, ...(await Promise.all(rest))];
+  } catch (e) {
+    await Promise.allSettled(rest);
+    for (const c of started) c.kill();
+    throw e;
+  }
   await sleep(1000);
   const t0 = performance.now();
   const ran = await Promise.all(peers.map((p) => p.send({ cmd: 'run', timeout: seconds })));
@@ -558,7 +573,13 @@ export default async function (ctx: BenchContext): Promise<void> {
     };
     try {
       for (const n of counts) {
-        const r = await throughput(n, secs);
+        let r: Awaited<ReturnType<typeof throughput>>;
+        try {
+          r = await throughput(n, secs);
+        } catch (e) {
+          ctx.log(`throughput ${n} peer processes: failed: ${(e as Error).message}`);
+          continue;
+        }
         const c = r.counters;
         ctx.log(`throughput ${n} peer processes: ${fmt(r.trialsPerSec)} trials/s (${r.total} trials, replicas agree: ${r.agreed}; swarm: ${c['gossip:accepted'] ?? 0} gossip messages accepted, ${c['sync:sessions-started'] ?? 0} sync sessions, ${c['sync:accepted-changes'] ?? 0} sync messages with changes)`);
         tp.push([n, r]);
