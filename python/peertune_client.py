@@ -315,9 +315,34 @@ class NopPruner(_Algorithm):
     _name = "nop"
 
 
+class PopulationBasedTraining(_Algorithm):
+    """Ray Tune's PBT (asynchronous, or ``synch=True``) as the study's pruner; options are Ray's names,
+    and those left out take Ray's defaults in the peer. ``hyperparam_mutations`` maps a parameter to a
+    distribution (``FloatDistribution(...)``, ``IntDistribution(...)``) or a list of choices. The
+    objective starts from ``trial.get_checkpoint()`` (a continuation gets the member it clones), saves
+    with ``trial.save_checkpoint`` at least once per perturbation interval, reports each step and
+    raises ``TrialPruned`` when ``trial.should_prune()`` says it was exploited."""
+    _name = "pbt"
+
+    def __init__(self, time_attr=None, perturbation_interval=None, burn_in_period=None, hyperparam_mutations=None,
+                 quantile_fraction=None, resample_probability=None, perturbation_factors=None,
+                 custom_explore_fn=None, synch=None, *, population_size=None, seed=None):
+        if custom_explore_fn is not None:
+            raise ValueError("PopulationBasedTraining: custom_explore_fn is a function; it runs in the peertune peer, so it cannot be given from Python")
+        _Algorithm.__init__(self, time_attr=time_attr, perturbation_interval=perturbation_interval,
+                            burn_in_period=burn_in_period, quantile_fraction=quantile_fraction,
+                            resample_probability=resample_probability,
+                            perturbation_factors=list(perturbation_factors) if perturbation_factors is not None else None,
+                            synch=synch, population_size=population_size, seed=seed)
+        if hyperparam_mutations is not None:
+            self._options["hyperparamMutations"] = dict(
+                (str(k), v._wire() if isinstance(v, BaseDistribution) else list(v)) for k, v in hyperparam_mutations.items())
+
+
 pruners = _submodule("pruners", MedianPruner=MedianPruner, PercentilePruner=PercentilePruner,
                                 SuccessiveHalvingPruner=SuccessiveHalvingPruner, HyperbandPruner=HyperbandPruner,
-                                ThresholdPruner=ThresholdPruner, PatientPruner=PatientPruner, NopPruner=NopPruner)
+                                ThresholdPruner=ThresholdPruner, PatientPruner=PatientPruner, NopPruner=NopPruner,
+                                PopulationBasedTraining=PopulationBasedTraining)
 
 
 # ---------------------------------------------------------------------------------------------
