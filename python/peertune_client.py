@@ -860,8 +860,24 @@ class Study(object):
         """Stops optimize() after the trials in flight."""
         self._stop = True
 
-    def _run_one(self, func, catch):
-        trial = self.ask()
+    def _ask_admitted(self):
+        """ask(), unless the study's pruner schedules trials (PBT with population_size): then None when
+        the study is done, after waiting while it says wait."""
+        while True:
+            a = self._peer.request({"op": "ask", "study": self._handle, "fixed_distributions": {}, "admit": True})
+            if a.get("turn") == "done":
+                return None
+            if a.get("turn") == "wait":
+                if self._stop:
+                    return None
+                time.sleep(0.2)
+                continue
+            t = Trial(self._backend, a["number"], a["trial_id"], study=self, datetime_start=_parse_time(a.get("datetime_start")))
+            t._handle = a["trial"]
+            return t
+
+    def _run_one(self, func, catch, trial=None):
+        trial = trial if trial is not None else self.ask()
         try:
             value = func(trial)
         except TrialPruned:
@@ -906,7 +922,10 @@ class Study(object):
                     if deadline is not None and time.time() >= deadline:
                         return
                     state["started"] += 1
-                frozen, err = self._run_one(func, catch)
+                trial = self._ask_admitted()
+                if trial is None:
+                    return
+                frozen, err = self._run_one(func, catch, trial)
                 if err is not None:
                     with lock:
                         if state["error"] is None:

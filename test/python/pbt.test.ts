@@ -1,5 +1,5 @@
 // PBT from the Python study API (`peertune_client.pruners.PopulationBasedTraining`, Ray's option
-// names): members run 4 at a time in threads; exploited members end PRUNED and their continuations
+// names): population_size 4, run 4 at a time in threads; exploited members end PRUNED and their continuations
 // resume from the checkpoint of the member they clone, at a perturbation point.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,8 +24,9 @@ test('python: PopulationBasedTraining as the study pruner clones checkpoints at 
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
   assert.equal(r.code, 0, r.stderr);
-  const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { n: number; children: number; pruned: number; resumed: { step: number; saved_step: number }[]; start_steps: number[] };
-  assert.equal(out.n, 60);
+  const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { n: number; members: number; children: number; pruned: number; resumed: { step: number; saved_step: number }[]; start_steps: number[] };
+  assert.equal(out.members, 4, 'optimize keeps the population at population_size (new trials past it are continuations only)');
+  assert.ok(out.n < 60, `optimize returned once every member finished, before n_trials: ${out.n}`);
   assert.ok(out.children > 0, 'some members were exploited and continued as new trials');
   assert.ok(out.pruned > 0, 'exploited members ended PRUNED');
   assert.equal(out.resumed.length, out.children, 'every continuation started from a checkpoint');

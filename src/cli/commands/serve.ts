@@ -217,6 +217,12 @@ class Server {
         const study = this.study(req);
         const fixed: Record<string, Distribution> = {};
         for (const [name, d] of Object.entries((req['fixed_distributions'] as Record<string, unknown> | undefined) ?? {})) fixed[name] = distributionFromWire(name, d);
+        // optimize() in the client asks with admit: a scheduling pruner (PBT's populationSize) may say
+        // wait or done, decided in the same step as the ask so two threads cannot take one last place.
+        if (req['admit'] === true) {
+          const turn = study.pruner.admit?.(study) ?? 'start';
+          if (turn !== 'start') return { turn };
+        }
         const trial = study.ask(fixed);
         const h = this.handle();
         this.trials.set(h, { study, trial });
