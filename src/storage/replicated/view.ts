@@ -72,6 +72,12 @@ export class TrialView {
   readonly firstSeen = new Map<string, number>();
   /** Sticky stale verdicts: trial id -> fail reason. */
   readonly stale = new Map<string, string>();
+  /**
+   * Trial id -> the trial that retries it (`systemAttrs.retryOf`). A RUNNING trial that another peer
+   * retried reads as FAIL on every replica, even one that never saw its owner (a replica opened later
+   * cannot judge the silence itself); if the owner comes back and finishes it, its record says so.
+   */
+  private readonly retriedBy = new Map<string, string>();
   private readonly frozenCache = new Map<string, FrozenTrial>();
   private all: readonly FrozenTrial[] | null = null;
   version = 0;
@@ -128,6 +134,12 @@ export class TrialView {
       if (!this.firstSeen.has(rec.id)) this.firstSeen.set(rec.id, now);
       if (rec.s === 'RUNNING' && rec.o !== this.self) this.runningRemote.add(rec.id);
       else this.runningRemote.delete(rec.id);
+      const of = rec.sa['retryOf'];
+      if (typeof of === 'string' && !this.retriedBy.has(of)) {
+        this.retriedBy.set(of, rec.id);
+        this.frozenCache.delete(of);
+        touched.push(of);
+      }
       if (prev) {
         // The sort key (c, claim, id) never changes between versions of a trial.
         const at = this.index.get(rec.id);
@@ -212,7 +224,8 @@ export class TrialView {
   frozen(rec: TrialRecord): FrozenTrial {
     let f = this.frozenCache.get(rec.id);
     if (f) return f;
-    const staleReason = rec.s === 'RUNNING' ? this.stale.get(rec.id) : undefined;
+    const retry = rec.s === 'RUNNING' && rec.o !== this.self ? this.retriedBy.get(rec.id) : undefined;
+    const staleReason = rec.s === 'RUNNING' ? (this.stale.get(rec.id) ?? (retry ? `retried as trial ${this.numberOf(retry)} after its owner peer ${rec.o} went silent` : undefined)) : undefined;
     f = frozenTrial({
       trialId: rec.id,
       number: this.numberOf(rec.id),
