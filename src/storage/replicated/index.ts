@@ -121,7 +121,13 @@ export class PeerStorage implements Storage {
         }
       },
       policy: {
-        view: opts.viewPolicy,
+        view: {
+          ...opts.viewPolicy,
+          live: (owner) => {
+            const last = this.#ctx.liveness.get(owner);
+            return last !== undefined && Date.now() - last <= opts.staleMs;
+          },
+        },
         ownerQuota: opts.ownerQuota,
         count: (reason) => this.#ctx.count(reason),
         admit: (meta, studyId) => this.#admit(meta, studyId),

@@ -35,6 +35,8 @@ export interface ViewPolicy {
   claimTimeoutMs: number;
   /** Of one owner's RUNNING claims, only the oldest this many hold their enqueued trials. */
   maxClaimsPerOwner: number;
+  /** Whether an owner was heard from within the liveness window (a retry claim does not fail a live owner's trial). */
+  live?: ((owner: string) => boolean) | undefined;
 }
 
 /** How far ahead of the local clock another trial's claim may move this replica's clock (clock skew is far smaller). */
@@ -74,8 +76,9 @@ export class TrialView {
   readonly stale = new Map<string, string>();
   /**
    * Trial id -> the trial that retries it (`systemAttrs.retryOf`). A RUNNING trial that another peer
-   * retried reads as FAIL on every replica, even one that never saw its owner (a replica opened later
-   * cannot judge the silence itself); if the owner comes back and finishes it, its record says so.
+   * retried reads as FAIL on a replica that does not hear its owner (one opened later cannot judge the
+   * silence itself); if the owner comes back and finishes it, its record says so. A replica that hears
+   * the owner keeps the trial RUNNING: anyone can write a trial naming another's in `retryOf`.
    */
   private readonly retriedBy = new Map<string, string>();
   private readonly frozenCache = new Map<string, FrozenTrial>();
@@ -224,7 +227,7 @@ export class TrialView {
   frozen(rec: TrialRecord): FrozenTrial {
     let f = this.frozenCache.get(rec.id);
     if (f) return f;
-    const retry = rec.s === 'RUNNING' && rec.o !== this.self ? this.retriedBy.get(rec.id) : undefined;
+    const retry = rec.s === 'RUNNING' && rec.o !== this.self && !this.policy.live?.(rec.o) ? this.retriedBy.get(rec.id) : undefined;
     const staleReason = rec.s === 'RUNNING' ? (this.stale.get(rec.id) ?? (retry ? `retried as trial ${this.numberOf(retry)} after its owner peer ${rec.o} went silent` : undefined)) : undefined;
     f = frozenTrial({
       trialId: rec.id,
