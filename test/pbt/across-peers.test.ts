@@ -6,25 +6,16 @@
  * and PBT reaches a better final loss than random search and TPE given the same total steps (2 of 3 seeds at
  * least, medians with a margin).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { PeerProcess, afterAll, tempDir } from '../fixtures/peer-process.js';
 import { waitFor } from '../fixtures/wait.js';
 import { baselines } from './toy.js';
 
 const PEER = path.join(import.meta.dirname, 'fixtures', 'pbt-peer.ts');
-const dirs: string[] = [];
-const procs = new Set<ChildProcess>();
-after(async () => {
-  for (const p of procs) p.kill('SIGKILL');
-  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
-});
+after(afterAll);
 
-type Reply = Record<string, unknown> & { ev: string; id?: number };
 interface TrialDump {
   trialId: string;
   owner: string;
@@ -36,88 +27,31 @@ interface TrialDump {
   intermediate: Record<string, number>;
 }
 
-class Peer {
-  addrs: string[] = [];
-  owner = '';
-  private nextId = 1;
-  private readonly waiting = new Map<number, (r: Reply) => void>();
-  readonly ready: Promise<void>;
-  readonly exited: Promise<number | null>;
-  private readonly proc: ChildProcess;
-
-  private constructor(cfg: Record<string, unknown>) {
-    this.proc = spawn(process.execPath, ['--import', 'tsx', PEER, JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'inherit'] });
-    procs.add(this.proc);
-    this.exited = new Promise((r) => this.proc.on('exit', (code) => (procs.delete(this.proc), r(code))));
-    let ready!: () => void;
-    this.ready = new Promise((r) => (ready = r));
-    readline.createInterface({ input: this.proc.stdout! }).on('line', (line) => {
-      let msg: Reply;
-      try {
-        msg = JSON.parse(line) as Reply;
-      } catch {
-        return;
-      }
-      if (msg.ev === 'ready') {
-        this.addrs = msg['addrs'] as string[];
-        this.owner = msg['owner'] as string;
-        ready();
-      } else if (msg.id !== undefined) this.waiting.get(msg.id)?.(msg);
-    });
-  }
-
-  static async start(cfg: Record<string, unknown>): Promise<Peer> {
-    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'peertune-pbt-'));
-    dirs.push(dataDir);
-    const p = new Peer({ ...cfg, dataDir });
-    await Promise.race([p.ready, p.exited.then((c) => Promise.reject(new Error(`peer exited with ${c} before it was ready`)))]);
-    return p;
-  }
-
-  send(cmd: Record<string, unknown>): Promise<Reply> {
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, (r) => {
-        this.waiting.delete(id);
-        if (r.ev === 'error') reject(new Error(String(r['message'])));
-        else resolve(r);
-      });
-      this.proc.stdin!.write(JSON.stringify({ ...cmd, id }) + '\n');
-    });
-  }
-
-  async trials(): Promise<TrialDump[]> {
-    return (await this.send({ cmd: 'dump' }))['trials'] as TrialDump[];
-  }
-
-  async quit(): Promise<void> {
-    await this.send({ cmd: 'quit' });
-    await this.exited;
-  }
-}
+const start = (cfg: Record<string, unknown>) => PeerProcess.start(PEER, cfg, { dirPrefix: 'peertune-pbt-' });
+const trialsOf = async (p: PeerProcess) => (await p.send({ cmd: 'dump' }))['trials'] as TrialDump[];
+const ownerOf = (p: PeerProcess) => p.hello['owner'] as string;
 
 const T = 100;
 const INTERVAL = 5;
 
 async function pbtAcrossPeers(seed: number) {
   const cfg = { studyName: `pbt-${seed}`, seed, populationSize: 8, steps: T, interval: INTERVAL, stepMs: 10 };
-  const a = await Peer.start({ ...cfg, create: true });
-  const b = await Peer.start({ ...cfg, seed: seed + 1000, join: a.addrs });
+  const a = await start({ ...cfg, create: true });
+  const b = await start({ ...cfg, seed: seed + 1000, join: a.addrs });
   const [ra, rb] = await Promise.all([a.send({ cmd: 'run' }), b.send({ cmd: 'run' })]);
   const steps = (ra['steps'] as number) + (rb['steps'] as number);
   // Both replicas end with every trial finished, and agree on them.
   const ta = await waitFor('both replicas to agree on every finished trial', 30_000, async () => {
-    const [x, y] = await Promise.all([a.trials(), b.trials()]);
+    const [x, y] = await Promise.all([trialsOf(a), trialsOf(b)]);
     const key = (ts: TrialDump[]) => JSON.stringify(ts.map((t) => [t.trialId, t.state, t.systemAttrs['pbtParent'] ?? null]).sort());
     return x.length > 0 && x.every((t) => t.state !== 'RUNNING' && t.state !== 'WAITING') && key(x) === key(y) ? x : null;
   });
   await Promise.all([a.quit(), b.quit()]);
-  return { trials: ta, steps, owners: [a.owner, b.owner] };
+  return { trials: ta, steps, owners: [ownerOf(a), ownerOf(b)] };
 }
 
 test('PBT across 2 peer processes: clones cross peers, each continuation starts from the cloned state, and PBT beats random search and TPE (3 seeds)', { timeout: 600_000 }, async () => {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'pt-pbt-base-'));
-  dirs.push(dir);
+  const dir = await tempDir('pt-pbt-base-');
   const rows: string[] = [];
   const results: { pbt: number; random: number; tpe: number }[] = [];
   let crossClones = 0;
