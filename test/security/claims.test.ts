@@ -46,6 +46,7 @@ describe('F14: claims of enqueued trials are released when their owner goes sile
     assert.ok(mine.every((t) => t.claim !== null && t.state === 'COMPLETE'), 'all six are claims of enqueued trials, run to the end');
     assert.deepEqual(mine.map((t) => t.params['x']).sort(), [0, 1, 2, 3, 4, 5], 'every enqueued param set ran once on V');
     await waitFor("V's results on H", 20_000, async () => (await H.trials(sid)).filter((t) => t.owner === V.peerId && t.state === 'COMPLETE').length === 6);
+    await V.assertVitals('F14: the worker taking over the claims', [H]);
   });
 
   it('a member that goes silent: its claims are released after the grace period, with the default time limit', async () => {
@@ -75,5 +76,6 @@ describe('F14: claims of enqueued trials are released when their owner goes sile
     assert.equal(fresh.length, 6);
     assert.ok(fresh.every((t) => t.claim !== null), 'all six are claims of enqueued trials');
     assert.ok(fresh.every((t) => Number(t.params['x']) >= 164), `the six released are B's youngest claims: ${fresh.map((t) => t.params['x'])}`);
+    await H.assertVitals('F14: the peer under 70 claims', [B]);
   });
 });

@@ -88,6 +88,7 @@ describe('F7: excluding a peer, trusting only some authors, and refusing values 
     await waitFor("H's three trials on V", 20_000, async () => (await V.trials(sid)).length >= 3);
     // maxTrials 10: with A's 21 COMPLETE trials counted V would run none; it runs 7 (10 minus H's 3).
     await V.call('run', { studyId: sid, n: 50, maxTrials: 10, sampler: 'tpe', seed: 4 });
+    await V.assertVitals('F7: the worker excluding the liar', [H]);
     const seen = await V.trials(sid);
     assert.equal(seen.filter((t) => t.owner === A.peerId).length, 0, "V reads none of A's trials");
     assert.equal(seen.filter((t) => t.owner === V.peerId && t.state === 'COMPLETE').length, 7);

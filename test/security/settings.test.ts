@@ -63,6 +63,7 @@ describe("F4: a study's settings are its creator's, and bounded when read", () =
     const as = (await A.call<{ studies: { studyId: string; systemAttrs: Record<string, unknown> }[] }>('studies')).studies.find((s) => s.studyId === sid)!;
     assert.deepEqual(as.systemAttrs['sampler'], sampler, "the member's own replica ignores its non-creator record");
     assert.deepEqual(as.systemAttrs['pruner'], pruner);
+    await H.assertVitals("F4: the creator's replica under the poisoning", [A]);
   });
 
   it('a worker joining through the lying member runs the creator\'s sampler and pruner, and its trials complete', async () => {

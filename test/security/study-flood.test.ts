@@ -41,6 +41,7 @@ describe('F12: a member flooding the swarm with studies fills its own quota, not
     const listed = (await V.call<Listed>('studies')).studies;
     assert.equal(listed.filter((s) => s.creator === A.peerId).length, cap, `V holds ${cap} of A's studies`);
     assert.equal(await V.counter('rejected-no-genesis', 'no-genesis'), 0, 'refusals are not charged to the relay');
+    await V.assertVitals('F12: the victim under the study flood', [H]);
   });
 
   it('across a restart the cap still holds and new studies still arrive', async () => {

@@ -81,6 +81,7 @@ describe('F3: a study name resolves to one study per replica; a second study of 
     assert.equal((await V.trials(fake)).filter((t) => t.owner === V.peerId).length, 0, 'none went to the 1970 study');
     await waitFor("H to receive V's trials", 20_000, async () => (await H.trials(honest)).filter((t) => t.owner === V.peerId && t.state === 'COMPLETE').length === 5);
     assert.equal((await V.call<{ studyId: string }>('resolve', { name: 'iris' })).studyId, honest, 'the study V ran trials in is pinned by its own data');
+    await V.assertVitals('F3: the worker through the takeover attempt', [H]);
   });
 
   it('the CLI: --study-name alone is refused with both ids; --study-id answers from the chosen study', async () => {
