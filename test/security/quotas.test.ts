@@ -16,6 +16,7 @@ describe('F15: per-owner quotas bound what one member can make a replica store',
   let dir: Awaited<ReturnType<typeof tempDir>>;
   let H: Member, A: Member, V: Member;
   let sid = '';
+  let flood: { lagMaxMs: number; gaps: Record<string, number>; rssGrowthMB: number } | null = null;
   const vDir = () => join(dir.path, 'v');
 
   before(async () => {
@@ -42,6 +43,7 @@ describe('F15: per-owner quotas bound what one member can make a replica store',
     await H.call('run', { studyId: sid, n: 3, seed: 2 });
     await waitFor("H's five trials on V", 30_000, async () => (await V.trials(sid)).filter((t) => t.owner === H.peerId && t.state === 'COMPLETE').length === 5);
     const held = (await V.trials(sid)).filter((t) => t.owner === A.peerId).length;
+    flood = await V.call('vitals');
     assert.ok(held > 0 && held <= QUOTA.trials, `V holds ${held} of A's trials (quota ${QUOTA.trials})`);
     await V.call('quit').catch(() => {});
     const h = await H.call<{ disk: number }>('stats');
@@ -63,5 +65,15 @@ describe('F15: per-owner quotas bound what one member can make a replica store',
     await waitFor("H's sixth trial on V", 30_000, async () => (await V.trials(sid)).filter((t) => t.owner === H.peerId && t.state === 'COMPLETE').length === 6);
     const after = (await V.trials(sid)).filter((t) => t.owner === A.peerId).length;
     assert.ok(after <= QUOTA.trials, `V holds ${after} of A's trials after the restart (was ${before})`);
+    await V.assertVitals('F15: the victim after its restart', [H]);
+  });
+
+  // Open (issue 15): during the flood above, V's longest gap in hearing H reached 3.0 to 3.3 s in 3 of 5
+  // runs on an idle machine (limit 2 s), with V's event loop stalling at most 0.85 s; the rest of the
+  // time it stayed near 1 s. Likely H's heartbeats queued behind 3 MiB of relayed fat trials.
+  it('the victim keeps hearing the honest peer within 2 s during the flood', { todo: 'F15 flood delays liveness past 2 s in about half the runs' }, () => {
+    assert.ok(flood, 'measured during the flood');
+    console.log(`# F15 during the flood: max event-loop stall ${Math.round(flood.lagMaxMs)} ms, gap hearing H ${Math.round(flood.gaps[H.peerId] ?? -1)} ms, RSS +${flood.rssGrowthMB.toFixed(1)} MiB`);
+    assert.ok(flood.lagMaxMs < 2000 && (flood.gaps[H.peerId] ?? Infinity) < 2000 && flood.rssGrowthMB < 256);
   });
 });
