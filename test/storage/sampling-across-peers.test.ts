@@ -4,24 +4,15 @@
  * point (kriging believer), and its constraint values replicate with the trials; multi-objective TPE
  * with the hypervolume split runs on both peers into one study.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { PeerProcess, afterAll } from '../fixtures/peer-process.js';
 import { waitFor } from '../fixtures/wait.js';
 
 const WORKER = path.join(import.meta.dirname, '..', 'fixtures', 'sampler-peer.ts');
-const dirs: string[] = [];
-const procs = new Set<ChildProcess>();
-after(async () => {
-  for (const p of procs) p.kill('SIGKILL');
-  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
-});
+after(afterAll);
 
-type Reply = Record<string, unknown> & { ev: string; id?: number };
 interface Asked {
   x: number[];
   inFlight: { owner: string; x: number[] }[];
@@ -34,63 +25,10 @@ interface TrialDump {
   constraints: number[] | null;
 }
 
-class Peer {
-  addrs: string[] = [];
-  private nextId = 1;
-  private readonly waiting = new Map<number, (r: Reply) => void>();
-  readonly ready: Promise<void>;
-  readonly exited: Promise<number | null>;
-  private readonly proc: ChildProcess;
-
-  private constructor(cfg: Record<string, unknown>) {
-    this.proc = spawn(process.execPath, ['--import', 'tsx', WORKER, JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'inherit'] });
-    procs.add(this.proc);
-    this.exited = new Promise((r) => this.proc.on('exit', (code) => (procs.delete(this.proc), r(code))));
-    let ready!: () => void;
-    this.ready = new Promise((r) => (ready = r));
-    readline.createInterface({ input: this.proc.stdout! }).on('line', (line) => {
-      let msg: Reply;
-      try {
-        msg = JSON.parse(line) as Reply;
-      } catch {
-        return;
-      }
-      if (msg.ev === 'ready') {
-        this.addrs = msg['addrs'] as string[];
-        ready();
-      } else if (msg.id !== undefined) this.waiting.get(msg.id)?.(msg);
-    });
-  }
-
-  static async start(cfg: Record<string, unknown>): Promise<Peer> {
-    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'peertune-samplers-'));
-    dirs.push(dataDir);
-    const p = new Peer({ ...cfg, dataDir });
-    await Promise.race([p.ready, p.exited.then((c) => Promise.reject(new Error(`peer exited with ${c} before it was ready`)))]);
-    return p;
-  }
-
-  send(cmd: Record<string, unknown>): Promise<Reply> {
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, (r) => {
-        this.waiting.delete(id);
-        if (r.ev === 'error') reject(new Error(String(r['message'])));
-        else resolve(r);
-      });
-      this.proc.stdin!.write(JSON.stringify({ ...cmd, id }) + '\n');
-    });
-  }
-
-  async dump(): Promise<{ owner: string; trials: TrialDump[] }> {
-    const r = await this.send({ cmd: 'dump' });
-    return { owner: r['owner'] as string, trials: r['trials'] as TrialDump[] };
-  }
-
-  async quit(): Promise<void> {
-    await this.send({ cmd: 'quit' });
-    await this.exited;
-  }
+const start = (cfg: Record<string, unknown>) => PeerProcess.start(WORKER, cfg, { dirPrefix: 'peertune-sampling-' });
+async function dumpOf(p: PeerProcess): Promise<{ owner: string; trials: TrialDump[] }> {
+  const r = await p.send({ cmd: 'dump' });
+  return { owner: r['owner'] as string, trials: r['trials'] as TrialDump[] };
 }
 
 const median = (xs: number[]): number => {
@@ -104,16 +42,16 @@ const median = (xs: number[]): number => {
 // believed point (seen in CI: 6 of 23 suggestions at distance 0), so the sampler also refuses to
 // return a point already observed or in flight (OptimizerOptions.avoid).
 test('GPSampler on two peers: suggestions keep away from the other peer\'s trials in flight; constraints replicate', { timeout: 180_000 }, async () => {
-  const a = await Peer.start({ create: true, studyName: 'gp-peers', sampler: 'gp', seed: 1 });
-  const b = await Peer.start({ join: a.addrs, studyName: 'gp-peers', sampler: 'gp', seed: 2 });
+  const a = await start({ create: true, studyName: 'gp-peers', sampler: 'gp', seed: 1 });
+  const b = await start({ join: a.addrs, studyName: 'gp-peers', sampler: 'gp', seed: 2 });
   const n = 14;
   const [ra, rb] = await Promise.all([a.send({ cmd: 'run', n, sleepMs: 250 }), b.send({ cmd: 'run', n, sleepMs: 250 })]);
-  const { owner: ownerA } = await a.dump();
-  const { owner: ownerB } = await b.dump();
+  const { owner: ownerA } = await dumpOf(a);
+  const { owner: ownerB } = await dumpOf(b);
   // Both replicas end with every trial of both peers, each carrying its constraint value.
   for (const p of [a, b]) {
     const trials = await waitFor('both replicas to hold all 28 finished trials with constraint values', 30_000, async () => {
-      const { trials } = await p.dump();
+      const { trials } = await dumpOf(p);
       const done = trials.filter((t) => t.state === 'COMPLETE' && Array.isArray(t.constraints));
       return done.length === 2 * n ? done : null;
     });
@@ -139,11 +77,11 @@ test('GPSampler on two peers: suggestions keep away from the other peer\'s trial
 });
 
 test('multi-objective TPE (hypervolume split) on two peers fills one study', { timeout: 120_000 }, async () => {
-  const a = await Peer.start({ create: true, studyName: 'mo-peers', sampler: 'motpe', seed: 3 });
-  const b = await Peer.start({ join: a.addrs, studyName: 'mo-peers', sampler: 'motpe', seed: 4 });
+  const a = await start({ create: true, studyName: 'mo-peers', sampler: 'motpe', seed: 3 });
+  const b = await start({ join: a.addrs, studyName: 'mo-peers', sampler: 'motpe', seed: 4 });
   await Promise.all([a.send({ cmd: 'run', n: 15, sleepMs: 20 }), b.send({ cmd: 'run', n: 15, sleepMs: 20 })]);
   for (const p of [a, b]) {
-    await waitFor('both replicas to hold 30 finished trials', 30_000, async () => (await p.dump()).trials.filter((t) => t.state === 'COMPLETE').length === 30);
+    await waitFor('both replicas to hold 30 finished trials', 30_000, async () => (await dumpOf(p)).trials.filter((t) => t.state === 'COMPLETE').length === 30);
   }
   await Promise.all([a.quit(), b.quit()]);
 });
