@@ -210,17 +210,8 @@ export class CheckpointManager {
   }
 
   /** Blobs this reference needs that the store lacks (for a directory, after its manifest is here). */
-  async missingBlobs(ref: CheckpointRef): Promise<{ hash: string; size: number }[]> {
-    if (!(await this.store.has(ref.hash))) {
-      const size = ref.kind === 'file' ? ref.size : ref.manifestSize;
-      if (size === undefined) throw new CheckpointError(`checkpoint ${ref.id} is a directory whose reference lacks its manifest size`);
-      return [{ hash: ref.hash, size }];
-    }
-    if (ref.kind === 'file') return [];
-    const need = await this.store.blobsOf(ref);
-    const out: { hash: string; size: number }[] = [];
-    for (const b of need) if (!(await this.store.has(b.hash))) out.push(b);
-    return out;
+  missingBlobs(ref: CheckpointRef): Promise<{ hash: string; size: number }[]> {
+    return missingBlobsOf(this.store, ref);
   }
 
   /**
@@ -259,6 +250,22 @@ export class CheckpointManager {
     }
     return this.unpackDir;
   }
+}
+
+/**
+ * Blobs `ref` needs that `store` lacks: the blob itself (for a directory, its manifest), then, once
+ * the manifest is here, the files it lists that are missing.
+ */
+export async function missingBlobsOf(store: BlobStore, ref: CheckpointRef): Promise<{ hash: string; size: number }[]> {
+  if (!(await store.has(ref.hash))) {
+    const size = ref.kind === 'file' ? ref.size : ref.manifestSize;
+    if (size === undefined) throw new CheckpointError(`checkpoint ${ref.id} is a directory whose reference lacks its manifest size`);
+    return [{ hash: ref.hash, size }];
+  }
+  if (ref.kind === 'file') return [];
+  const out: { hash: string; size: number }[] = [];
+  for (const b of await store.blobsOf(ref)) if (!(await store.has(b.hash))) out.push(b);
+  return out;
 }
 
 /** A reference as the `checkpoints` system attr stores it. */

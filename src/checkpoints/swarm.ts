@@ -20,7 +20,7 @@ import { peerIdFromString } from '@libp2p/peer-id';
 import { logger } from '../logging.js';
 import { frame, pack, readFrames, unpackUntrusted, asObject, WireError } from '../net/wire.js';
 import { BlobError, isBlobHash, type BlobStore } from './blob-store.js';
-import { CheckpointError } from './manager.js';
+import { CheckpointError, missingBlobsOf } from './manager.js';
 import type { CheckpointRef } from './refs.js';
 import { fetchBlob, serveBlobs, type BlobHost } from './transfer.js';
 
@@ -154,21 +154,6 @@ export class CheckpointSwarm {
     }
     if (learned) this.referenced = null;
     return this.referencedHashes().has(hash);
-  }
-
-  /** Blobs of `ref` the store lacks (a directory's files once its manifest is here). */
-  private async missing(ref: CheckpointRef): Promise<{ hash: string; size: number }[]> {
-    if (!(await this.store.has(ref.hash))) {
-      const size = ref.kind === 'file' ? ref.size : ref.manifestSize;
-      if (size === undefined) throw new CheckpointError(`checkpoint ${ref.id} is a directory whose reference lacks its manifest size`);
-      return [{ hash: ref.hash, size }];
-    }
-    if (ref.kind === 'file') return [];
-    const files = await this.store.blobsOf(ref);
-    this.manifestFiles.set(ref.hash, new Set(files.map((b) => b.hash)));
-    const out: { hash: string; size: number }[] = [];
-    for (const b of files) if (!(await this.store.has(b.hash))) out.push(b);
-    return out;
   }
 
   /**
@@ -320,7 +305,7 @@ export class CheckpointSwarm {
     const host = this.host;
     if (!host) return reply({ ok: false, e: 'stopping' });
     for (let round = 0; round < 3; round++) {
-      const need = await this.missing(ref);
+      const need = await missingBlobsOf(this.store, ref);
       if (need.length === 0) {
         this.invalidate();
         this.view.count('checkpoint:copy-received');
