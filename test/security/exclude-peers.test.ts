@@ -8,27 +8,11 @@
 // and the CLI (through tsx).
 import { describe, before, after, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { Member, repoRoot, tempDir, waitFor } from '../fixtures/hostile-member.js';
+import { runCliFromSource } from '../fixtures/cli/helpers.js';
 
-function cli(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'src/cli/main.ts'), ...args], { cwd: repoRoot, env: { ...process.env, PEERTUNE_LOG_LEVEL: 'info', FORCE_COLOR: '0' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`cli timed out: ${args.join(' ')}\n${stderr.slice(-2000)}`));
-    }, timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const cli = (args: string[]) => runCliFromSource(args, 60_000);
 
 describe('F7: excluding a peer, trusting only some authors, and refusing values that do not fit the study', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>;
