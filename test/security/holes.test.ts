@@ -350,7 +350,9 @@ describe('holes in the replicated storage', () => {
     } finally {
       lag.stop();
     }
-    assert.ok(lag.max < 300, `a ${bomb.length}-byte change blocked V for ${Math.round(lag.max)} ms`);
+    // Decoding it would block for seconds (9.9 s in the red team's run); 1 s leaves room for the
+    // scheduler of a loaded 2-core machine (332 ms was seen once in a clean CI run against a 300 ms bound).
+    assert.ok(lag.max < 1000, `a ${bomb.length}-byte change blocked V for ${Math.round(lag.max)} ms`);
     assert.equal(V.getAllTrials(study.studyId).length, 1);
   });
 
