@@ -443,6 +443,14 @@ export function isSetting(key: string): boolean {
   return key.startsWith('s:');
 }
 
+/**
+ * How far ahead of the receiver's clock a study attr record's time may be (issue 15: last writer wins
+ * by time, so a member signing a far-future time would win against every later honest write). Further
+ * ahead, the change is refused at merge (`gossip:future-attr`, `sync:future-attr`) until the clock
+ * catches up; so an honest write made more than this after a member's write replaces it.
+ */
+export const MAX_ATTR_AHEAD_MS = 60_000;
+
 /** The creator named in a study's meta bytes (already verified when they were accepted). */
 function creatorOf(metaBytes: Uint8Array): string | null {
   try {
@@ -651,6 +659,9 @@ export function inspectChanges(ctx: InspectContext, batch: DecodedChange[]): Ins
         if (isSetting(rec.key) && rec.by !== creator) {
           // The study's settings (sampler, pruner, every system attr) are the creator's alone (issue 15 F4).
           throw new RejectedChange('not-creator', `study attr ${rec.key.slice(0, 60)} was written by ${rec.by.slice(0, 60)}, not by the study's creator`);
+        }
+        if (!(rec.ts <= Date.now() + MAX_ATTR_AHEAD_MS)) {
+          throw new RejectedChange('future-attr', `study attr ${rec.key.slice(0, 60)} is dated ${Math.round((rec.ts - Date.now()) / 1000)} s ahead of this clock (at most ${MAX_ATTR_AHEAD_MS / 1000} s)`);
         }
         const prev = workingAttrs.get(rec.key) ?? (parts.attrs ? currentAttr(ctx.doc, parts.attrs, rec.key, creator) : undefined);
         if (prev && (rec.ts < prev.ts || (rec.ts === prev.ts && rec.by <= prev.by))) {
