@@ -171,6 +171,28 @@ test('trials in flight anywhere push the next suggestion away from them (kriging
   assert.ok(median(crowded) > 2 * median(alone), `with 6 trials in flight at the optimum the suggestion should move out: ${crowded} vs ${alone}`);
 });
 
+// Near a converged optimum the posterior variance is far below the GP's noise. A believer observed
+// as a noisy value barely lowered it, so the next suggestion took the same maximizer of EI again (1.0e-4,
+// 6.3e-4, 2.2e-4 and 1.0e-4 from the trial in flight for seeds 0, 2, 9 and 10 here). The believer is a
+// value of the latent function, which removes the uncertainty at and around the point in flight (the
+// closest second suggestion is now 4.4e-3 away).
+test('a trial in flight at the converged maximizer of EI is not proposed again (believer on the latent value)', async () => {
+  const bowl = (t: Trial): number => (t.suggestFloat('x', -10, 10) - 2) ** 2 + 2 * (t.suggestFloat('y', -10, 10) + 1) ** 2;
+  const toCube = (t: Trial): number[] => [((t.params['x'] as number) + 10) / 20, ((t.params['y'] as number) + 10) / 20];
+  const gaps: number[] = [];
+  for (let seed = 0; seed < 12; seed++) {
+    const study = await createStudy({ storage: new InMemoryStorage(), sampler: new GPSampler({ seed, nStartupTrials: 5 }) });
+    await study.optimize(bowl, { nTrials: 20 });
+    const first = study.ask(); // in flight, never told
+    bowl(first);
+    const second = study.ask();
+    bowl(second);
+    const [a, b] = [toCube(first), toCube(second)];
+    gaps.push(Math.max(Math.abs(a[0]! - b[0]!), Math.abs(a[1]! - b[1]!)));
+  }
+  assert.ok(Math.min(...gaps) > 2e-3, `the second suggestion came within 2e-3 (unit cube, per coordinate) of the one in flight: ${gaps.map((g) => g.toExponential(1))}`);
+});
+
 test('bad options are refused with a message naming the option', () => {
   assert.throws(() => new GPSampler({ nStartupTrials: -1 }), (e: unknown) => e instanceof OptionError && /nStartupTrials/.test(e.message));
   assert.throws(() => new GPSampler({ seed: Number.NaN }), /seed/);

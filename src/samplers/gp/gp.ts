@@ -58,12 +58,20 @@ export class GaussianProcess {
   private readonly bufK: Float64Array;
   private readonly bufDk: Float64Array;
 
+  /** Inputs 0..nObserved-1 are observations (with the kernel's noise); the rest are fantasies (see withObservations). */
+  readonly nObserved: number;
+  private readonly fantasyJitter: number;
+
   private constructor(
     readonly X: readonly Float64Array[],
     readonly y: Float64Array,
     readonly isCategorical: readonly boolean[],
     readonly params: KernelParams,
+    nObserved = X.length,
+    fantasyJitter = 0,
   ) {
+    this.nObserved = nObserved;
+    this.fantasyJitter = fantasyJitter;
     this.n = X.length;
     this.dim = isCategorical.length;
     this.flat = new Float64Array(this.n * this.dim);
@@ -100,13 +108,34 @@ export class GaussianProcess {
     return new GaussianProcess(X, y, isCategorical, opts.deterministic ? { ...fallback, noise: MIN_NOISE } : fallback);
   }
 
-  /** The same hyperparameters conditioned on extra inputs with given outputs (kriging believer). */
+  /**
+   * The same hyperparameters conditioned on the latent function taking the values `yextra` at
+   * `Xextra` (the kriging believer's fantasies of trials in flight). A fantasy is a value of f itself,
+   * not a noisy observation of it: the trial in flight will reveal f there, so after conditioning no
+   * uncertainty is left at that point and little around it. Conditioning on a noisy observation
+   * instead barely moves a posterior whose variance is already below the noise (dense data near an
+   * optimum, noise at its floor), and the acquisition would stay maximal at the point in flight.
+   * The diagonal of a fantasy gets only a jitter of 1e-12 x scale (the posterior variance near dense
+   * data can be 1e-8 x scale, so a larger jitter would be a noisy observation again), raised by 100x
+   * steps up to the noise when the Cholesky factorization fails (fantasies at coinciding points).
+   */
   withObservations(Xextra: readonly Float64Array[], yextra: ArrayLike<number>): GaussianProcess {
     if (Xextra.length === 0) return this;
     const y = new Float64Array(this.n + Xextra.length);
     y.set(this.y);
     y.set(Array.from(yextra), this.n);
-    return new GaussianProcess([...this.X, ...Xextra], y, this.isCategorical, this.params);
+    const X = [...this.X, ...Xextra];
+    const noise = this.params.noise;
+    const jitters = [1e-12, 1e-10, 1e-8, 1e-6].map((j) => j * this.params.scale).filter((j) => j >= this.fantasyJitter && j < noise);
+    for (const jitter of jitters) {
+      try {
+        return new GaussianProcess(X, y, this.isCategorical, this.params, this.nObserved, jitter);
+      } catch (e) {
+        if (!(e instanceof NotPositiveDefiniteError)) throw e;
+      }
+    }
+    // Last resort: fantasies as noisy observations, which factorizes whenever the observations do.
+    return new GaussianProcess(X, y, this.isCategorical, this.params, this.nObserved, Math.max(noise, this.fantasyJitter));
   }
 
   private gram(): Float64Array {
@@ -114,7 +143,7 @@ export class GaussianProcess {
     const lam = this.params.inverseSquaredLengthscales;
     const K = new Float64Array(n * n);
     for (let i = 0; i < n; i++) {
-      K[i * n + i] = this.params.scale + this.params.noise;
+      K[i * n + i] = this.params.scale + (i < this.nObserved ? this.params.noise : this.fantasyJitter);
       for (let j = 0; j < i; j++) {
         let r2 = 0;
         for (let d = 0; d < dim; d++) r2 += lam[d]! * sqd(X[i]![d]!, X[j]![d]!, this.isCategorical[d]!);
