@@ -102,9 +102,19 @@ class StorageInternalError(PeertuneError):
     """The peertune peer failed or went away."""
 
 
+class AmbiguousStudyError(PeertuneError):
+    """Several studies in the replica share the name, none created or run here (anyone may create a
+    study of any name): pass ``study_id=`` (one of ``study_ids``) to choose one."""
+
+    def __init__(self, message, study_ids=()):
+        super(AmbiguousStudyError, self).__init__(message)
+        self.study_ids = list(study_ids)
+
+
 exceptions = _submodule("exceptions", 
     OptunaError=PeertuneError, PeertuneError=PeertuneError, TrialPruned=TrialPruned,
     DuplicatedStudyError=DuplicatedStudyError, StorageInternalError=StorageInternalError,
+    AmbiguousStudyError=AmbiguousStudyError,
 )
 
 
@@ -459,6 +469,8 @@ class _Peer(object):
             text = answer.get("error", "the peer refused the request")
             if kind == "DuplicatedStudyError":
                 raise DuplicatedStudyError(text)
+            if kind == "AmbiguousStudyError":
+                raise AmbiguousStudyError(text, answer.get("study_ids") or ())
             if kind in ("StudyNotFoundError", "UsageError") and "no study named" in text:
                 raise KeyError(text)
             raise ValueError(text)
@@ -497,32 +509,43 @@ def _close_peer():
 
 
 class PeerStorage(object):
-    """A peer's replica: a data dir, the peers to join, the addresses to listen on, a swarm key file."""
+    """A peer's replica: a data dir, the peers to join, the addresses to listen on, a swarm key file.
 
-    def __init__(self, data_dir, join=None, listen=None, swarm_key=None, mdns=False, allow_peers=None):
+    ``exclude_peers``: peer ids whose trials every study here reads as if they did not exist (samplers,
+    pruners, budgets and best trials follow; the CLI's --ignore-peer). ``trust_peers``: read only trials
+    owned by these peers and this one (--trust-peer). ``allow_peers`` gates connections only.
+    """
+
+    def __init__(self, data_dir, join=None, listen=None, swarm_key=None, mdns=False, allow_peers=None,
+                 exclude_peers=None, trust_peers=None):
         self.data_dir = os.path.abspath(data_dir)
         self.join = list(join or [])
         self.listen = list(listen or [])
         self.swarm_key = swarm_key
         self.mdns = bool(mdns)
         self.allow_peers = list(allow_peers or [])
+        self.exclude_peers = list(exclude_peers or [])
+        self.trust_peers = list(trust_peers or [])
         self._handle = None
         self.peer_id = None
 
     @classmethod
     def from_url(cls, url):
-        """``peer:<data dir>?join=<multiaddr>&listen=<multiaddr>&swarm_key=<file>`` (join/listen repeatable)."""
+        """``peer:<data dir>?join=<multiaddr>&listen=<multiaddr>&swarm_key=<file>&exclude_peer=<id>&trust_peer=<id>``
+        (join, listen, exclude_peer and trust_peer repeatable)."""
         from urllib.parse import parse_qs
         rest = url[len("peer:"):]
         path, _, query = rest.partition("?")
         q = parse_qs(query)
         return cls(path or "./peertune-data", join=q.get("join"), listen=q.get("listen"),
-                   swarm_key=(q.get("swarm_key") or [None])[0], mdns=(q.get("mdns") or ["0"])[0] in ("1", "true"))
+                   swarm_key=(q.get("swarm_key") or [None])[0], mdns=(q.get("mdns") or ["0"])[0] in ("1", "true"),
+                   exclude_peers=q.get("exclude_peer"), trust_peers=q.get("trust_peer"))
 
     def _open(self):
         if self._handle is None:
             a = _get_peer().request({"op": "open_storage", "data_dir": self.data_dir, "join": self.join, "listen": self.listen,
-                                     "swarm_key": self.swarm_key, "mdns": self.mdns, "allow_peers": self.allow_peers})
+                                     "swarm_key": self.swarm_key, "mdns": self.mdns, "allow_peers": self.allow_peers,
+                                     "exclude_peers": self.exclude_peers, "trust_peers": self.trust_peers})
             self._handle = a["storage"]
             self.peer_id = a.get("peer_id")
         return self._handle
@@ -773,6 +796,11 @@ class Study(object):
         self._stop = False
 
     @property
+    def study_id(self):
+        """The study's id: unique, where names may be shared (``load_study(study_id=...)``)."""
+        return self._study_id
+
+    @property
     def direction(self):
         if len(self._directions) > 1:
             raise RuntimeError("This attribute is not available during multi-objective optimization.")
@@ -980,8 +1008,11 @@ class Study(object):
 
 
 def create_study(storage=None, sampler=None, pruner=None, study_name=None, direction=None, load_if_exists=False,
-                 *, directions=None):
-    """Optuna's create_study. storage None: in memory; "peer:<data dir>?join=..." or PeerStorage: a swarm."""
+                 *, directions=None, study_id=None):
+    """Optuna's create_study. storage None: in memory; "peer:<data dir>?join=..." or PeerStorage: a swarm.
+
+    ``study_id`` (with ``load_if_exists=True``): the study to load when several share ``study_name``
+    (AmbiguousStudyError lists their ids)."""
     if direction is not None and directions is not None:
         raise ValueError("Specify only one of `direction` and `directions`.")
     dirs = [_direction(d) for d in (directions if directions is not None else [direction or "minimize"])]
@@ -989,6 +1020,8 @@ def create_study(storage=None, sampler=None, pruner=None, study_name=None, direc
     handle = _storage_handle(storage)
     msg = {"op": "create_study", "storage": handle, "study_name": study_name, "directions": dirs,
            "load_if_exists": bool(load_if_exists)}
+    if study_id is not None:
+        msg["study_id"] = study_id
     if sampler is not None:
         msg["sampler"] = sampler._spec()
     if pruner is not None:
@@ -996,13 +1029,18 @@ def create_study(storage=None, sampler=None, pruner=None, study_name=None, direc
     return Study(peer, peer.request(msg), handle)
 
 
-def load_study(study_name=None, storage=None, sampler=None, pruner=None):
-    """Optuna's load_study; with a joining PeerStorage it waits (up to 60 s) for the study to arrive."""
+def load_study(study_name=None, storage=None, sampler=None, pruner=None, *, study_id=None):
+    """Optuna's load_study; with a joining PeerStorage it waits (up to 60 s) for the study to arrive.
+
+    ``study_id`` chooses the study by id (``study_name`` may then be omitted): a replica may hold several
+    studies of one name, and loading by that name raises AmbiguousStudyError listing their ids."""
     if storage is None:
         raise ValueError("load_study needs a storage: a study in memory exists only in the process that created it")
     peer = _get_peer()
     handle = _storage_handle(storage)
     msg = {"op": "load_study", "storage": handle, "study_name": study_name}
+    if study_id is not None:
+        msg["study_id"] = study_id
     if sampler is not None:
         msg["sampler"] = sampler._spec()
     if pruner is not None:
@@ -1010,9 +1048,12 @@ def load_study(study_name=None, storage=None, sampler=None, pruner=None):
     return Study(peer, peer.request(msg), handle)
 
 
-def delete_study(study_name, storage):
-    """Deletes the study from this peer's replica (other peers keep theirs)."""
-    _get_peer().request({"op": "delete_study", "storage": _storage_handle(storage), "study_name": study_name})
+def delete_study(study_name=None, storage=None, *, study_id=None):
+    """Deletes the study from this peer's replica (other peers keep theirs); ``study_id`` picks one of several of a name."""
+    msg = {"op": "delete_study", "storage": _storage_handle(storage), "study_name": study_name}
+    if study_id is not None:
+        msg["study_id"] = study_id
+    _get_peer().request(msg)
 
 
 def get_all_study_names(storage):

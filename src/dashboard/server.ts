@@ -18,7 +18,7 @@ import { gzipSync } from 'node:zlib';
 import { PeertuneError } from '../errors.js';
 import { Worker } from 'node:worker_threads';
 import type { PeerInfo, Storage, StudyInfo, TrialState } from '../storage/storage.js';
-import { TRIAL_STATES } from '../storage/storage.js';
+import { AmbiguousStudyError, TRIAL_STATES } from '../storage/storage.js';
 import { plotlyBundlePath, plotlyModulesDir } from '../visualization/plotly-bundle.js';
 import { StudyFeed } from './feed.js';
 import type { ImportanceJob } from './importance-worker.js';
@@ -38,6 +38,11 @@ export interface DashboardOptions {
   storage: DashboardStorage;
   /** The study the page opens on (absent: the study list). */
   studyName?: string;
+  /**
+   * The study the page opens on, by id: a replica may hold several studies of one name (anyone can
+   * create a study of any name, issue 15 F3); with `studyName` too, they must agree.
+   */
+  studyId?: string;
   /** Default 8080; 0 = any free port. */
   port?: number;
   /** Default 127.0.0.1. Any non-loopback host needs `token`. */
@@ -163,10 +168,10 @@ export function validateDashboardOptions(opts: Pick<DashboardOptions, 'host' | '
 export async function startDashboard(opts: DashboardOptions): Promise<Dashboard> {
   const { host, port, token } = validateDashboardOptions(opts);
   const storage = opts.storage;
-  if (opts.studyName !== undefined && !storage.getStudy(opts.studyName)) {
-    const names = storage.listStudies().map((s) => s.studyName);
-    throw new DashboardError(`no study named "${opts.studyName}" in this replica${names.length ? `; studies here: ${names.join(', ')}` : ' (it has no studies yet)'}`);
-  }
+  // The study the page opens on, checked now (a missing or ambiguous one is an error before listening).
+  const opening = openingStudy(storage, opts);
+  /** The route segment the page opens on: the study's name, or its id when the name is shared. */
+  const openRef = opening ? refOf(opening) : null;
   const offlineAfterMs = opts.offlineAfterMs ?? 5000;
   const feeds = new Map<string, StudyFeed>();
   const streams = new Set<ServerResponse>();
@@ -246,12 +251,21 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
       if (!BROWSER_MODULES.has(mod[1]!)) return send(res, 404, { error: 'no such module' });
       return sendAsset(req, res, await browserModule(mod[1]!));
     }
-    if (path === '/api/config') return send(res, 200, { studyName: opts.studyName ?? null, readOnly: true, peerId: storage.ownerId, offlineAfterMs });
-    if (path === '/api/studies') return send(res, 200, { studies: storage.listStudies().map(summary) });
+    if (path === '/api/config') return send(res, 200, { studyName: opening?.studyName ?? null, studyId: opening?.studyId ?? null, study: openRef, readOnly: true, peerId: storage.ownerId, offlineAfterMs });
+    if (path === '/api/studies') {
+      const all = storage.listStudies();
+      return send(res, 200, { studies: all.map((s) => summary(s, all)) });
+    }
     const m = /^\/api\/studies\/([^/]+)(?:\/([a-z-]+))?$/.exec(path);
     if (m) {
       const name = decodeURIComponent(m[1]!);
-      const info = storage.getStudy(name);
+      let info: StudyInfo | null;
+      try {
+        info = studyOf(name);
+      } catch (e) {
+        if (e instanceof AmbiguousStudyError) return send(res, 409, { error: e.message, studyIds: e.studyIds });
+        throw e;
+      }
       if (!info) return send(res, 404, { error: `no study named "${name}" in this replica` });
       const what = m[2] ?? 'summary';
       if (what === 'summary') return send(res, 200, summary(info));
@@ -263,7 +277,24 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     return send(res, 404, { error: `nothing at ${path}` });
   }
 
-  function summary(info: StudyInfo) {
+  /**
+   * How the page names a study in its routes and API paths: by name, or by id when several studies
+   * of the replica share that name (the name alone would be ambiguous).
+   */
+  function refOf(info: StudyInfo, all: readonly StudyInfo[] = storage.listStudies()): string {
+    return all.some((s) => s.studyName === info.studyName && s.studyId !== info.studyId) ? info.studyId : info.studyName;
+  }
+
+  /** The study an API path names: a study id, or a name (an ambiguous name is a 409 listing the ids). */
+  function studyOf(ref: string): StudyInfo | null {
+    if (STUDY_ID.test(ref)) {
+      const byId = storage.listStudies().find((s) => s.studyId === ref);
+      if (byId) return byId;
+    }
+    return storage.getStudy(ref);
+  }
+
+  function summary(info: StudyInfo, all?: readonly StudyInfo[]) {
     const trials = storage.getAllTrials(info.studyId);
     const counts = Object.fromEntries(TRIAL_STATES.map((s) => [s, 0])) as Record<TrialState, number>;
     for (const t of trials) counts[t.state]++;
@@ -279,6 +310,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     return {
       studyName: info.studyName,
       studyId: info.studyId,
+      ref: refOf(info, all),
       directions: info.directions,
       createdAt: info.createdAt.getTime(),
       trials: trials.length,
@@ -435,11 +467,10 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     if (dir) for (const f of readdirSync(dir)) if (/^(plotly|chunk-[A-Za-z0-9_-]+)\.js$/.test(f)) loads.push(plotlyModule(f));
     if (!dir) loads.push(plotlyAsset());
     for (const l of loads) l.catch(() => {});
-    if (opts.studyName) {
-      const name = opts.studyName;
+    if (opening) {
       void Promise.all(loads)
         .then(() => {
-          const info = closed ? null : storage.getStudy(name);
+          const info = closed ? null : storage.listStudies().find((s) => s.studyId === opening.studyId);
           if (info) feedOf(info).snapshotJson();
         })
         .catch(() => {}); // only a head start: a request builds what is missing
@@ -449,7 +480,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
   const addr = server.address();
   const boundPort = typeof addr === 'object' && addr ? addr.port : port;
   const shownHost = host.includes(':') ? `[${host}]` : host;
-  const path = opts.studyName ? `/#/study/${encodeURIComponent(opts.studyName)}/history` : '/';
+  const path = openRef ? `/#/study/${encodeURIComponent(openRef)}/history` : '/';
   const url = `http://${shownHost}:${boundPort}${token ? `/?token=${encodeURIComponent(token)}${path === '/' ? '' : path.slice(1)}` : path}`;
   return {
     url,
@@ -467,6 +498,36 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
       server.closeAllConnections?.();
     },
   };
+}
+
+const STUDY_ID = /^s[0-9a-f]{24}$/;
+
+/** The study `opts` opens the page on (by id, or by name), or null for the study list; throws DashboardError. */
+function openingStudy(storage: Storage, opts: Pick<DashboardOptions, 'studyName' | 'studyId'>): StudyInfo | null {
+  const list = () => storage.listStudies();
+  if (opts.studyId !== undefined) {
+    const info = list().find((s) => s.studyId === opts.studyId);
+    if (!info) {
+      const known = list().map((s) => `${s.studyName} (${s.studyId})`);
+      throw new DashboardError(`no study with id ${opts.studyId} in this replica${known.length ? `; studies here: ${known.join(', ')}` : ' (it has no studies yet)'}`);
+    }
+    if (opts.studyName !== undefined && info.studyName !== opts.studyName) throw new DashboardError(`study ${opts.studyId} is named "${info.studyName}", not "${opts.studyName}"`);
+    return info;
+  }
+  if (opts.studyName === undefined) return null;
+  let info: StudyInfo | null;
+  try {
+    info = storage.getStudy(opts.studyName);
+  } catch (e) {
+    // Several studies of this name, none created or run here: the message lists the ids.
+    if (e instanceof AmbiguousStudyError) throw new DashboardError(e.message);
+    throw e;
+  }
+  if (!info) {
+    const names = list().map((s) => s.studyName);
+    throw new DashboardError(`no study named "${opts.studyName}" in this replica${names.length ? `; studies here: ${names.join(', ')}` : ' (it has no studies yet)'}`);
+  }
+  return info;
 }
 
 function cookie(req: IncomingMessage, name: string): string | null {

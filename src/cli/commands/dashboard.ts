@@ -45,10 +45,11 @@ async function dashboardCommand(o: DashboardOpts): Promise<void> {
     throw e;
   }
   await withStorage(o, 'query', async (opened) => {
-    if (o.studyName) await queryStudy(opened, o);
+    // --study-name or --study-id: the one study meant (an ambiguous name is an error listing the ids).
+    const info = o.studyName || o.studyId ? await queryStudy(opened, o) : null;
     let dash;
     try {
-      dash = await startDashboard({ storage: opened.storage as Parameters<typeof startDashboard>[0]['storage'], studyName: o.studyName, port: o.port, host: o.host, token: o.token });
+      dash = await startDashboard({ storage: opened.storage as Parameters<typeof startDashboard>[0]['storage'], studyId: info?.studyId, port: o.port, host: o.host, token: o.token });
     } catch (e) {
       if (e instanceof DashboardError) throw new UsageError(e.message);
       throw e;
@@ -172,7 +173,7 @@ export function register(program: Command): void {
   formatOption(networkOptions(imp, 'query'), ['table', 'json'], 'table').action((o: ImportanceOpts) => importanceCommand(o));
 
   const cmd = subcommand(program, 'dashboard', 'serve a live, read-only web dashboard of a replica (plots, importances, trials, peers)')
-    .option('--study-name <name>', 'open on this study (default: the study list)')
+    .option('--study-name <name>', 'open on this study (default: the study list; --study-id when several share the name)')
     .option('--port <port>', 'HTTP port (0 = any free port)', nonNegativeInt, 8080)
     .option('--host <host>', 'address to bind; anything but loopback needs --token', '127.0.0.1')
     .option('--token [secret]', 'access token required by every request (alone: generate one); the printed URL carries it');

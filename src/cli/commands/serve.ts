@@ -16,7 +16,7 @@ import { createInterface } from 'node:readline';
 import { setVerbosity, type LogLevel } from '../../logging.js';
 import type { Distribution, ParamValue } from '../../distributions.js';
 import { distributionFromWire } from '../../objectives/command.js';
-import type { StudyDirection, TrialState } from '../../storage/storage.js';
+import type { StudyDirection, StudyInfo, TrialState } from '../../storage/storage.js';
 import { createStudy, loadStudy, type Study } from '../../study.js';
 import type { Trial } from '../../trial.js';
 import { subcommand } from '../args.js';
@@ -111,11 +111,34 @@ class Server {
     return { study: handle, study_name: study.studyName, study_id: study.studyId, directions: study.directions };
   }
 
-  private async open(opened: OpenedStorage, info: { studyName: string } & Parameters<typeof storedSpec>[0], req: Req): Promise<Study> {
+  /**
+   * The study a request names: `study_id` (then `study_name`, if given, must agree), or `study_name`.
+   * A name several studies share (none created or run here, issue 15 F3) answers AmbiguousStudyError
+   * with their ids in `study_ids`.
+   */
+  private async find(opened: OpenedStorage, req: Req, waitSeconds: number, joining: boolean): Promise<StudyInfo> {
+    const id = req['study_id'];
+    const name = typeof req['study_name'] === 'string' && req['study_name'] !== '' ? (req['study_name'] as string) : undefined;
+    if (id !== undefined && id !== null) {
+      if (typeof id !== 'string' || !/^s[0-9a-f]{24}$/.test(id)) throw new ServeError(`"study_id" must be a study id (s followed by 24 hex digits), got ${JSON.stringify(id).slice(0, 60)}`);
+      return findStudy(opened, { name, id }, waitSeconds, joining);
+    }
+    if (name === undefined) throw new ServeError('"study_name" (or "study_id") must be a non-empty string');
+    try {
+      return await findStudy(opened, name, waitSeconds, joining);
+    } catch (e) {
+      // findStudy words an ambiguous name as a CLI usage error; here it stays the storage's error, ids included.
+      opened.storage.getStudy(name);
+      throw e;
+    }
+  }
+
+  private async open(opened: OpenedStorage, info: StudyInfo, req: Req): Promise<Study> {
     const samplerSpec = spec(req['sampler'], 'sampler') ?? storedSpec(info, 'sampler');
     const prunerSpec = spec(req['pruner'], 'pruner') ?? storedSpec(info, 'pruner');
     return loadStudy({
       studyName: info.studyName,
+      studyId: info.studyId,
       storage: opened.storage,
       sampler: samplerSpec ? await createSampler(samplerSpec) : undefined,
       pruner: prunerSpec ? await createPruner(prunerSpec) : undefined,
@@ -143,6 +166,9 @@ class Server {
             mdns: req['mdns'] === true,
             swarmKey: typeof req['swarm_key'] === 'string' ? req['swarm_key'] : undefined,
             allowPeer: strings(req['allow_peers'], 'allow_peers'),
+            // Read studies as if these peers' trials did not exist / only these authors' (issue 15 F7).
+            ignorePeer: strings(req['exclude_peers'], 'exclude_peers'),
+            trustPeer: strings(req['trust_peers'], 'trust_peers'),
           },
           'serve',
         );
@@ -157,7 +183,13 @@ class Server {
         const opened = this.storage(req);
         const directions = (req['directions'] as StudyDirection[] | undefined) ?? ['minimize'];
         const name = typeof req['study_name'] === 'string' ? req['study_name'] : undefined;
-        let existing = name ? opened.storage.getStudy(name) : undefined;
+        if (req['study_id'] !== undefined && req['study_id'] !== null && req['load_if_exists'] !== true) {
+          throw new ServeError('study_id chooses a study to load: pass it with load_if_exists=True, or use load_study()');
+        }
+        const joinedHere = this.joined.has(req['storage'] as number);
+        // With study_id: that study (waiting for it like load_study when joined); else by name, where a
+        // name several studies share is an AmbiguousStudyError listing their ids.
+        let existing: StudyInfo | null | undefined = req['study_id'] !== undefined && req['study_id'] !== null ? await this.find(opened, req, joinedHere ? 60 : 0, joinedHere) : name ? opened.storage.getStudy(name) : undefined;
         if (name && !existing && req['load_if_exists'] === true && this.joined.has(req['storage'] as number) && opened.storage.waitForStudy) {
           // Workers started together all call create_study(load_if_exists=True): give the peers a
           // moment to hand over a study one of them created, instead of making a second one.
@@ -190,7 +222,7 @@ class Server {
         const opened = this.storage(req);
         const joining = this.joined.has(req['storage'] as number);
         const wait = typeof req['wait'] === 'number' ? (req['wait'] as number) : 60;
-        const info = await findStudy(opened, str(req, 'study_name'), wait, joining);
+        const info = await this.find(opened, req, wait, joining);
         const study = await this.open(opened, info, req);
         const h = this.handle();
         this.studies.set(h, study);
@@ -198,7 +230,7 @@ class Server {
       }
       case 'delete_study': {
         const opened = this.storage(req);
-        const info = await findStudy(opened, str(req, 'study_name'), 0, false);
+        const info = await this.find(opened, req, 0, false);
         await opened.storage.deleteStudy(info.studyId);
         await opened.storage.flush();
         return {};
@@ -207,7 +239,7 @@ class Server {
         return { study_names: this.storage(req).storage.listStudies().map((s) => s.studyName) };
       case 'study_info': {
         const study = this.study(req);
-        const info = study.storage.getStudy(study.studyName);
+        const info = study.storage.listStudies().find((s) => s.studyId === study.studyId);
         return { user_attrs: study.userAttrs, system_attrs: info?.systemAttrs ?? {}, directions: study.directions, study_name: study.studyName };
       }
       case 'set_study_user_attr':
@@ -324,7 +356,8 @@ async function serveCommand(): Promise<void> {
       write({ ok: true, ...(await server.dispatch(req)) });
     } catch (err) {
       const e = err instanceof Error ? err : new Error(String(err));
-      write({ ok: false, error: e.message, error_type: e.name });
+      const ids = (e as { studyIds?: unknown }).studyIds;
+      write({ ok: false, error: e.message, error_type: e.name, ...(Array.isArray(ids) ? { study_ids: ids } : {}) });
     }
   }
   await server.closeAll();

@@ -244,9 +244,9 @@ function render() {
 function renderTabs() {
   const nav = $('#tabs');
   nav.replaceChildren(
-    ...VIEWS.filter(([, , mo]) => !mo || multi()).map(([v, label]) => h('a', { href: link(S.study.studyName, v), class: S.route.view === v ? 'active' : '', 'data-tab': v }, label)),
+    ...VIEWS.filter(([, , mo]) => !mo || multi()).map(([v, label]) => h('a', { href: link(S.name, v), class: S.route.view === v ? 'active' : '', 'data-tab': v }, label)),
   );
-  $('#crumb').replaceChildren(h('a', { href: '#/' }, 'studies'), ' / ', h('a', { href: link(S.study.studyName, 'history') }, S.study.studyName));
+  $('#crumb').replaceChildren(h('a', { href: '#/' }, 'studies'), ' / ', h('a', { href: link(S.name, 'history') }, S.study.studyName));
 }
 
 function bestOf(trials, k = 0) {
@@ -272,7 +272,7 @@ function renderSummary() {
   if (!multi()) {
     const b = bestOf(trials);
     items.push(
-      h('span', {}, 'best value: ', b ? h('b', { id: 'best-value', 'data-value': String(b.values[0]) }, fmt(b.values[0])) : h('b', { id: 'best-value' }, '—'), b ? h('span', {}, ' (', h('a', { href: link(S.study.studyName, 'trial', `/${b.number}`), id: 'best-trial' }, `trial ${b.number}`), ')') : ''),
+      h('span', {}, 'best value: ', b ? h('b', { id: 'best-value', 'data-value': String(b.values[0]) }, fmt(b.values[0])) : h('b', { id: 'best-value' }, '—'), b ? h('span', {}, ' (', h('a', { href: link(S.name, 'trial', `/${b.number}`), id: 'best-trial' }, `trial ${b.number}`), ')') : ''),
     );
   } else {
     items.push(
@@ -297,7 +297,7 @@ function plotInto(el, fig) {
     el.__peertuneClick = true;
     el.on?.('plotly_click', (ev) => {
       const n = ev?.points?.[0]?.customdata;
-      if (typeof n === 'number') location.hash = link(S.study.studyName, 'trial', `/${n}`);
+      if (typeof n === 'number') location.hash = link(S.name, 'trial', `/${n}`);
     });
   }
 }
@@ -405,7 +405,7 @@ function importanceView() {
     }
     S.importance.loading = true;
     try {
-      const r = await fetch(`/api/studies/${encodeURIComponent(S.study.studyName)}/importances?evaluator=${S.opt.evaluator}&objective=${S.opt.objective}`);
+      const r = await fetch(`/api/studies/${encodeURIComponent(S.name)}/importances?evaluator=${S.opt.evaluator}&objective=${S.opt.objective}`);
       const body = await r.json();
       if (!r.ok) throw new Error(body.error);
       S.importance = { key, body, at: performance.now(), loading: false };
@@ -556,7 +556,7 @@ function tableView(source) {
       frag.push(
         h(
           'div',
-          { class: 'tr', 'data-number': t.number, style: `top:${i * ROW_H}px;width:${width}px`, onclick: () => (location.hash = link(S.study.studyName, 'trial', `/${t.number}`)) },
+          { class: 'tr', 'data-number': t.number, style: `top:${i * ROW_H}px;width:${width}px`, onclick: () => (location.hash = link(S.name, 'trial', `/${t.number}`)) },
           ...cols.map((c) => {
             const v = c.get(t);
             return h('div', { class: `cell ${c.cls ?? ''}`, title: fmt(v) }, c.key === 'state' ? h('span', { class: `badge ${v}` }, v) : c.show ? c.show(v) : fmt(v));
@@ -633,7 +633,7 @@ function peersView() {
             h('td', {}, x.self ? '—' : x.lastSeen ? `${ago(now - x.lastSeen)} ago` : 'never'),
             h('td', {}, x.trialsRun),
             h('td', {}, Object.entries(x.states).map(([s, n]) => h('span', {}, h('span', { class: `badge ${s}` }, s), ` ${n} `))),
-            h('td', {}, x.running.length ? x.running.map((r) => h('div', {}, h('a', { href: link(S.study.studyName, 'trial', `/${r.number}`) }, `#${r.number}`), ` for ${runningAge(r)}`)) : '—'),
+            h('td', {}, x.running.length ? x.running.map((r) => h('div', {}, h('a', { href: link(S.name, 'trial', `/${r.number}`) }, `#${r.number}`), ` for ${runningAge(r)}`)) : '—'),
             h('td', { class: 'replica', 'data-replica': x.replica, title: x.digest ? `digest ${x.digest}, ${x.changes} changes (as of its last heartbeat)` : 'no digest advertised for this study' }, h('span', { class: `badge replica-${x.replica}` }, REPLICA_LABEL[x.replica] ?? x.replica)),
             h('td', { class: 'rejects', 'data-rejects': x.rejects ?? '' }, x.self ? '—' : x.rejects === null ? '?' : h('span', { class: x.rejects > 0 ? 'error' : '' }, x.rejects)),
             h('td', { class: 'muted' }, x.addresses.slice(0, 2).join(' ')),
@@ -730,8 +730,9 @@ async function renderStudyList() {
       ? h('table', { class: 'simple', id: 'study-list' },
           h('thead', {}, h('tr', {}, ...['study', 'directions', 'trials', 'by state', 'best value', 'peers online'].map((c) => h('th', {}, c)))),
           h('tbody', {}, body.studies.map((s) =>
-            h('tr', { 'data-study': s.studyName },
-              h('td', {}, h('a', { href: link(s.studyName, 'history') }, s.studyName)),
+            h('tr', { 'data-study': s.studyName, 'data-study-id': s.studyId },
+              // A name several studies share links by id (and shows it): the name alone is ambiguous.
+              h('td', {}, h('a', { href: link(s.ref ?? s.studyName, 'history') }, s.studyName), s.ref && s.ref !== s.studyName ? h('span', { class: 'study-id' }, ` ${s.studyId}`) : ''),
               h('td', {}, s.directions.join(', ')),
               h('td', { class: 'trials' }, s.trials),
               h('td', {}, Object.entries(s.states).filter(([, n]) => n).map(([k, n]) => h('span', {}, h('span', { class: `badge ${k}` }, k), ` ${n} `))),
@@ -755,5 +756,5 @@ const routedEarly = !!location.hash;
 if (routedEarly) void route();
 const cfg = await (await fetch('/api/config')).json();
 S.config = cfg;
-if (!location.hash && cfg.studyName) location.hash = link(cfg.studyName, 'history');
+if (!location.hash && (cfg.study ?? cfg.studyName)) location.hash = link(cfg.study ?? cfg.studyName, 'history');
 else if (!routedEarly) void route();

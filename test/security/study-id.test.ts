@@ -1,0 +1,135 @@
+// Issue 15 F3's other doors: `peertune serve` (what the Python client drives) and the dashboard. A
+// replica holding two studies of one name (anyone can create a study of any name), neither created nor
+// run here, answers AmbiguousStudyError listing both ids; `study_id` (Python) and `--study-id`
+// (dashboard) choose one. Real peer processes on 127.0.0.1: H (an honest "iris") and A (a member's
+// "iris" dated 1970); the Python client (/usr/bin/python3) running `peertune serve` from source, and
+// the `peertune dashboard` command from source, each on a fresh replica joined to H.
+import { describe, before, after, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chmod, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Member, repoRoot, tempDir, waitFor } from '../fixtures/hostile-member.js';
+import { runCliFromSource } from '../fixtures/cli/helpers.js';
+
+const PY = '/usr/bin/python3';
+
+describe('F3: serve (Python) and the dashboard choose a study by id; an ambiguous name lists the ids', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let H: Member, A: Member;
+  let honest = '';
+  let fake = '';
+  let dash: ChildProcess | null = null;
+
+  before(async () => {
+    dir = await tempDir();
+    H = await Member.start({ dataDir: join(dir.path, 'h') });
+    honest = (await H.call<{ studyId: string }>('create', { name: 'iris', sampler: { name: 'random', options: {} } })).studyId;
+    await H.call('run', { studyId: honest, n: 3, seed: 1 });
+    const aDir = join(dir.path, 'a');
+    A = await Member.start({ dataDir: aDir });
+    fake = (await A.call<{ studyId: string }>('create', { name: 'iris', createdAt: 0, directions: ['maximize'] })).studyId;
+    await A.stop();
+    A = await Member.start({ dataDir: aDir, join: H.addrs });
+    await waitFor('H to hold both studies named iris', 20_000, async () => (await H.call<{ studies: unknown[] }>('studies')).studies.length === 2);
+  });
+
+  after(async () => {
+    if (dash && dash.exitCode === null) dash.kill('SIGKILL');
+    await Promise.all([H?.stop(), A?.stop()]);
+    await dir?.remove();
+  });
+
+  it('Python over `peertune serve`: load_study by the name raises AmbiguousStudyError with both ids; study_id loads and runs the chosen one', { skip: !existsSync(PY) && 'no /usr/bin/python3' }, async () => {
+    // The peertune command from source, as PEERTUNE_CLI (the client runs `<cli> serve`).
+    const cli = join(dir.path, 'peertune-from-source');
+    await writeFile(cli, `#!/bin/sh\nexec "${process.execPath}" --import tsx "${join(repoRoot, 'src', 'cli', 'main.ts')}" "$@"\n`);
+    await chmod(cli, 0o755);
+    const script = `
+import json, sys
+import peertune_client as pt
+cfg = json.loads(sys.argv[1])
+st = pt.PeerStorage(cfg["dir"], join=cfg["join"])
+out = {}
+try:
+    pt.load_study(study_name="iris", storage=st)
+    out["loaded_by_name"] = True
+except pt.exceptions.AmbiguousStudyError as e:
+    out["ids"] = sorted(e.study_ids)
+    out["message"] = str(e)
+try:
+    pt.create_study(study_name="iris", storage=st, load_if_exists=True)
+except pt.exceptions.AmbiguousStudyError as e:
+    out["create_ids"] = sorted(e.study_ids)
+s = pt.load_study(study_id=cfg["honest"], storage=st)
+s.optimize(lambda t: (t.suggest_float("x", -10, 10) - 2) ** 2, n_trials=3)
+out["study_id"] = s.study_id
+out["name"] = s.study_name
+out["trials"] = len(s.trials)
+f = pt.create_study(study_name="iris", storage=st, load_if_exists=True, study_id=cfg["fake"], direction="maximize")
+out["fake_id"] = f.study_id
+try:
+    pt.load_study(study_name="setosa", storage=st, study_id=cfg["honest"])
+except ValueError as e:
+    out["mismatch"] = str(e)
+print(json.dumps(out))
+`;
+    const r = spawnSync(PY, ['-c', script, JSON.stringify({ dir: join(dir.path, 'py'), join: H.addrs, honest, fake })], {
+      cwd: repoRoot,
+      env: { ...process.env, PYTHONPATH: join(repoRoot, 'python'), PEERTUNE_CLI: cli, PEERTUNE_LOG_LEVEL: 'warning' },
+      encoding: 'utf8',
+      timeout: 180_000,
+    });
+    assert.equal(r.status, 0, `python failed: ${r.stderr.slice(-2000)}`);
+    const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+    assert.equal(out['loaded_by_name'], undefined, 'loading by the shared name must not pick one');
+    assert.deepEqual(out['ids'], [honest, fake].sort());
+    assert.match(String(out['message']), /ambiguous/);
+    assert.ok(String(out['message']).includes('1970-01-01'), 'each id with its creation date, to choose by');
+    assert.deepEqual(out['create_ids'], [honest, fake].sort(), 'create_study(load_if_exists=True) by the name too');
+    assert.equal(out['study_id'], honest);
+    assert.equal(out['name'], 'iris');
+    assert.equal(out['trials'], 6, "H's 3 trials and the 3 run from Python");
+    assert.equal(out['fake_id'], fake);
+    assert.match(String(out['mismatch']), /is named "iris", not "setosa"/);
+    await waitFor("the Python peer's 3 trials on H's study", 20_000, async () => (await H.trials(honest)).length === 6);
+    assert.equal((await H.trials(fake)).length, 0, 'nothing ran in the 1970 study');
+  });
+
+  it('the dashboard: --study-name alone exits with both ids; --study-id serves the chosen study, and its API answers 409 with the ids for the name', async () => {
+    const refused = await runCliFromSource(['dashboard', '--study-name', 'iris', '--join', H.addrs[0]!, '--port', '0', '--wait', '15'], 90_000);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /ambiguous/);
+    assert.ok(refused.stderr.includes(honest) && refused.stderr.includes(fake), refused.stderr.slice(-800));
+    assert.match(refused.stderr, /--study-id/);
+
+    dash = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'src', 'cli', 'main.ts'), 'dashboard', '--study-id', honest, '--join', H.addrs[0]!, '--port', '0', '--wait', '15'], {
+      cwd: repoRoot,
+      env: { ...process.env, PEERTUNE_LOG_LEVEL: 'warning', FORCE_COLOR: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let text = '';
+    dash.stdout!.on('data', (d) => (text += d));
+    dash.stderr!.on('data', (d) => (text += d));
+    const url = await waitFor('the dashboard URL', 60_000, () => /dashboard: (http:\/\/\S+)/.exec(text)?.[1] ?? (dash!.exitCode !== null ? Promise.reject(new Error(text)) : null));
+    assert.ok(url.endsWith(`#/study/${honest}/history`), `the page opens on the id: ${url}`);
+    const base = url.replace(/\/(#.*)?$/, '');
+    const get = async (p: string) => {
+      const res = await fetch(base + p);
+      return { status: res.status, body: (await res.json()) as Record<string, any> };
+    };
+    assert.equal((await get('/api/config')).body['study'], honest);
+    const byName = await get('/api/studies/iris');
+    assert.equal(byName.status, 409);
+    assert.deepEqual([...byName.body['studyIds']].sort(), [honest, fake].sort());
+    await waitFor("H's trials in the dashboard's replica", 20_000, async () => (await get(`/api/studies/${honest}`)).body['trials'] >= 3);
+    const chosen = await get(`/api/studies/${honest}`);
+    assert.equal(chosen.body['studyId'], honest);
+    assert.equal(chosen.body['ref'], honest, 'the page names a shared-name study by its id');
+    const list = (await get('/api/studies')).body['studies'] as { studyId: string; ref: string }[];
+    assert.deepEqual(list.map((s) => s.ref).sort(), [honest, fake].sort(), 'the study list links both by id');
+    assert.equal((await get(`/api/studies/${fake}/trials`)).status, 200);
+    dash.kill('SIGTERM');
+  });
+});
