@@ -60,6 +60,30 @@ export interface CreateStudyOptions {
   maxRetries?: number;
   /** Also retry trials whose objective failed, not only those whose peer went silent. Default false. */
   retryFailed?: boolean;
+  /**
+   * Peer ids whose trials this study does not read (issue 15 F7: a member publishing lies): trials,
+   * best trials, samplers, pruners, retries and `maxTrials` budgets ignore them; their records still
+   * replicate. This peer's own trials are always read. Checked like the replica's `excludePeers`
+   * (which applies to every study of a replica, and also leaves them out of the numbering).
+   */
+  excludePeers?: string[];
+  /** Authorship allowlist: read only trials owned by these peers (and this one), whichever peer relayed them. */
+  trustPeers?: string[];
+}
+
+/**
+ * The storage a study reads through: `storage` itself, or, with excludePeers / trustPeers, a view of
+ * it without those owners' trials (src/storage/authors.ts; loaded only then: peer ids are checked with
+ * libp2p's parser).
+ */
+async function readThrough(storage: Storage, opts: Pick<CreateStudyOptions, 'excludePeers' | 'trustPeers'>): Promise<Storage> {
+  if (opts.excludePeers === undefined && opts.trustPeers === undefined) return storage;
+  const [{ parsePeerIds }, { AuthorFilteredStorage, filters }] = await Promise.all([import('./security/allowlist.js'), import('./storage/authors.js')]);
+  const filter = {
+    excludePeers: opts.excludePeers !== undefined ? parsePeerIds(opts.excludePeers, 'excludePeers') : undefined,
+    trustPeers: opts.trustPeers !== undefined ? parsePeerIds(opts.trustPeers, 'trustPeers') : undefined,
+  };
+  return filters(filter) ? new AuthorFilteredStorage(storage, filter) : storage;
 }
 
 export interface OptimizeOptions {
@@ -133,7 +157,7 @@ export async function createStudy(opts: CreateStudyOptions = {}): Promise<Study>
     info = await storage.createStudy({ studyName, directions });
     logger.info(`A new study created in ${storage instanceof InMemoryStorage ? 'memory' : 'storage'} with name: ${studyName}`);
   }
-  return new Study(info, storage, opts.sampler ?? defaultSampler(), opts.pruner ?? defaultPruner(), { checkpointConfig: opts.checkpointConfig, maxRetries: opts.maxRetries, retryFailed: opts.retryFailed });
+  return new Study(info, await readThrough(storage, opts), opts.sampler ?? defaultSampler(), opts.pruner ?? defaultPruner(), { checkpointConfig: opts.checkpointConfig, maxRetries: opts.maxRetries, retryFailed: opts.retryFailed });
 }
 
 /** The study with this id (waiting for it like loadStudy when the storage replicates), checked against `name`. */
@@ -159,10 +183,14 @@ export async function loadStudy(opts: {
   checkpointConfig?: CheckpointConfig;
   maxRetries?: number;
   retryFailed?: boolean;
+  /** As in createStudy: the study reads as if these peers' trials did not exist. */
+  excludePeers?: string[];
+  /** As in createStudy: read only trials owned by these peers (and this one). */
+  trustPeers?: string[];
 }): Promise<Study> {
   if (opts.studyId !== undefined) {
     const byId = await studyById(opts.storage, opts.studyId, opts.studyName);
-    return new Study(byId, opts.storage, opts.sampler ?? defaultSampler(), opts.pruner ?? defaultPruner(), { checkpointConfig: opts.checkpointConfig, maxRetries: opts.maxRetries, retryFailed: opts.retryFailed });
+    return new Study(byId, await readThrough(opts.storage, opts), opts.sampler ?? defaultSampler(), opts.pruner ?? defaultPruner(), { checkpointConfig: opts.checkpointConfig, maxRetries: opts.maxRetries, retryFailed: opts.retryFailed });
   }
   if (typeof opts.studyName !== 'string') throw new StudyUsageError('loadStudy() needs studyName or studyId');
   const info = opts.storage.getStudy(opts.studyName) ?? (await opts.storage.waitForStudy?.(opts.studyName)) ?? null;
@@ -172,7 +200,7 @@ export async function loadStudy(opts: {
       `no study named "${opts.studyName}" in this storage${names.length ? `; studies here: ${names.join(', ')}` : ' (it has no studies)'}`,
     );
   }
-  return new Study(info, opts.storage, opts.sampler ?? defaultSampler(), opts.pruner ?? defaultPruner(), { checkpointConfig: opts.checkpointConfig, maxRetries: opts.maxRetries, retryFailed: opts.retryFailed });
+  return new Study(info, await readThrough(opts.storage, opts), opts.sampler ?? defaultSampler(), opts.pruner ?? defaultPruner(), { checkpointConfig: opts.checkpointConfig, maxRetries: opts.maxRetries, retryFailed: opts.retryFailed });
 }
 
 /** Rendezvous hashing: the worker whose hash with the trial id is highest takes the retry. */
