@@ -68,6 +68,10 @@ interface Task {
   nTrials: number;
   /** Optuna's version, the key of the cache of Optuna's studies (see runOptuna). */
   optunaVersion?: string;
+  /** MO_BENCH_OPTUNA_LIVE=1: Optuna's study runs now, in this run; the cache is only compared against. */
+  live?: boolean;
+  /** MO_BENCH_DEADLINE: a task not started by then (ms since the epoch) is skipped. */
+  deadline?: number;
 }
 interface TaskResult {
   task: Task;
@@ -75,6 +79,10 @@ interface TaskResult {
   seconds: number;
   /** Values from bench/optuna-cache (an earlier run of the same Optuna study). */
   cached?: boolean;
+  /** Live Optuna study: whether its values equal the cached ones (null: nothing cached). */
+  matchesCache?: boolean | null;
+  /** Not run: the deadline had passed when its turn came. */
+  skipped?: boolean;
 }
 
 const THIS_FILE = fileURLToPath(import.meta.url);
@@ -108,6 +116,17 @@ export const OPTUNA_CACHE = path.join(path.dirname(THIS_FILE), 'optuna-cache', '
 
 async function runOptuna(task: Task): Promise<TaskResult> {
   const file = path.join(OPTUNA_CACHE, `${task.config}-${task.problem}-s${task.seed}-n${task.nTrials}.json`);
+  if (task.live) {
+    const r = await runOptunaStudy(task);
+    let matchesCache: boolean | null = null;
+    try {
+      const cached = JSON.parse(await readFile(file, 'utf8')) as { optuna: string; values: number[][] };
+      if (cached.optuna === task.optunaVersion) matchesCache = JSON.stringify(cached.values) === JSON.stringify(r.values);
+    } catch {
+      // nothing cached to compare with
+    }
+    return { ...r, matchesCache };
+  }
   try {
     const cached = JSON.parse(await readFile(file, 'utf8')) as { optuna: string; values: number[][]; seconds: number };
     if (cached.optuna === task.optunaVersion && cached.values.length === task.nTrials) return { task, values: cached.values, seconds: cached.seconds, cached: true };
@@ -147,7 +166,8 @@ if (process.env[WORKER_ENV] === '1' && process.send) {
       process.disconnect();
       return;
     }
-    (task.config.startsWith('pt-') ? runPeertune(task) : runOptuna(task)).then(
+    const run = task.deadline !== undefined && Date.now() > task.deadline ? Promise.resolve<TaskResult>({ task, values: [], seconds: 0, skipped: true }) : task.config.startsWith('pt-') ? runPeertune(task) : runOptuna(task);
+    run.then(
       (r) => process.send!({ ok: true, result: r }),
       (e: unknown) => process.send!({ ok: false, error: e instanceof Error ? (e.stack ?? e.message) : String(e) }),
     );
@@ -161,6 +181,9 @@ export default async function multiObjective(ctx: BenchContext): Promise<void> {
   // took over 5 minutes per 200-trial DTLZ2 study on the shared machine; multivariate=True does that
   // once per trial (and matches peertune's multivariate default), so that is the baseline here.
   // MO_BENCH_SEEDS / MO_BENCH_PROBLEMS (comma list) shrink a full run when the shared machine is busy.
+  // MO_BENCH_OPTUNA_LIVE=1 runs every Optuna study in this run (bench/optuna-cache/ is neither read nor
+  // written, only compared with). MO_BENCH_DEADLINE (an ISO time) skips the tasks not started by then;
+  // the tables then cover only the (problem, seed) pairs every sampler finished, and say which.
   const seeds = ctx.quick ? 2 : Number(process.env['MO_BENCH_SEEDS'] ?? 10);
   const nTrials = ctx.quick ? 60 : 200;
   const budgets = ctx.quick ? [30, 60] : [50, 100, 200];
@@ -174,11 +197,26 @@ export default async function multiObjective(ctx: BenchContext): Promise<void> {
   const only = process.env['MO_BENCH_CONFIGS']?.split(',').filter(Boolean) ?? null;
   if (only) configs = configs.filter((c) => only.includes(c));
   const tasks: Task[] = [];
-  // The slowest first (the GP; then Optuna, whose cached studies take no time), so the lanes finish together.
-  const order = (c: Config) => (c === 'pt-gp' ? 0 : c.startsWith('optuna') ? 1 : 2);
+  const live = process.env['MO_BENCH_OPTUNA_LIVE'] === '1';
+  const deadlineText = process.env['MO_BENCH_DEADLINE'];
+  const deadline = deadlineText ? Date.parse(deadlineText) : undefined;
+  if (deadline !== undefined && !Number.isFinite(deadline)) throw new Error(`MO_BENCH_DEADLINE=${deadlineText} is not a date (use an ISO time such as 2026-12-01T18:30:00Z)`);
   const onlyProblems = process.env['MO_BENCH_PROBLEMS']?.split(',').filter(Boolean) ?? null;
   const problems = PROBLEMS.filter((p) => !onlyProblems || onlyProblems.includes(p.name));
-  for (const config of [...configs].sort((a, b) => order(a) - order(b))) for (const p of problems) for (let seed = 0; seed < seeds; seed++) tasks.push({ config, problem: p.name, seed, nTrials, optunaVersion: optuna.version });
+  const base = { nTrials, optunaVersion: optuna.version, live, deadline };
+  if (deadline === undefined) {
+    // The slowest first (the GP; then Optuna, whose cached studies take no time), so the lanes finish together.
+    const order = (c: Config) => (c === 'pt-gp' ? 0 : c.startsWith('optuna') ? 1 : 2);
+    for (const config of [...configs].sort((a, b) => order(a) - order(b))) for (const p of problems) for (let seed = 0; seed < seeds; seed++) tasks.push({ ...base, config, problem: p.name, seed });
+  } else {
+    // Against a deadline: problem by problem (the issue's first), seed by seed, so that whole
+    // (problem, seed) pairs, every sampler included, finish one after another.
+    const rank = (p: Problem) => (ISSUE_PROBLEMS.has(p.name) ? 0 : 1);
+    const order = (c: Config) => (c === 'optuna-tpe' ? 0 : c === 'pt-gp' ? 1 : 2);
+    for (const p of [...problems].sort((a, b) => rank(a) - rank(b))) for (let seed = 0; seed < seeds; seed++) for (const config of [...configs].sort((a, b) => order(a) - order(b))) tasks.push({ ...base, config, problem: p.name, seed });
+  }
+  if (live) ctx.log('Optuna runs live in this run (bench/optuna-cache/ only compared with)');
+  if (deadline !== undefined) ctx.log(`tasks not started by ${new Date(deadline).toISOString()} are skipped`);
   ctx.log(`${tasks.length} studies (${configs.length} samplers x ${problems.length} problems x ${seeds} seeds x ${nTrials} trials) on 2 workers`);
   const t0 = performance.now();
   let lastPct = -1;
@@ -191,12 +229,22 @@ export default async function multiObjective(ctx: BenchContext): Promise<void> {
   });
 
   const hv = (r: TaskResult, k: number): number => hypervolume(r.values.slice(0, k), problemNamed(r.task.problem).reference);
+  // The (problem, seed) pairs with a skipped task are left out whole, so every sampler has the same seeds.
+  const incomplete = new Set(results.filter((r) => r.skipped).map((r) => `${r.task.problem}/${r.task.seed}`));
+  const kept = results.filter((r) => !incomplete.has(`${r.task.problem}/${r.task.seed}`));
+  const seedsOf = Object.fromEntries(problems.map((p) => [p.name, [...new Set(kept.filter((r) => r.task.problem === p.name).map((r) => r.task.seed))].sort((a, b) => a - b)]));
+  const partial = incomplete.size > 0;
+  if (partial) {
+    const all = problems.filter((p) => seedsOf[p.name]!.length > 0);
+    if (all.length === 0) throw new Error('the deadline passed before any (problem, seed) pair was finished by every sampler');
+    problems.splice(0, problems.length, ...all);
+  }
   const cell: Record<string, Partial<Record<Config, Record<number, number[]>>>> = {};
   const seconds: Partial<Record<Config, number>> = {};
   for (const p of problems) {
     cell[p.name] = {};
     for (const c of configs) {
-      const runs = results.filter((r) => r.task.problem === p.name && r.task.config === c).sort((a, b) => a.task.seed - b.task.seed);
+      const runs = kept.filter((r) => r.task.problem === p.name && r.task.config === c).sort((a, b) => a.task.seed - b.task.seed);
       cell[p.name]![c] = Object.fromEntries(budgets.map((k) => [k, runs.map((r) => hv(r, k))]));
       seconds[c] = (seconds[c] ?? 0) + runs.reduce((s, r) => s + r.seconds, 0);
     }
@@ -213,6 +261,13 @@ export default async function multiObjective(ctx: BenchContext): Promise<void> {
     '',
   ];
   for (const n of notes) md.push(`> ${n}`, '');
+  if (partial) md.push(`> Partial run (MO_BENCH_DEADLINE ${deadlineText}): ${problems.map((p) => `${p.name} seeds ${seedsOf[p.name]!.join(',')}`).join('; ')}; not run: ${PROBLEMS.filter((p) => !problems.includes(p)).map((p) => p.name).join(', ') || 'none'}.`, '');
+  if (live) {
+    const lv = kept.filter((r) => r.task.config.startsWith('optuna'));
+    const same = lv.filter((r) => r.matchesCache === true).length;
+    const differ = lv.filter((r) => r.matchesCache === false).length;
+    md.push(`Optuna ${optuna.version ?? '?'} ran live in this run: ${lv.length} studies; ${same} gave exactly the values cached in bench/optuna-cache/, ${differ} differed, ${lv.length - same - differ} had nothing cached.`, '');
+  }
   const summary: Record<string, unknown> = {};
   for (const k of budgets) {
     md.push(`### Hypervolume after ${k} trials`, '');
@@ -261,5 +316,8 @@ export default async function multiObjective(ctx: BenchContext): Promise<void> {
   const out = md.join('\n');
   console.log(out);
   if (only) return;
-  await ctx.writeResult(ctx.quick ? 'multi-objective-quick' : 'multi-objective', { seeds, nTrials, budgets, optuna: optuna.ok ? optuna.version : null, summary, seconds }, out);
+  // Only a full run (every problem, 10 seeds or more, every pair finished) replaces the stored result.
+  const full = !ctx.quick && !partial && problems.length === PROBLEMS.length && seeds >= 10;
+  const name = ctx.quick ? 'multi-objective-quick' : full ? 'multi-objective' : 'multi-objective-partial';
+  await ctx.writeResult(name, { seeds, seedsPerProblem: seedsOf, nTrials, budgets, optuna: optuna.ok ? optuna.version : null, optunaLive: live, summary, seconds }, out);
 }
