@@ -196,6 +196,12 @@ export class BlobStore {
     return out.sort();
   }
 
+  /** Drops the partial download of `hash` (kept for a resume otherwise), unless a download of it is running. */
+  async dropPartial(hash: string): Promise<void> {
+    if (!isBlobHash(hash) || this.downloading.has(hash)) return;
+    await rm(path.join(this.tmpDir, `${hash}.partial`), { force: true });
+  }
+
   async delete(hash: string): Promise<void> {
     await rm(this.pathOf(hash), { force: true });
   }

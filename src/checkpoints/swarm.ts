@@ -12,6 +12,14 @@
  *
  * Holders drop a copy when no kept reference needs it any more (the owner's keep rules removed it):
  * a periodic collection, which leaves blobs younger than a minute alone (a local save in progress).
+ *
+ * What a member asking for copies can cost a receiver (issue 15): disk, at most the view's
+ * `copyQuotaBytes` of blobs per owner and study (counted from the blobs on disk that the owner's
+ * references need, plus copies in flight; past it the request is refused, `checkpoint:copy-quota`,
+ * not charged: an honest owner with many checkpoints meets it too); inbound copy slots, at most
+ * COPIES_PER_PEER requests per peer and COPIES_AT_ONCE in all (more are answered busy at once,
+ * `checkpoint:copy-busy`), each bounded by `copyDeadlineMs` of its size (a copy trickled slower is cut,
+ * its partial file dropped, and charged to the owner: `blob-copy:deadline`).
  */
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
@@ -34,6 +42,19 @@ const RETRY_AFTER_MS = 10_000;
 const COLLECT_GRACE_MS = 10_000;
 /** Collections run at most this often, and only after the references changed. */
 const COLLECT_EVERY_MS = 5000;
+/** Copy requests served at once for one peer, and for all peers. */
+export const COPIES_PER_PEER = 2;
+export const COPIES_AT_ONCE = 8;
+/** Default bytes of checkpoint copies held for one owner in one study (PeerStorageOptions.ownerQuota.checkpointBytes). */
+export const DEFAULT_COPY_QUOTA_BYTES = 4 * 1024 ** 3;
+
+/**
+ * How long a copy of `bytes` may take, on both sides: 30 s plus 1 s per 10 MiB (a slow link's pace).
+ * The owner waits this long for the confirmation; the receiver cuts a copy that takes longer.
+ */
+export function copyDeadlineMs(bytes: number): number {
+  return 30_000 + Math.ceil(bytes / (10 << 20)) * 1000;
+}
 
 /** A checkpoint reference with where it lives. */
 export interface PlacedRef {
@@ -57,6 +78,8 @@ export interface SwarmView {
   count(reason: string): void;
   /** A refused or broken request, charged to the peer that sent it. */
   reject(peer: string, reason: string): void;
+  /** Bytes of copies this peer holds for one owner in one study at most (default DEFAULT_COPY_QUOTA_BYTES). */
+  readonly copyQuotaBytes?: number;
 }
 
 export class CheckpointSwarm {
@@ -70,6 +93,11 @@ export class CheckpointSwarm {
   private lastCollect = 0;
   private changedSinceCollect = true;
   private stopped = false;
+  /** Copy requests being answered, per asking peer, and in all. */
+  private readonly answering = new Map<string, number>();
+  private answeringTotal = 0;
+  /** Bytes of copies in flight per `<study> <owner>` (counted against the quota until they land). */
+  private readonly reserved = new Map<string, number>();
 
   constructor(
     readonly store: BlobStore,
@@ -87,10 +115,25 @@ export class CheckpointSwarm {
       COPY_PROTOCOL,
       ({ stream, connection }) => {
         const remote = connection.remotePeer.toString();
-        void this.answerCopy(stream, remote).catch((e) => {
-          this.view.reject(remote, `blob-copy:${e instanceof WireError || e instanceof BlobError ? e.reason : 'stream'}`);
-          stream.abort(e instanceof Error ? e : new Error(String(e)));
-        });
+        // Slots: a peer past its share (or everyone past the total) is answered busy at once.
+        if ((this.answering.get(remote) ?? 0) >= COPIES_PER_PEER || this.answeringTotal >= COPIES_AT_ONCE) {
+          this.view.count('checkpoint:copy-busy');
+          void stream.sink(one(frame(pack({ ok: false, e: 'busy: too many copies in progress; ask again later' })))).catch(() => stream.abort(new Error('busy')));
+          return;
+        }
+        this.answering.set(remote, (this.answering.get(remote) ?? 0) + 1);
+        this.answeringTotal++;
+        void this.answerCopy(stream, remote)
+          .catch((e) => {
+            this.view.reject(remote, `blob-copy:${e instanceof WireError || e instanceof BlobError ? e.reason : 'stream'}`);
+            stream.abort(e instanceof Error ? e : new Error(String(e)));
+          })
+          .finally(() => {
+            const n = (this.answering.get(remote) ?? 1) - 1;
+            if (n > 0) this.answering.set(remote, n);
+            else this.answering.delete(remote);
+            this.answeringTotal--;
+          });
       },
       { maxInboundStreams: 4 },
     );
@@ -252,7 +295,7 @@ export class CheckpointSwarm {
     const host = this.host;
     if (!host) throw new CheckpointError('stopped');
     // Long enough for the receiver to pull the blob at a slow link's pace (about 10 MiB/s) and more.
-    const timeoutMs = 30_000 + Math.ceil(ref.size / (10 << 20)) * 1000;
+    const timeoutMs = copyDeadlineMs(ref.size + (ref.manifestSize ?? 0));
     const stream = await host.dialProtocol(peerIdFromString(peer), COPY_PROTOCOL, { signal: AbortSignal.timeout(10_000) });
     try {
       const frames = readFrames(stream.source, HEADER_LIMIT);
@@ -304,17 +347,77 @@ export class CheckpointSwarm {
     if (!ref) return reply({ ok: false, e: 'no valid record here references that checkpoint' });
     const host = this.host;
     if (!host) return reply({ ok: false, e: 'stopping' });
-    for (let round = 0; round < 3; round++) {
-      const need = await missingBlobsOf(this.store, ref);
-      if (need.length === 0) {
-        this.invalidate();
-        this.view.count('checkpoint:copy-received');
-        return reply({ ok: true, h: ref.hash });
+    const quota = this.view.copyQuotaBytes ?? DEFAULT_COPY_QUOTA_BYTES;
+    const key = `${studyId} ${remote}`;
+    const held = await this.heldFor(studyId, remote);
+    const deadlineMs = copyDeadlineMs(ref.size + (ref.manifestSize ?? 0));
+    const deadline = AbortSignal.timeout(deadlineMs);
+    let taken = 0;
+    let current: string | null = null;
+    try {
+      for (let round = 0; round < 3; round++) {
+        const need = await missingBlobsOf(this.store, ref);
+        if (need.length === 0) {
+          this.invalidate();
+          this.view.count('checkpoint:copy-received');
+          return reply({ ok: true, h: ref.hash });
+        }
+        for (const b of need) {
+          // Sizes are checked as each blob is fetched (a directory's files are known from its manifest only).
+          if (held + (this.reserved.get(key) ?? 0) + b.size > quota) {
+            this.view.count('checkpoint:copy-quota');
+            logger.debug(`Refused to copy checkpoint ${ref.id} of ${remote}: its copies here would pass ${quota} bytes in study ${studyId}.`);
+            return reply({ ok: false, e: `quota: this peer holds at most ${quota} bytes of checkpoint copies per owner and study` });
+          }
+          this.reserved.set(key, (this.reserved.get(key) ?? 0) + b.size);
+          taken += b.size;
+          current = b.hash;
+          await fetchBlob(host, remote, b, this.store, { signal: deadline });
+          current = null;
+        }
       }
-      for (const b of need) await fetchBlob(host, remote, b, this.store);
+    } catch (e) {
+      if (!deadline.aborted) throw e;
+      // Trickled past its deadline: the slot is freed, the partial bytes dropped, the owner charged.
+      if (current) await this.store.dropPartial(current).catch(() => {});
+      this.view.reject(remote, 'blob-copy:deadline');
+      return reply({ ok: false, e: `the copy took longer than ${deadlineMs} ms` }).catch(() => {});
+    } finally {
+      const left = (this.reserved.get(key) ?? 0) - taken;
+      if (left > 0) this.reserved.set(key, left);
+      else this.reserved.delete(key);
     }
     return reply({ ok: false, e: 'the checkpoint is still incomplete after three rounds' });
   }
+
+  /**
+   * Bytes of blobs on disk here that `owner`'s kept references in `studyId` need: the copies this peer
+   * holds for it (each blob once, whoever else also references it).
+   */
+  private async heldFor(studyId: string, owner: string): Promise<number> {
+    const seen = new Set<string>();
+    let bytes = 0;
+    const add = async (hash: string): Promise<void> => {
+      if (seen.has(hash)) return;
+      seen.add(hash);
+      bytes += (await this.store.sizeOf(hash)) ?? 0;
+    };
+    for (const { studyId: s, owner: o, ref } of this.view.refs()) {
+      if (s !== studyId || o !== owner) continue;
+      await add(ref.hash);
+      if (ref.kind !== 'dir' || !(await this.store.has(ref.hash))) continue;
+      try {
+        for (const b of await this.store.blobsOf(ref)) await add(b.hash);
+      } catch {
+        // An unreadable manifest holds nothing here.
+      }
+    }
+    return bytes;
+  }
+}
+
+async function* one(x: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield x;
 }
 
 /** Peers ordered by rendezvous (highest random weight) hashing on `key`. */

@@ -124,6 +124,7 @@ async function answer(stream: Stream, remote: string, store: BlobStore, opts: Se
 export interface FetchOptions {
   /** Abort when no data arrives for this long (default 15 s). */
   idleMs?: number;
+  /** Aborts the fetch at any point (dialling, or mid-blob: the stream is cut). */
   signal?: AbortSignal;
 }
 
@@ -137,8 +138,12 @@ export async function fetchBlob(host: BlobHost, peer: string, blob: { hash: stri
   let received = 0;
   let stream: Stream | null = null;
   const out = pushable();
+  const cut = (): void => stream?.abort(new BlobError('aborted', `the fetch of blob ${blob.hash} from ${peer} was aborted`));
+  opts.signal?.addEventListener('abort', cut, { once: true });
   try {
-    stream = await host.dialProtocol(peerIdFromString(peer), BLOB_PROTOCOL, { signal: opts.signal ?? AbortSignal.timeout(10_000) });
+    const dialTimeout = AbortSignal.timeout(10_000);
+    stream = await host.dialProtocol(peerIdFromString(peer), BLOB_PROTOCOL, { signal: opts.signal ? AbortSignal.any([opts.signal, dialTimeout]) : dialTimeout });
+    if (opts.signal?.aborted) throw new BlobError('aborted', `the fetch of blob ${blob.hash} from ${peer} was aborted`);
     const sinkDone = stream.sink(out.source).catch(() => {});
     let pos = writer.offset;
     // Two windows in flight keep the link busy while one is being written.
@@ -179,6 +184,8 @@ export async function fetchBlob(host: BlobHost, peer: string, blob: { hash: stri
     await writer.abort(!bad);
     stream?.abort(e instanceof Error ? e : new Error(String(e)));
     throw e;
+  } finally {
+    opts.signal?.removeEventListener('abort', cut);
   }
 }
 

@@ -62,6 +62,7 @@ export async function startCheckpointSwarm(ctx: Ctx, node: PeerNode, hooks: Chec
       hooks.setSystemAttr(studyId, trialId, CHECKPOINTS_ATTR, refs.map(toAttr));
     },
     count: (reason) => ctx.count(reason),
+    copyQuotaBytes: ctx.opts.ownerQuota.checkpointBytes,
     reject(peer, reason) {
       ctx.count(reason);
       hooks.rejected(peer, reason);

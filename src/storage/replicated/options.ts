@@ -70,9 +70,10 @@ export interface PeerStorageOptions {
    * Per owner and study, what this replica takes from other peers (issue 15 F15): `trials` (default
    * 100,000) and `bytes` of changes (default 256 MiB). Past either, that owner's new changes to the
    * study are refused and counted (`quota:trials`, `quota:bytes`); this peer's own writes are not
-   * limited.
+   * limited. `checkpointBytes` (default 4 GiB): checkpoint copies this peer holds for that owner in
+   * that study; a copy request past it is refused (`checkpoint:copy-quota`, src/checkpoints/swarm.ts).
    */
-  ownerQuota?: { trials?: number; bytes?: number };
+  ownerQuota?: { trials?: number; bytes?: number; checkpointBytes?: number };
   /**
    * Studies created by one peer that this replica takes from the network (issue 15 F12), default 64;
    * past it, further studies of that creator are refused (`offer:creator-full`). Studies created here
@@ -96,11 +97,11 @@ export interface ResolvedOptions {
   serveBudget: number;
   quarantine: QuarantineOptions | null;
   viewPolicy: ViewPolicy;
-  ownerQuota: { trials: number; bytes: number };
+  ownerQuota: { trials: number; bytes: number; checkpointBytes: number };
   maxStudiesPerCreator: number;
 }
 
-export const DEFAULT_OWNER_QUOTA = { trials: 100_000, bytes: 256 * 1024 * 1024 };
+export const DEFAULT_OWNER_QUOTA = { trials: 100_000, bytes: 256 * 1024 * 1024, checkpointBytes: 4 * 1024 ** 3 };
 export const DEFAULT_STUDIES_PER_CREATOR = 64;
 
 export const topicOf = (studyId: string): string => `peertune/study/${studyId}`;
@@ -167,7 +168,7 @@ export function resolveOptions(opts: PeerStorageOptions): ResolvedOptions {
   const hide = exclude || trust ? (owner: string) => Boolean(exclude?.has(owner) || (trust && !trust.has(owner))) : undefined;
   const oq = opts.ownerQuota;
   if (oq !== undefined && (typeof oq !== 'object' || oq === null)) throw new StorageError(`ownerQuota must be { trials, bytes }, got ${JSON.stringify(oq)}`);
-  for (const k of ['trials', 'bytes'] as const) {
+  for (const k of ['trials', 'bytes', 'checkpointBytes'] as const) {
     const v = oq?.[k];
     if (v !== undefined && !(Number.isSafeInteger(v) && v > 0)) throw new StorageError(`ownerQuota.${k} must be a positive integer, got ${String(v)}`);
   }
