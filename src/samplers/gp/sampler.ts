@@ -4,8 +4,9 @@
  * ARD GP to the COMPLETE trials of the intersection search space (inputs in the unit cube, log scale
  * for log parameters; outputs standardized) and returns the maximizer of log expected improvement.
  * Trials in flight anywhere in the swarm (RUNNING, with these parameters already chosen) join the GP
- * as kriging believers: observed at the GP's own mean, which collapses the variance, and so the
- * improvement, around them; parallel workers and peers therefore spread out. Parameters outside the
+ * as kriging believers: the latent function is taken to equal the GP's own mean there (a value of f,
+ * not a noisy observation; see GaussianProcess.withObservations), which removes the variance, and so
+ * the improvement, at and around them; parallel workers and peers therefore spread out. Parameters outside the
  * space, and every parameter of the first `nStartupTrials` trials, are sampled uniformly at random.
  * With `constraintsFunc`, each constraint gets its own GP and the acquisition adds log P(feasible).
  *
@@ -278,7 +279,7 @@ export class GPSampler implements Sampler {
     for (let i = 0; i < y.length; i++) {
       if (feasible[i] && y[i]! > threshold) (threshold = y[i]!), (bestIndex = i);
     }
-    // Kriging believer: in-flight points are observed at the posterior mean, jointly.
+    // Kriging believer: the latent function at the in-flight points is fixed to the posterior mean, jointly.
     if (running.length > 0) {
       const believed = running.map((x) => gp.posterior(x).mean);
       gp = gp.withObservations(running, believed);
