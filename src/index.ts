@@ -14,6 +14,7 @@ export {
   StorageError,
   DuplicatedStudyError,
   StudyNotFoundError,
+  AmbiguousStudyError,
 } from './storage/storage.js';
 export type { Storage, FrozenTrial, PeerInfo, StudyInfo, StudyDirection, TrialState, TrialTemplate } from './storage/storage.js';
 export { paretoFront, dominates, nonDominatedRanks } from './multi-objective.js';

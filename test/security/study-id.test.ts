@@ -12,6 +12,8 @@ import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Member, repoRoot, tempDir, waitFor } from '../fixtures/hostile-member.js';
 import { runCliFromSource } from '../fixtures/cli/helpers.js';
+import { AmbiguousStudyError, loadStudy } from '../../src/index.js';
+import { openPeerStorage } from '../../src/storage/replicated/index.js';
 
 const PY = '/usr/bin/python3';
 
@@ -39,6 +41,19 @@ describe('F3: serve (Python) and the dashboard choose a study by id; an ambiguou
     if (dash && dash.exitCode === null) dash.kill('SIGKILL');
     await Promise.all([H?.stop(), A?.stop()]);
     await dir?.remove();
+  });
+
+  it('the TypeScript API: loadStudy by the name rejects with the exported AmbiguousStudyError and both ids; by studyId it loads', async () => {
+    const storage = await openPeerStorage({ dataDir: join(dir.path, 'ts'), join: H.addrs });
+    try {
+      await waitFor('both studies on the new replica', 20_000, () => storage.listStudies().length === 2);
+      const err = await loadStudy({ studyName: 'iris', storage }).then(() => null, (e: unknown) => e);
+      assert.ok(err instanceof AmbiguousStudyError, String(err));
+      assert.deepEqual([...err.studyIds].sort(), [honest, fake].sort());
+      assert.equal((await loadStudy({ studyId: fake, storage })).directions[0], 'maximize');
+    } finally {
+      await storage.close();
+    }
   });
 
   it('Python over `peertune serve`: load_study by the name raises AmbiguousStudyError with both ids; study_id loads and runs the chosen one', { skip: !existsSync(PY) && 'no /usr/bin/python3' }, async () => {
