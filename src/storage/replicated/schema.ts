@@ -463,12 +463,16 @@ function creatorOf(metaBytes: Uint8Array): string | null {
 /**
  * The newest attr record under a key (by time, then writer id), as `readAttrs` orders them. For a
  * setting (`isSetting`), only records by `creator` count: a setting written by anyone else (stored
- * before this rule) is ignored, whatever its time.
+ * before this rule) is ignored, whatever its time. A record dated more than MAX_ATTR_AHEAD_MS ahead of
+ * this clock is ignored until then (the key reads as unset if it is the only one).
  */
 export function currentAttr(h: DocHandle, attrsObj: string, key: string, creator?: string | null): AttrRecord | undefined {
   let best: AttrRecord | undefined;
   const settingBy = creator !== undefined && isSetting(key) ? creator : undefined;
   let skipped = false;
+  // A record dated beyond MAX_ATTR_AHEAD_MS (stored before that rule, or this peer's own) is not read
+  // until its time: otherwise this replica's next honest write would be dated after it, and refused.
+  const latest = Date.now() + MAX_ATTR_AHEAD_MS;
   for (const [, v] of h.getAll(attrsObj, key)) {
     try {
       const r = decodeAttr(v, false);
@@ -476,6 +480,7 @@ export function currentAttr(h: DocHandle, attrsObj: string, key: string, creator
         skipped = true;
         continue;
       }
+      if (!(r.ts <= latest)) continue;
       if (!best || r.ts > best.ts || (r.ts === best.ts && r.by > best.by)) best = r;
     } catch {
       /* skipped */
