@@ -16,10 +16,18 @@ export interface Heartbeat {
   addrs: string[];
   /** [studyId, studyName, headsDigest] */
   studies: [string, string, string][];
+  /**
+   * Tags (`peerTag`) of the peers the sender is connected to, at most `MAX_NEIGHBOURS`: they get the
+   * sender's messages straight from it, so others do not relay its messages to them (node.ts).
+   */
+  neighbours?: string[];
 }
 
+/** Neighbours listed in one heartbeat at most; a sender with more lists some of them (relaying to the rest stays as it is). */
+export const MAX_NEIGHBOURS = 64;
+
 export function encodeHeartbeat(hb: Heartbeat): Uint8Array {
-  return pack({ ts: hb.ts, a: hb.addrs, s: hb.studies });
+  return pack({ ts: hb.ts, a: hb.addrs, s: hb.studies, ...(hb.neighbours ? { n: hb.neighbours.slice(0, MAX_NEIGHBOURS) } : {}) });
 }
 
 export function decodeHeartbeat(bytes: Uint8Array): Heartbeat {
@@ -27,13 +35,15 @@ export function decodeHeartbeat(bytes: Uint8Array): Heartbeat {
   const ts = o['ts'];
   const a = o['a'];
   const s = o['s'];
+  const n = o['n'];
   if (typeof ts !== 'number' || !Number.isFinite(ts)) throw new WireError('schema', 'heartbeat.ts is not a time');
   if (!Array.isArray(a) || a.length > 16 || !a.every((x) => typeof x === 'string' && x.length < 300)) throw new WireError('schema', 'heartbeat addresses are malformed');
   if (!Array.isArray(s) || s.length > 256) throw new WireError('schema', 'heartbeat studies are malformed');
   for (const e of s) {
     if (!Array.isArray(e) || e.length !== 3 || !e.every((x) => typeof x === 'string' && x.length <= 600)) throw new WireError('schema', 'a heartbeat study entry is malformed');
   }
-  return { ts, addrs: a as string[], studies: s as [string, string, string][] };
+  if (n !== undefined && (!Array.isArray(n) || n.length > MAX_NEIGHBOURS || !n.every((x) => typeof x === 'string' && x.length <= 24))) throw new WireError('schema', 'heartbeat neighbours are malformed');
+  return { ts, addrs: a as string[], studies: s as [string, string, string][], ...(n ? { neighbours: n as string[] } : {}) };
 }
 
 /** A short digest of a document's heads: equal digests mean equal replicas. */

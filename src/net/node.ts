@@ -23,6 +23,7 @@ import { logger } from '../logging.js';
 import { allowlistGater } from '../security/allowlist.js';
 import { swarmProtector } from '../security/swarm-key.js';
 import { readFrames, frame, pushable } from './wire.js';
+import { HEARTBEAT_TOPIC } from './liveness.js';
 import { PeertuneError } from '../errors.js';
 
 export const SYNC_PROTOCOL = '/peertune/sync/1.0.0';
@@ -46,6 +47,24 @@ function fastMessageId(msg: { from?: Uint8Array; seqno?: Uint8Array; data?: Uint
   h.update(msg.topic);
   return h.digest('base64');
 }
+
+/** A short, stable tag of a peer id, as heartbeats list their sender's neighbours (liveness.ts). */
+export function peerTag(peerId: string): string {
+  return createHash('sha256').update(peerId).digest('base64url').slice(0, 12);
+}
+
+/** Authors whose neighbour lists are kept (the least recently updated is dropped first). */
+const MAX_NEIGHBOUR_LISTS = 1024;
+
+interface NeighbourList {
+  author: string;
+  /** peerTag(author) */
+  tag: string;
+  tags: Set<string>;
+}
+
+/** A connection is listed as a neighbour once it has been open this long (one that a gater refuses never is). */
+const NEIGHBOUR_AFTER_MS = 1000;
 
 export class NetError extends PeertuneError {
   override name = 'NetError';
@@ -154,6 +173,13 @@ export class PeerNode {
   private readonly offences = new Map<string, number[]>();
   /** Quarantined peers and the timers that release them. */
   private readonly quarantined = new Map<string, NodeJS.Timeout>();
+  /** Per author (keyed by its id's multihash bytes, as gossip carries it): the peers it said it is connected to. */
+  private readonly neighbourLists = new Map<string, NeighbourList>();
+  /** The same lists by author id. */
+  private readonly neighbourListOf = new Map<string, NeighbourList>();
+  /** Tags of the peers we are connected to (and since when), both ways. */
+  private readonly tagOfPeer = new Map<string, { tag: string; since: number }>();
+  private readonly peerByTag = new Map<string, string>();
 
   private constructor(
     readonly libp2p: Libp2p<{ pubsub: GossipSub; identify: unknown }>,
@@ -205,7 +231,11 @@ export class PeerNode {
           emitSelf: false,
           globalSignaturePolicy: 'StrictSign',
           floodPublish: true,
-          fastMsgIdFn: fastMessageId,
+          // Every copy received, the duplicates gossipsub drops included (`copies:study`, `copies:heartbeat`; docs/errors.md).
+          fastMsgIdFn: (m: Parameters<typeof fastMessageId>[0]) => {
+            opts.count(m.topic === HEARTBEAT_TOPIC ? 'copies:heartbeat' : 'copies:study');
+            return fastMessageId(m);
+          },
           heartbeatInterval: 700,
           maxInboundDataLength: MAX_GOSSIP_BYTES + 64 * 1024,
           // Our validators reject bad payloads; gossipsub then does not forward them and scores the sender down.
@@ -221,12 +251,15 @@ export class PeerNode {
     }
     const node = new PeerNode(libp2p as unknown as Libp2p<{ pubsub: GossipSub; identify: unknown }>, opts);
     self = node;
+    node.installRelayFilter();
     libp2p.addEventListener('connection:open', (ev) => {
       const c = ev.detail;
+      node.connected(c.remotePeer.toString());
       onConnect(c.remotePeer.toString(), c.direction === 'outbound');
     });
     libp2p.addEventListener('peer:disconnect', (ev) => {
       const id = ev.detail.toString();
+      node.disconnected(id);
       const w = node.wanted.get(id);
       if (w) w.nextAt = Date.now() + 200;
       onDisconnect(id);
@@ -368,6 +401,85 @@ export class PeerNode {
 
   // ------------------------------------------------------------ gossip
 
+  /** Per author whose neighbour list this node holds: how many neighbours it listed (for tests). */
+  neighbourListSizes(): Map<string, number> {
+    return new Map([...this.neighbourListOf].map(([id, l]) => [id, l.tags.size]));
+  }
+
+  /** This peer's neighbours as heartbeats list them (`peerTag` of each connected peer). */
+  neighbourTags(): string[] {
+    const settled = Date.now() - NEIGHBOUR_AFTER_MS;
+    const out: string[] = [];
+    for (const [id, e] of this.tagOfPeer) if (e.since <= settled && this.isConnected(id)) out.push(e.tag);
+    return out;
+  }
+
+  private connected(peerId: string): void {
+    if (this.tagOfPeer.has(peerId)) return;
+    const tag = peerTag(peerId);
+    this.tagOfPeer.set(peerId, { tag, since: Date.now() });
+    this.peerByTag.set(tag, peerId);
+  }
+
+  private disconnected(peerId: string): void {
+    const e = this.tagOfPeer.get(peerId);
+    if (e === undefined) return;
+    this.tagOfPeer.delete(peerId);
+    this.peerByTag.delete(e.tag);
+  }
+
+  /**
+   * Records whom `author` is connected to, from its signed heartbeat (an author can only speak for
+   * itself here: a list that leaves peers out costs it relays, one that adds peers costs its own
+   * messages their reach until anti-entropy repairs them).
+   */
+  setNeighbours(author: string, tags: readonly string[]): void {
+    let key: string;
+    try {
+      key = Buffer.from(peerIdFromString(author).toMultihash().bytes).toString('base64');
+    } catch {
+      return;
+    }
+    this.neighbourLists.delete(key);
+    if (this.neighbourLists.size >= MAX_NEIGHBOUR_LISTS) {
+      const [oldKey, old] = this.neighbourLists.entries().next().value!;
+      this.neighbourLists.delete(oldKey);
+      this.neighbourListOf.delete(old.author);
+    }
+    const list = { author, tag: this.tagOfPeer.get(author)?.tag ?? peerTag(author), tags: new Set(tags) };
+    this.neighbourLists.set(key, list);
+    this.neighbourListOf.set(author, list);
+  }
+
+  /**
+   * Gossipsub forwards every new message to its whole mesh, including peers that got it from its
+   * author already (with flood publishing, every peer connected to the author): in a swarm where
+   * peers are connected to each other, each receiver gets one useful copy and about a mesh's worth of
+   * duplicates, each costing transport and a lookup. Here a relay skips the author and the peers the
+   * author listed as its neighbours in its last heartbeat; peers out of its reach still get the message
+   * through the mesh, and what a stale list misses, anti-entropy repairs (heartbeat digests, then sync).
+   */
+  private installRelayFilter(): void {
+    const ps = this.libp2p.services.pubsub as unknown as {
+      forwardMessage(msgIdStr: string, rawMsg: { from?: Uint8Array }, propagationSource?: string, excludePeers?: Set<string>): void;
+    };
+    const forward = ps.forwardMessage.bind(ps);
+    ps.forwardMessage = (msgIdStr, rawMsg, propagationSource, excludePeers) => {
+      const list = rawMsg.from ? this.neighbourLists.get(Buffer.from(rawMsg.from.buffer, rawMsg.from.byteOffset, rawMsg.from.byteLength).toString('base64')) : undefined;
+      if (list) {
+        const skip = new Set(excludePeers ?? []);
+        skip.add(list.author);
+        for (const tag of list.tags) {
+          const id = this.peerByTag.get(tag);
+          // Both sides must say so: the author lists the peer and the peer lists the author.
+          if (id !== undefined && this.neighbourListOf.get(id)?.tags.has(list.tag)) skip.add(id);
+        }
+        excludePeers = skip;
+      }
+      forward(msgIdStr, rawMsg, propagationSource, excludePeers);
+    };
+  }
+
   subscribe(topic: string, validate: (from: string, data: Uint8Array, via: string) => Verdict): void {
     const ps = this.libp2p.services.pubsub;
     ps.topicValidators.set(topic, (peer, msg) => {
@@ -432,6 +544,8 @@ export class PeerNode {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.neighbourLists.clear();
+    this.neighbourListOf.clear();
     if (this.dialTimer) clearInterval(this.dialTimer);
     this.dialTimer = null;
     for (const t of this.quarantined.values()) clearTimeout(t);

@@ -45,7 +45,7 @@ export class AntiEntropy {
       const d = r.digest();
       studies.push([r.studyId, r.name, `${d.digest}:${d.count}`]);
     }
-    await node.publish(HEARTBEAT_TOPIC, encodeHeartbeat({ ts: Date.now(), addrs: node.multiaddrs().slice(0, 16), studies: studies.slice(0, MAX_STUDIES) }));
+    await node.publish(HEARTBEAT_TOPIC, encodeHeartbeat({ ts: Date.now(), addrs: node.multiaddrs().slice(0, 16), studies: studies.slice(0, MAX_STUDIES), neighbours: node.neighbourTags() }));
   }
 
   onHeartbeat(from: string, data: Uint8Array, via: string): 'accept' | 'reject' | 'ignore' {
@@ -63,6 +63,7 @@ export class AntiEntropy {
     if (verdict !== 'accept') return verdict;
     this.peerAddrs.set(from, hb.addrs);
     ctx.node?.want(from, hb.addrs, false);
+    if (hb.neighbours) ctx.node?.setNeighbours(from, hb.neighbours);
     const studies = new Map<string, string>();
     const now = Date.now();
     let needSync = false;

@@ -148,6 +148,8 @@ export class Replica {
   flushTimer: NodeJS.Timeout | null = null;
   persistTimer: NodeJS.Timeout | null = null;
   outboxTimer: NodeJS.Timeout | null = null;
+  /** Dirty trials to commit right before the outbox's next message leaves (writer.ts scheduleFlush). */
+  flushOnPublish = false;
 
   /** Per other owner: changes' bytes and trials held in this study's shards (ownerQuota, issue 15 F15). */
   readonly ownerBytes = new Map<string, number>();
@@ -177,6 +179,7 @@ export class Replica {
     if (this.persistTimer) clearTimeout(this.persistTimer);
     if (this.outboxTimer) clearTimeout(this.outboxTimer);
     this.flushImmediate = this.flushTimer = this.persistTimer = this.outboxTimer = null;
+    this.flushOnPublish = false;
   }
 
   get study(): DocHandle {

@@ -133,3 +133,8 @@ export async function askWholeStudy(s: PeerStorage, peerId: string, studyId: str
   );
   return { bytes, finished };
 }
+
+/** Per peer whose neighbour list (from its heartbeats) this peer's relay filter holds: the list's length (net/node.ts). */
+export function neighbourLists(s: PeerStorage): Map<string, number> {
+  return internalsOf.get(s)!.ctx.node?.neighbourListSizes() ?? new Map();
+}

@@ -67,9 +67,20 @@ export class Writer {
     this.ctx.changed(r.studyId);
   }
 
+  /**
+   * Urgent writes (a new trial, its params) are committed at the end of the tick, unless a gossip
+   * message of this study left less than `OUTBOX_GAP_MS` ago: then nothing could carry them sooner
+   * than the next message, so they are committed right before it leaves. A trial that finishes by
+   * then (a fast objective under load) is sent as one record instead of two (RUNNING, then final):
+   * half the signatures to make and check, half the changes for every peer to apply.
+   */
   scheduleFlush(r: Replica, urgent: boolean): void {
     if (this.ctx.closed) return;
     if (urgent) {
+      if (r.outboxTimer && !r.flushImmediate) {
+        r.flushOnPublish = true;
+        return;
+      }
       r.flushImmediate ??= setImmediate(() => {
         r.flushImmediate = null;
         void this.flush(r, false).catch(() => {});
@@ -88,6 +99,7 @@ export class Writer {
     if (r.flushImmediate) clearImmediate(r.flushImmediate);
     if (r.flushTimer) clearTimeout(r.flushTimer);
     r.flushImmediate = r.flushTimer = null;
+    r.flushOnPublish = false;
     if (this.ctx.closed && !closing) return;
     if (r.dirty.size > 0) {
       const byShard = new Map<string, string[]>();
@@ -171,6 +183,12 @@ export class Writer {
   }
 
   publishOutbox(r: Replica): void {
+    if (r.flushOnPublish) {
+      r.flushOnPublish = false;
+      // Commits and queues the dirty trials before this message leaves (synchronously, unless a sealed
+      // shard has to come back from disk first: then they follow in the next message).
+      void this.flush(r, false).catch(() => {});
+    }
     if (r.outboxTimer) clearTimeout(r.outboxTimer);
     r.outboxTimer = null;
     const { c, t } = r.outbox;
