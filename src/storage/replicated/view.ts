@@ -20,7 +20,7 @@
  * After a partition heals, both sides' trials interleave by creation time: numbers change on both
  * sides, and the replica logs which (`NumberChange`s from `put`, counter `numbers:changed`).
  */
-import { frozenTrial, type FrozenTrial, type TrialState } from '../storage.js';
+import { frozenTrial, OwnedMap, type FrozenTrial, type TrialState } from '../storage.js';
 import type { TrialRecord } from './schema.js';
 
 /**
@@ -234,12 +234,13 @@ export class TrialView {
       number: this.numberOf(rec.id),
       owner: rec.o,
       state: staleReason ? 'FAIL' : rec.s,
-      values: rec.vals,
-      params: rec.p,
-      distributions: rec.d,
-      intermediateValues: new Map(rec.iv),
-      userAttrs: rec.ua,
-      systemAttrs: staleReason ? { ...rec.sa, failReason: staleReason, stale: true } : rec.sa,
+      // A record's parts are never changed in place (writes make new ones), so the frozen trial shares them.
+      values: rec.vals && Object.freeze(rec.vals),
+      params: Object.freeze(rec.p),
+      distributions: Object.freeze(rec.d),
+      intermediateValues: new OwnedMap(rec.iv),
+      userAttrs: Object.freeze(rec.ua),
+      systemAttrs: staleReason ? { ...rec.sa, failReason: staleReason, stale: true } : Object.freeze(rec.sa),
       datetimeStart: rec.t0 !== null ? new Date(rec.t0) : null,
       datetimeComplete: rec.t1 !== null ? new Date(rec.t1) : null,
     });
