@@ -150,7 +150,15 @@ export async function throughput(n: number, seconds: number, heartbeatIntervalMs
     for (const c of started) c.kill();
     throw e;
   }
-  await sleep(1000);
+  // Steady state: every peer connected to every other (peers learn each other's addresses from
+  // heartbeats and dial), then two heartbeats so their neighbour lists are out (the relay rule).
+  const formed = Date.now();
+  for (;;) {
+    const dumps = await Promise.all(peers.map((p) => p.send({ cmd: 'dump' })));
+    if (dumps.every((d) => (d['peers'] as string[]).length >= n - 1) || Date.now() - formed > 30_000) break;
+    await sleep(200);
+  }
+  await sleep(2 * heartbeatIntervalMs + 500);
   const t0 = performance.now();
   const ran = await Promise.all(peers.map((p) => p.send({ cmd: 'run', timeout: seconds })));
   const wall = (performance.now() - t0) / 1000;
