@@ -184,6 +184,8 @@ export class PeerNode {
   private constructor(
     readonly libp2p: Libp2p<{ pubsub: GossipSub; identify: unknown }>,
     private readonly opts: NodeOptions,
+    /** Copies of gossip messages received (study topics, the heartbeat topic), duplicates included: a transport figure, not a verdict. */
+    readonly copies: { readonly study: number; readonly heartbeat: number },
   ) {}
 
   static async start(opts: NodeOptions, onConnect: (peerId: string, outbound: boolean) => void, onDisconnect: (peerId: string) => void): Promise<PeerNode> {
@@ -210,6 +212,7 @@ export class PeerNode {
       denyInboundUpgradedConnection: async (p, c) => (allow ? await allow.denyInboundUpgradedConnection!(p, c) : false),
       denyOutboundUpgradedConnection: async (p, c) => (allow ? await allow.denyOutboundUpgradedConnection!(p, c) : false),
     };
+    const copies = { study: 0, heartbeat: 0 };
     const create = () => createLibp2p({
       privateKey: opts.privateKey,
       addresses: { listen: opts.listen },
@@ -231,9 +234,10 @@ export class PeerNode {
           emitSelf: false,
           globalSignaturePolicy: 'StrictSign',
           floodPublish: true,
-          // Every copy received, the duplicates gossipsub drops included (`copies:study`, `copies:heartbeat`; docs/errors.md).
+          // Every copy received, the duplicates gossipsub drops included (PeerStorage.stats().gossipCopies).
           fastMsgIdFn: (m: Parameters<typeof fastMessageId>[0]) => {
-            opts.count(m.topic === HEARTBEAT_TOPIC ? 'copies:heartbeat' : 'copies:study');
+            if (m.topic === HEARTBEAT_TOPIC) copies.heartbeat++;
+            else copies.study++;
             return fastMessageId(m);
           },
           heartbeatInterval: 700,
@@ -249,7 +253,7 @@ export class PeerNode {
     } catch (e) {
       throw new NetError(`cannot start the peer on listen addresses ${opts.listen.join(', ')}: ${(e as Error).message}`);
     }
-    const node = new PeerNode(libp2p as unknown as Libp2p<{ pubsub: GossipSub; identify: unknown }>, opts);
+    const node = new PeerNode(libp2p as unknown as Libp2p<{ pubsub: GossipSub; identify: unknown }>, opts, copies);
     self = node;
     node.installRelayFilter();
     libp2p.addEventListener('connection:open', (ev) => {

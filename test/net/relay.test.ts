@@ -31,6 +31,7 @@ async function peer(join?: string[]): Promise<PeerStorage> {
 }
 
 const counter = (s: PeerStorage, k: string): number => s.stats().counters[k] ?? 0;
+const copiesOf = (s: PeerStorage): number => s.stats().gossipCopies.study;
 
 async function runTrials(study: Study, n: number): Promise<void> {
   for (let i = 0; i < n; i++) {
@@ -51,11 +52,11 @@ test('fully connected swarm of 4: each peer receives about one copy of each stud
   await waitFor('a full mesh, and every peer holding the others\' full neighbour lists', 20_000, () =>
     all.every((s) => s.stats().connectedPeers.length === 3 && all.every((o) => o === s || neighbourLists(s).get(o.peerId) === 3)),
   );
-  const before = others.map((s) => ({ copies: counter(s, 'copies:study'), accepted: counter(s, 'gossip:accepted') }));
+  const before = others.map((s) => ({ copies: copiesOf(s), accepted: counter(s, 'gossip:accepted') }));
   await runTrials(study, 30);
   await waitFor('30 trials on every peer', 20_000, () => others.every((s) => s.getAllTrials(study.studyId).filter((t) => t.state === 'COMPLETE').length === 30));
   for (const [i, s] of others.entries()) {
-    const copies = counter(s, 'copies:study') - before[i]!.copies;
+    const copies = copiesOf(s) - before[i]!.copies;
     const accepted = counter(s, 'gossip:accepted') - before[i]!.accepted;
     assert.ok(accepted >= 15, `peer ${i + 1} accepted ${accepted} messages for 30 trials`);
     // Without the filter each peer gets the author's copy plus one forwarded by each of the 2 other

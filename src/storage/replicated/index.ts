@@ -647,12 +647,15 @@ export class PeerStorage implements Storage {
   stats(): {
     counters: Record<string, number>;
     connectedPeers: string[];
+    /** Copies of gossip messages received, duplicates included (a relay skips peers the author reaches itself: in a connected swarm about one per message). */
+    gossipCopies: { study: number; heartbeat: number };
     knownPeers: number;
     studies: { studyId: string; name: string; trials: number; pendingChanges: number; pendingBytes: number; heads: string; shards: number; sealedShards: number }[];
   } {
     return {
       counters: Object.fromEntries([...this.#counters.entries()].sort()),
       connectedPeers: this.#ctx.node?.connectedPeers() ?? [],
+      gossipCopies: { ...(this.#ctx.node?.copies ?? { study: 0, heartbeat: 0 }) },
       knownPeers: this.#ae.peerAddrs.size,
       studies: [...this.#ctx.replicas.values()].map((r) => ({
         studyId: r.studyId,
