@@ -193,6 +193,24 @@ test('a trial in flight at the converged maximizer of EI is not proposed again (
   assert.ok(Math.min(...gaps) > 2e-3, `the second suggestion came within 2e-3 (unit cube, per coordinate) of the one in flight: ${gaps.map((g) => g.toExponential(1))}`);
 });
 
+test('several trials in flight at one and the same point (noise-free fantasies that coincide) still give a suggestion away from them', async () => {
+  const bowl = (t: Trial): number => (t.suggestFloat('x', -10, 10) - 2) ** 2 + 2 * (t.suggestFloat('y', -10, 10) + 1) ** 2;
+  for (const deterministicObjective of [false, true]) {
+    const storage = new InMemoryStorage();
+    const study = await createStudy({ storage, sampler: new GPSampler({ seed: 3, nStartupTrials: 5, deterministicObjective }) });
+    await study.optimize(bowl, { nTrials: 25 });
+    const at = { x: study.bestParams['x'] as number, y: study.bestParams['y'] as number };
+    for (let i = 0; i < 4; i++) {
+      const t = storage.createTrial(study.studyId);
+      storage.setTrialParams(study.studyId, t.trialId, at, { x: floatDistribution('x', -10, 10), y: floatDistribution('y', -10, 10) });
+    }
+    const next = study.ask();
+    bowl(next);
+    const gap = Math.max(Math.abs((next.params['x'] as number) - at.x), Math.abs((next.params['y'] as number) - at.y)) / 20;
+    assert.ok(gap > 1e-3, `deterministicObjective ${deterministicObjective}: the suggestion is ${gap} (unit cube) from the 4 trials in flight`);
+  }
+});
+
 test('bad options are refused with a message naming the option', () => {
   assert.throws(() => new GPSampler({ nStartupTrials: -1 }), (e: unknown) => e instanceof OptionError && /nStartupTrials/.test(e.message));
   assert.throws(() => new GPSampler({ seed: Number.NaN }), /seed/);
