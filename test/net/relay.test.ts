@@ -4,31 +4,16 @@
  * In a fully connected swarm each peer then receives one copy of each message instead of one per
  * neighbour; where a peer is out of the author's reach, relays still carry the message to it.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createStudy, loadStudy, RandomSampler, setVerbosity, type Study } from '../../src/index.js';
-import { openPeerStorage, type PeerStorage } from '../../src/storage/replicated/index.js';
+import type { PeerStorage } from '../../src/storage/replicated/index.js';
 import { neighbourLists } from '../../src/storage/replicated/testing.js';
+import { inProcessPeers } from '../fixtures/in-process-peers.js';
 import { waitFor } from '../fixtures/wait.js';
 
 setVerbosity('error');
-const dirs: string[] = [];
-const open: PeerStorage[] = [];
-after(async () => {
-  for (const s of open) await s.close().catch(() => {});
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-async function peer(join?: string[]): Promise<PeerStorage> {
-  const d = await mkdtemp(path.join(os.tmpdir(), 'peertune-relay-'));
-  dirs.push(d);
-  const s = await openPeerStorage({ dataDir: d, join, heartbeatIntervalMs: 150, staleAfterMs: 60_000 });
-  open.push(s);
-  return s;
-}
+const peer = inProcessPeers('peertune-relay-', { heartbeatIntervalMs: 150, staleAfterMs: 60_000 });
 
 const counter = (s: PeerStorage, k: string): number => s.stats().counters[k] ?? 0;
 const copiesOf = (s: PeerStorage): number => s.stats().gossipCopies.study;

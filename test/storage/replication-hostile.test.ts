@@ -6,32 +6,17 @@
  */
 import * as A from '@automerge/automerge';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createStudy, loadStudy, RandomSampler, setVerbosity, type Study } from '../../src/index.js';
-import { openPeerStorage, type PeerStorage } from '../../src/storage/replicated/index.js';
+import type { PeerStorage } from '../../src/storage/replicated/index.js';
 import { decodeTrial, seal } from '../../src/storage/replicated/schema.js';
 import { askWholeStudy, gossipMessage, injectChange, publishRaw, replicaHeads, shardDocCopy, shardOfTrial, signingKey, studyDocCopy, trialBytes } from '../../src/storage/replicated/testing.js';
+import { inProcessPeers } from '../fixtures/in-process-peers.js';
 import { waitFor } from '../fixtures/wait.js';
 
 setVerbosity('error');
-const dirs: string[] = [];
-const open: PeerStorage[] = [];
-after(async () => {
-  for (const s of open) await s.close().catch(() => {});
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-async function peer(join?: string[], extra: { serveBudgetBytes?: number } = {}): Promise<PeerStorage> {
-  const d = await mkdtemp(path.join(os.tmpdir(), 'peertune-hostile-'));
-  dirs.push(d);
-  const s = await openPeerStorage({ dataDir: d, join, heartbeatIntervalMs: 150, staleAfterMs: 60_000, ...extra });
-  open.push(s);
-  return s;
-}
+const peer = inProcessPeers('peertune-hostile-', { heartbeatIntervalMs: 150, staleAfterMs: 60_000 });
 
 const until = (what: string, ms: number, pred: () => boolean): Promise<true> => waitFor(what, ms, pred) as Promise<true>;
 

@@ -2,30 +2,15 @@
  * Enqueued trials across peers: a trial enqueued on one peer runs once in a connected swarm, takes
  * over the enqueued trial's display number, and every replica agrees.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createStudy, loadStudy, RandomSampler, setVerbosity } from '../../src/index.js';
-import { openPeerStorage, type PeerStorage } from '../../src/storage/replicated/index.js';
+import { openPeerStorage } from '../../src/storage/replicated/index.js';
+import { inProcessPeers } from '../fixtures/in-process-peers.js';
 import { waitFor } from '../fixtures/wait.js';
 
 setVerbosity('error');
-const dirs: string[] = [];
-const open: PeerStorage[] = [];
-after(async () => {
-  for (const s of open) await s.close().catch(() => {});
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-async function peer(join?: string[], dir?: string): Promise<PeerStorage> {
-  const d = dir ?? (await mkdtemp(path.join(os.tmpdir(), 'peertune-queue-')));
-  if (!dir) dirs.push(d);
-  const s = await openPeerStorage({ dataDir: d, join, heartbeatIntervalMs: 150 });
-  open.push(s);
-  return s;
-}
+const peer = inProcessPeers('peertune-queue-', { heartbeatIntervalMs: 150 });
 
 test('an enqueued trial runs once across peers and keeps its number', async () => {
   const a = await peer();
@@ -52,8 +37,7 @@ test('an enqueued trial runs once across peers and keeps its number', async () =
 });
 
 test('the creator of a study keeps it, its trials and its queue across a restart', async () => {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'peertune-queue-'));
-  dirs.push(dir);
+  const dir = await peer.dir();
   const a = await openPeerStorage({ dataDir: dir, listen: [] });
   const sa = await createStudy({ studyName: 'kept', storage: a, sampler: new RandomSampler({ seed: 1 }) });
   await sa.optimize((t) => t.suggestFloat('x', 0, 1), { nTrials: 3 });
@@ -61,7 +45,7 @@ test('the creator of a study keeps it, its trials and its queue across a restart
   const before = sa.trials.map((t) => [t.trialId, t.number, t.state]);
   await a.close();
   const again = await openPeerStorage({ dataDir: dir, listen: [] });
-  open.push(again);
+  peer.adopt(again);
   const s2 = await loadStudy({ studyName: 'kept', storage: again });
   assert.deepEqual(s2.trials.map((t) => [t.trialId, t.number, t.state]), before);
   await s2.optimize((t) => t.suggestFloat('x', 0, 1), { nTrials: 1 });

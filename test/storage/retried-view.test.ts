@@ -2,30 +2,14 @@
 // hear its owner (one opened after the owner was lost), but stays RUNNING on a replica that hears the
 // owner: any member can write a trial naming another's in retryOf, and must not fail a live peer's
 // trial that way. Three real PeerStorage replicas on 127.0.0.1.
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { openPeerStorage, type PeerStorage } from '../../src/storage/replicated/index.js';
 import { setVerbosity } from '../../src/index.js';
+import { inProcessPeers } from '../fixtures/in-process-peers.js';
 import { waitFor } from '../fixtures/wait.js';
 
 setVerbosity('error');
-const dirs: string[] = [];
-const open: PeerStorage[] = [];
-after(async () => {
-  for (const s of open) await s.close().catch(() => {});
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-
-async function peer(join: string[] = []): Promise<PeerStorage> {
-  const d = await mkdtemp(path.join(os.tmpdir(), 'pt-retried-'));
-  dirs.push(d);
-  const s = await openPeerStorage({ dataDir: d, join, heartbeatIntervalMs: 200, staleAfterMs: 3000 });
-  open.push(s);
-  return s;
-}
+const peer = inProcessPeers('pt-retried-', { heartbeatIntervalMs: 200, staleAfterMs: 3000 });
 
 test('a retry claim fails the trial only where its owner is not heard', async () => {
   const h = await peer();
@@ -43,7 +27,6 @@ test('a retry claim fails the trial only where its owner is not heard', async ()
 
   // A replica that joins through M only after H is gone cannot hear H: there the retried trial reads FAIL.
   await h.close();
-  open.splice(open.indexOf(h), 1);
   const q = await peer(m.multiaddrs());
   await waitFor('Q to hold both trials', 20_000, () => q.listStudies().length === 1 && q.getAllTrials(info.studyId).length === 2);
   const lost = q.getTrial(info.studyId, running.trialId);
