@@ -42,9 +42,12 @@ const RETRY_AFTER_MS = 10_000;
 const COLLECT_GRACE_MS = 10_000;
 /** Collections run at most this often, and only after the references changed. */
 const COLLECT_EVERY_MS = 5000;
-/** Copy requests served at once for one peer, and for all peers. */
+/**
+ * Copy requests served at once for one peer, and for all peers (the total is far above what honest
+ * owners ask at once, so that a few identities trickling copies cannot take every slot).
+ */
 export const COPIES_PER_PEER = 2;
-export const COPIES_AT_ONCE = 8;
+export const COPIES_AT_ONCE = 32;
 /** Default bytes of checkpoint copies held for one owner in one study (PeerStorageOptions.ownerQuota.checkpointBytes). */
 export const DEFAULT_COPY_QUOTA_BYTES = 4 * 1024 ** 3;
 
