@@ -50,6 +50,7 @@ test('copies: slots per peer and a deadline against a trickling member, then a p
   // The trickled copies are cut at their deadline (64 KiB at 1 KiB/s would take 64 s), charged, their partial files dropped.
   await waitFor("R to cut M's trickled copies", copyDeadlineMs(64 * KiB) + 30_000, async () => ((await counters())['blob-copy:deadline'] ?? 0) >= COPIES_PER_PEER);
   const cutAfter = Date.now() - slowAt;
+  console.log(`# R cut M's trickled copies ${cutAfter} ms after they began (deadline ${copyDeadlineMs(64 * KiB)} ms; busy answers ${(await counters())['checkpoint:copy-busy']})`);
   assert.ok(cutAfter < copyDeadlineMs(64 * KiB) + 20_000, `cut after ${cutAfter} ms`);
   const partials = (await R.send({ cmd: 'partials' }))['files'] as string[];
   assert.ok(!partials.some((f) => slow.some((h) => f.startsWith(h))), `R keeps no partial file of M's cut copies: ${partials.join(', ')}`);

@@ -12,7 +12,7 @@ import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Member, repoRoot, tempDir, waitFor } from '../fixtures/hostile-member.js';
 import { runCliFromSource } from '../fixtures/cli/helpers.js';
-import { AmbiguousStudyError, loadStudy } from '../../src/index.js';
+import { AmbiguousStudyError, loadStudy, setVerbosity } from '../../src/index.js';
 import { openPeerStorage } from '../../src/storage/replicated/index.js';
 
 const PY = '/usr/bin/python3';
@@ -25,6 +25,7 @@ describe('F3: serve (Python) and the dashboard choose a study by id; an ambiguou
   let dash: ChildProcess | null = null;
 
   before(async () => {
+    setVerbosity('error');
     dir = await tempDir();
     H = await Member.start({ dataDir: join(dir.path, 'h') });
     honest = (await H.call<{ studyId: string }>('create', { name: 'iris', sampler: { name: 'random', options: {} } })).studyId;
