@@ -202,6 +202,18 @@ export class BlobStore {
     await rm(path.join(this.tmpDir, `${hash}.partial`), { force: true });
   }
 
+  /** Partial downloads kept for a resume: hash, bytes so far, last written. */
+  async partials(): Promise<{ hash: string; size: number; mtimeMs: number }[]> {
+    const out: { hash: string; size: number; mtimeMs: number }[] = [];
+    for (const name of await readdir(this.tmpDir)) {
+      const hash = name.endsWith('.partial') ? name.slice(0, -'.partial'.length) : '';
+      if (!isBlobHash(hash)) continue;
+      const st = await stat(path.join(this.tmpDir, name)).catch(() => null);
+      if (st) out.push({ hash, size: st.size, mtimeMs: st.mtimeMs });
+    }
+    return out;
+  }
+
   async delete(hash: string): Promise<void> {
     await rm(this.pathOf(hash), { force: true });
   }

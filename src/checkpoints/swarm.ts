@@ -11,11 +11,12 @@
  * connected peers of the study, so the same peers keep the copies of one checkpoint.
  *
  * Holders drop a copy when no kept reference needs it any more (the owner's keep rules removed it):
- * a periodic collection, which leaves blobs younger than a minute alone (a local save in progress).
+ * a periodic collection, which leaves blobs younger than a minute alone (a local save in progress),
+ * and also deletes partial downloads no kept reference needs.
  *
  * What a member asking for copies can cost a receiver (issue 15): disk, at most the view's
- * `copyQuotaBytes` of blobs per owner and study (counted from the blobs on disk that the owner's
- * references need, plus copies in flight; past it the request is refused, `checkpoint:copy-quota`,
+ * `copyQuotaBytes` of blobs per owner and study (counted from the blobs on disk, whole or partial, that
+ * the owner's references need, plus copies in flight; past it the request is refused, `checkpoint:copy-quota`,
  * not charged: an honest owner with many checkpoints meets it too); inbound copy slots, at most
  * COPIES_PER_PEER requests per peer and COPIES_AT_ONCE in all (more are answered busy at once,
  * `checkpoint:copy-busy`), each bounded by `copyDeadlineMs` of its size (a copy trickled slower is cut,
@@ -290,6 +291,17 @@ export class CheckpointSwarm {
       await this.store.delete(h);
       dropped.push(h);
     }
+    // Partial downloads no kept reference needs (a copy cut midway whose reference was dropped since)
+    // would otherwise stay for good.
+    for (const p of await this.store.partials()) {
+      if (needed.has(p.hash)) continue;
+      if (now - p.mtimeMs < COLLECT_GRACE_MS) {
+        this.changedSinceCollect = true;
+        continue;
+      }
+      await this.store.dropPartial(p.hash);
+      dropped.push(p.hash);
+    }
     return dropped;
   }
 
@@ -352,7 +364,7 @@ export class CheckpointSwarm {
     if (!host) return reply({ ok: false, e: 'stopping' });
     const quota = this.view.copyQuotaBytes ?? DEFAULT_COPY_QUOTA_BYTES;
     const key = `${studyId} ${remote}`;
-    const held = await this.heldFor(studyId, remote);
+    const { bytes: held, partial } = await this.heldFor(studyId, remote);
     const deadlineMs = copyDeadlineMs(ref.size + (ref.manifestSize ?? 0));
     const deadline = AbortSignal.timeout(deadlineMs);
     let taken = 0;
@@ -367,7 +379,8 @@ export class CheckpointSwarm {
         }
         for (const b of need) {
           // Sizes are checked as each blob is fetched (a directory's files are known from its manifest only).
-          if (held + (this.reserved.get(key) ?? 0) + b.size > quota) {
+          // A blob resumed from its partial file counts once: its partial bytes are part of its size.
+          if (held - (partial.get(b.hash) ?? 0) + (this.reserved.get(key) ?? 0) + b.size > quota) {
             this.view.count('checkpoint:copy-quota');
             logger.debug(`Refused to copy checkpoint ${ref.id} of ${remote}: its copies here would pass ${quota} bytes in study ${studyId}.`);
             return reply({ ok: false, e: `quota: this peer holds at most ${quota} bytes of checkpoint copies per owner and study` });
@@ -394,16 +407,18 @@ export class CheckpointSwarm {
   }
 
   /**
-   * Bytes of blobs on disk here that `owner`'s kept references in `studyId` need: the copies this peer
-   * holds for it (each blob once, whoever else also references it).
+   * Bytes of blobs on disk here that `owner`'s kept references in `studyId` need, whole or partly
+   * downloaded: the copies this peer holds for it (each blob once, whoever else also references it).
    */
-  private async heldFor(studyId: string, owner: string): Promise<number> {
+  private async heldFor(studyId: string, owner: string): Promise<{ bytes: number; partial: Map<string, number> }> {
     const seen = new Set<string>();
     let bytes = 0;
+    // Partial downloads count too: a copy interrupted midway keeps its bytes for a resume.
+    const partial = new Map((await this.store.partials()).map((p) => [p.hash, p.size]));
     const add = async (hash: string): Promise<void> => {
       if (seen.has(hash)) return;
       seen.add(hash);
-      bytes += (await this.store.sizeOf(hash)) ?? 0;
+      bytes += (await this.store.sizeOf(hash)) ?? partial.get(hash) ?? 0;
     };
     for (const { studyId: s, owner: o, ref } of this.view.refs()) {
       if (s !== studyId || o !== owner) continue;
@@ -415,7 +430,7 @@ export class CheckpointSwarm {
         // An unreadable manifest holds nothing here.
       }
     }
-    return bytes;
+    return { bytes, partial };
   }
 }
 

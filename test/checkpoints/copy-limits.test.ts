@@ -3,7 +3,8 @@
 // at most ownerQuota.checkpointBytes of copies per owner and study (`checkpoint:copy-quota`), answers
 // at most COPIES_PER_PEER copy requests per peer at once (more: `checkpoint:copy-busy`), and cuts a copy
 // after copyDeadlineMs of its size, dropping its partial file and charging the owner
-// (`blob-copy:deadline`). Real peer processes on 127.0.0.1 (test/checkpoints/copy-peer.ts): R (the
+// (`blob-copy:deadline`); partial downloads count towards the quota and are collected once no
+// reference needs them. Real peer processes on 127.0.0.1 (test/checkpoints/copy-peer.ts): R (the
 // receiver, quota 1 MiB), M (a member trickling its blobs at 1 KiB/s), H (an honest owner).
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -72,4 +73,15 @@ test('copies: slots per peer and a deadline against a trickling member, then a p
   const honest2 = ((await H.send({ cmd: 'save', n: 1, bytes: 300 * KiB }))['hashes'] as string[])[0]!;
   await waitFor("H's second copy confirmed on R", 60_000, async () => (await refs(H)).find((r) => r.hash === honest2)?.holders.includes(R.peerId));
   assert.equal((await held(H.peerId)).count, 2);
+
+  // Partial downloads: one of a blob no reference needs (a copy cut midway, its reference dropped
+  // since) is collected; one of a blob M's kept reference needs stays (a later copy resumes from it).
+  const orphan = 'f'.repeat(64);
+  // (a 300 KiB one R refused: with R past 724 KiB for M, its copy never resumes from this fake partial)
+  const needed = mRefs.find((r) => r.size === 300 * KiB && !r.holders.includes(R.peerId))!.hash;
+  await R.send({ cmd: 'fakePartial', hash: orphan, bytes: 100 * KiB, ageMs: 60_000 });
+  await R.send({ cmd: 'fakePartial', hash: needed, bytes: 10 * KiB, ageMs: 60_000 });
+  await H.send({ cmd: 'save', n: 1, bytes: 16 * KiB }); // a reference change: R collects
+  await waitFor('R to collect the orphan partial file', 60_000, async () => !((await R.send({ cmd: 'partials' }))['files'] as string[]).includes(`${orphan}.partial`));
+  assert.ok(((await R.send({ cmd: 'partials' }))['files'] as string[]).includes(`${needed}.partial`), "the partial of a referenced blob stays");
 });

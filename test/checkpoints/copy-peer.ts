@@ -6,13 +6,14 @@
  * - `refs`: every trial's checkpoint references (owner, hash, size, holders).
  * - `held {owner}`: bytes and count of blobs in this peer's store that `owner`'s references need.
  * - `partials`: the partial downloads in the store's tmp dir.
+ * - `fakePartial {hash, bytes, ageMs}`: writes a partial download of `hash`, last written `ageMs` ago.
  * - `slow {frameBytes, everyMs}`: from now on this peer serves blobs that slowly (everyMs 0: at full
  *   speed, through its own handler); what a member trickling its blobs does.
  * - `stats`: the replica's counters.
  */
 import readline from 'node:readline';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createStudy, loadStudy, RandomSampler, setVerbosity, type Study } from '../../src/index.js';
@@ -76,7 +77,7 @@ async function installSlowServer(frameBytes: number, everyMs: number): Promise<v
 
 const rl = readline.createInterface({ input: process.stdin });
 for await (const line of rl) {
-  const cmd = JSON.parse(line) as { cmd: string; id: number; n?: number; bytes?: number; owner?: string; frameBytes?: number; everyMs?: number };
+  const cmd = JSON.parse(line) as { cmd: string; id: number; n?: number; bytes?: number; owner?: string; frameBytes?: number; everyMs?: number; hash?: string; ageMs?: number };
   try {
     switch (cmd.cmd) {
       case 'save': {
@@ -110,6 +111,14 @@ for await (const line of rl) {
       case 'partials':
         out({ ev: 'partials', id: cmd.id, files: (await readdir(store.tmpDir)).filter((f) => f.endsWith('.partial')) });
         break;
+      case 'fakePartial': {
+        const f = path.join(store.tmpDir, `${cmd.hash}.partial`);
+        await writeFile(f, randomBytes(cmd.bytes ?? 1024));
+        const t = (Date.now() - (cmd.ageMs ?? 0)) / 1000;
+        await utimes(f, t, t);
+        out({ ev: 'faked', id: cmd.id });
+        break;
+      }
       case 'slow':
         await installSlowServer(cmd.frameBytes ?? 1 << 20, cmd.everyMs ?? 0);
         out({ ev: 'slow', id: cmd.id });
