@@ -89,6 +89,12 @@ try:
     pt.load_study(study_name="setosa", storage=st, study_id=cfg["honest"])
 except ValueError as e:
     out["mismatch"] = str(e)
+try:
+    pt.create_study(study_name="iris", storage=st, study_id=cfg["fake"])
+except ValueError as e:
+    out["id_without_load"] = str(e)
+pt.delete_study(storage=st, study_id=cfg["fake"])
+out["names_after_delete"] = pt.get_all_study_names(st)
 print(json.dumps(out))
 `;
     const r = spawnSync(PY, ['-c', script, JSON.stringify({ dir: join(dir.path, 'py'), join: H.addrs, honest, fake })], {
@@ -109,6 +115,8 @@ print(json.dumps(out))
     assert.equal(out['trials'], 6, "H's 3 trials and the 3 run from Python");
     assert.equal(out['fake_id'], fake);
     assert.match(String(out['mismatch']), /is named "iris", not "setosa"/);
+    assert.match(String(out['id_without_load']), /study_id chooses a study to load/);
+    assert.deepEqual(out['names_after_delete'], ['iris'], 'delete_study(study_id=...) removed the 1970 one only');
     await waitFor("the Python peer's 3 trials on H's study", 20_000, async () => (await H.trials(honest)).length === 6);
     assert.equal((await H.trials(fake)).length, 0, 'nothing ran in the 1970 study');
   });
