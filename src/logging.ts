@@ -41,6 +41,11 @@ function log(l: Exclude<LogLevel, 'silent'>, message: string): void {
   sink(`[${LETTER[l]} ${stamp(new Date())}] ${message}`);
 }
 
+/** Whether a line at this level would be written (to skip building a costly message nobody sees). */
+export function logsAt(l: Exclude<LogLevel, 'silent'>): boolean {
+  return ORDER[l] >= ORDER[level];
+}
+
 export const logger = {
   debug: (m: string) => log('debug', m),
   info: (m: string) => log('info', m),

@@ -5,7 +5,7 @@
 import type { Distribution, ParamValue } from './distributions.js';
 import { StudyUsageError, checkOptions, rules } from './errors.js';
 import { trialsToRows, type Row } from './export.js';
-import { formatParams, logger } from './logging.js';
+import { formatParams, logger, logsAt } from './logging.js';
 import { paretoFront } from './multi-objective.js';
 import type { Pruner } from './pruners/base.js';
 import { defaultPruner } from './pruners/index.js';
@@ -386,6 +386,16 @@ export class Study {
     return best;
   }
 
+  /** bestTrial, or null when no feasible trial is complete. */
+  private bestOrNull(): FrozenTrial | null {
+    try {
+      return this.bestTrial;
+    } catch (e) {
+      if (e instanceof StudyUsageError) return null;
+      throw e;
+    }
+  }
+
   get bestValue(): number {
     return this.bestTrial.values![0]!;
   }
@@ -629,12 +639,14 @@ export class Study {
   }
 
   private logFinished(t: FrozenTrial, reason?: string): void {
+    // The best trial is a pass over every trial: not worth it for a line nobody sees.
+    if (t.state !== 'FAIL' && !logsAt('info')) return;
     const params = formatParams(t.params);
     if (t.state === 'COMPLETE') {
       if (this.isMultiObjective) {
         logger.info(`Trial ${t.number} finished with values: [${t.values!.join(', ')}] and parameters: ${params}.`);
       } else {
-        const best = this.bestTrials[0]; // none while every trial breaks a constraint
+        const best = this.bestOrNull(); // none while every trial breaks a constraint
         const tail = best ? ` Best is trial ${best.number} with value: ${best.values![0]}.` : '';
         logger.info(`Trial ${t.number} finished with value: ${t.values![0]} and parameters: ${params}.${tail}`);
       }
