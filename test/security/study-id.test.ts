@@ -10,7 +10,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Member, repoRoot, tempDir, waitFor } from '../fixtures/hostile-member.js';
+import { Member, repoRoot, tempDir, twoStudiesNamedIris, waitFor } from '../fixtures/hostile-member.js';
 import { runCliFromSource } from '../fixtures/cli/helpers.js';
 import { AmbiguousStudyError, loadStudy, setVerbosity } from '../../src/index.js';
 import { openPeerStorage } from '../../src/storage/replicated/index.js';
@@ -27,15 +27,8 @@ describe('F3: serve (Python) and the dashboard choose a study by id; an ambiguou
   before(async () => {
     setVerbosity('error');
     dir = await tempDir();
-    H = await Member.start({ dataDir: join(dir.path, 'h') });
-    honest = (await H.call<{ studyId: string }>('create', { name: 'iris', sampler: { name: 'random', options: {} } })).studyId;
-    await H.call('run', { studyId: honest, n: 3, seed: 1 });
-    const aDir = join(dir.path, 'a');
-    A = await Member.start({ dataDir: aDir });
-    fake = (await A.call<{ studyId: string }>('create', { name: 'iris', createdAt: 0, directions: ['maximize'] })).studyId;
-    await A.stop();
-    A = await Member.start({ dataDir: aDir, join: H.addrs });
-    await waitFor('H to hold both studies named iris', 20_000, async () => (await H.call<{ studies: unknown[] }>('studies')).studies.length === 2);
+    // H's honest "iris"; A's "iris" dated 1970 (maximize), made offline, then joined through H.
+    ({ H, A, honest, fake } = await twoStudiesNamedIris(dir.path));
   });
 
   after(async () => {

@@ -7,7 +7,7 @@
 import { describe, before, after, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { Member, repoRoot, tempDir, waitFor } from '../fixtures/hostile-member.js';
+import { Member, repoRoot, tempDir, twoStudiesNamedIris, waitFor } from '../fixtures/hostile-member.js';
 import { runCliFromSource } from '../fixtures/cli/helpers.js';
 
 const cli = (args: string[]) => runCliFromSource(args, 60_000);
@@ -20,16 +20,8 @@ describe('F3: a study name resolves to one study per replica; a second study of 
 
   before(async () => {
     dir = await tempDir();
-    H = await Member.start({ dataDir: join(dir.path, 'h') });
-    honest = (await H.call<{ studyId: string }>('create', { name: 'iris', sampler: { name: 'random', options: {} } })).studyId;
-    await H.call('run', { studyId: honest, n: 3, seed: 1 });
-    // A dates its "iris" 1970 (maximize), offline, then joins the swarm through H.
-    const aDir = join(dir.path, 'a');
-    A = await Member.start({ dataDir: aDir });
-    fake = (await A.call<{ studyId: string }>('create', { name: 'iris', createdAt: 0, directions: ['maximize'] })).studyId;
-    await A.stop();
-    A = await Member.start({ dataDir: aDir, join: H.addrs });
-    await waitFor('H to hold both studies named iris', 20_000, async () => (await H.call<{ studies: unknown[] }>('studies')).studies.length === 2);
+    // H's honest "iris"; A's "iris" dated 1970 (maximize), made offline, then joined through H.
+    ({ H, A, honest, fake } = await twoStudiesNamedIris(dir.path));
   });
 
   after(async () => {
