@@ -21,13 +21,18 @@ export interface Heartbeat {
    * sender's messages straight from it, so others do not relay its messages to them (node.ts).
    */
   neighbours?: string[];
+  /** The least gap, in ms, the sender asks peers to keep between their gossip messages of a study (storage/replicated/pacing.ts). */
+  gap?: number;
 }
+
+/** Largest gap a heartbeat may ask for (receivers clamp it further: storage/replicated/pacing.ts). */
+export const MAX_HEARTBEAT_GAP_MS = 60_000;
 
 /** Neighbours listed in one heartbeat at most; a sender with more lists some of them (relaying to the rest stays as it is). */
 export const MAX_NEIGHBOURS = 64;
 
 export function encodeHeartbeat(hb: Heartbeat): Uint8Array {
-  return pack({ ts: hb.ts, a: hb.addrs, s: hb.studies, ...(hb.neighbours ? { n: hb.neighbours.slice(0, MAX_NEIGHBOURS) } : {}) });
+  return pack({ ts: hb.ts, a: hb.addrs, s: hb.studies, ...(hb.neighbours ? { n: hb.neighbours.slice(0, MAX_NEIGHBOURS) } : {}), ...(hb.gap !== undefined ? { g: hb.gap } : {}) });
 }
 
 export function decodeHeartbeat(bytes: Uint8Array): Heartbeat {
@@ -36,6 +41,7 @@ export function decodeHeartbeat(bytes: Uint8Array): Heartbeat {
   const a = o['a'];
   const s = o['s'];
   const n = o['n'];
+  const g = o['g'];
   if (typeof ts !== 'number' || !Number.isFinite(ts)) throw new WireError('schema', 'heartbeat.ts is not a time');
   if (!Array.isArray(a) || a.length > 16 || !a.every((x) => typeof x === 'string' && x.length < 300)) throw new WireError('schema', 'heartbeat addresses are malformed');
   if (!Array.isArray(s) || s.length > 256) throw new WireError('schema', 'heartbeat studies are malformed');
@@ -43,7 +49,8 @@ export function decodeHeartbeat(bytes: Uint8Array): Heartbeat {
     if (!Array.isArray(e) || e.length !== 3 || !e.every((x) => typeof x === 'string' && x.length <= 600)) throw new WireError('schema', 'a heartbeat study entry is malformed');
   }
   if (n !== undefined && (!Array.isArray(n) || n.length > MAX_NEIGHBOURS || !n.every((x) => typeof x === 'string' && x.length <= 24))) throw new WireError('schema', 'heartbeat neighbours are malformed');
-  return { ts, addrs: a as string[], studies: s as [string, string, string][], ...(n ? { neighbours: n as string[] } : {}) };
+  if (g !== undefined && (typeof g !== 'number' || !Number.isInteger(g) || g < 0 || g > MAX_HEARTBEAT_GAP_MS)) throw new WireError('schema', 'heartbeat gap is not a whole number of ms up to 60000');
+  return { ts, addrs: a as string[], studies: s as [string, string, string][], ...(n ? { neighbours: n as string[] } : {}), ...(g !== undefined ? { gap: g } : {}) };
 }
 
 /** A short digest of a document's heads: equal digests mean equal replicas. */

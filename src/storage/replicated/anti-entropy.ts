@@ -21,6 +21,10 @@ export class AntiEntropy {
   /** Per peer: the studies it announced, each with its advertised replica state (`<digest>:<changes>`). */
   readonly peerStudies = new Map<string, Map<string, string>>();
   deleted = new Set<string>();
+  /** Per peer: the gap between gossip messages it asks for in its heartbeats (pacing.ts). */
+  readonly peerGaps = new Map<string, number>();
+  /** The gap this peer asks for (set by the storage; pacing.ts). */
+  askGap: () => number | undefined = () => undefined;
 
   constructor(
     private readonly ctx: Ctx,
@@ -29,7 +33,8 @@ export class AntiEntropy {
   ) {}
 
   private get grace(): number {
-    return Math.max(1500, 2 * this.ctx.opts.heartbeatMs);
+    // Plus twice the gap this peer asks between gossip messages: a busy swarm batches its gossip (pacing.ts).
+    return Math.max(1500, 2 * this.ctx.opts.heartbeatMs) + 2 * (this.askGap() ?? 0);
   }
 
   async sendHeartbeat(): Promise<void> {
@@ -45,7 +50,7 @@ export class AntiEntropy {
       const d = r.digest();
       studies.push([r.studyId, r.name, `${d.digest}:${d.count}`]);
     }
-    await node.publish(HEARTBEAT_TOPIC, encodeHeartbeat({ ts: Date.now(), addrs: node.multiaddrs().slice(0, 16), studies: studies.slice(0, MAX_STUDIES), neighbours: node.neighbourTags() }));
+    await node.publish(HEARTBEAT_TOPIC, encodeHeartbeat({ ts: Date.now(), addrs: node.multiaddrs().slice(0, 16), studies: studies.slice(0, MAX_STUDIES), neighbours: node.neighbourTags(), gap: this.askGap() }));
   }
 
   onHeartbeat(from: string, data: Uint8Array, via: string): 'accept' | 'reject' | 'ignore' {
@@ -62,6 +67,8 @@ export class AntiEntropy {
     const verdict = ctx.liveness.admitHeartbeat(from, via, hb.ts, { isConnected: (id) => ctx.node?.isConnected(id) ?? false, count: ctx.count });
     if (verdict !== 'accept') return verdict;
     this.peerAddrs.set(from, hb.addrs);
+    if (hb.gap !== undefined) this.peerGaps.set(from, hb.gap);
+    else this.peerGaps.delete(from);
     ctx.node?.want(from, hb.addrs, false);
     if (hb.neighbours) ctx.node?.setNeighbours(from, hb.neighbours);
     const studies = new Map<string, string>();
@@ -151,6 +158,7 @@ export class AntiEntropy {
       for (const id of byAge.slice(0, this.peerAddrs.size - MAX_KNOWN_PEERS)) {
         this.peerAddrs.delete(id);
         this.peerStudies.delete(id);
+        this.peerGaps.delete(id);
         ctx.liveness.forget(id);
       }
     }

@@ -36,7 +36,8 @@ import {
 import { AntiEntropy } from './anti-entropy.js';
 import { checkpointDirOf, startCheckpointSwarm, studyOfTrial } from './checkpoints.js';
 import { Inbox } from './inbox.js';
-import { resolveOptions, topicOf, MAX_STUDIES, type PeerStorageOptions, type ResolvedOptions } from './options.js';
+import { resolveOptions, topicOf, MAX_STUDIES, OUTBOX_GAP_MS, type PeerStorageOptions, type ResolvedOptions } from './options.js';
+import { Pacer, gapFor } from './pacing.js';
 import { ReplicaDb, loadOrCreateKey, type StoredStudy } from './persist.js';
 import { Replica, Shard, internalsOf, type Ctx } from './replica.js';
 import { decodeTrial, genesisDoc, readShardTrial, studyIdFor, parseShardKey, type StudyDoc, type StudyMeta, type TrialRecord } from './schema.js';
@@ -80,6 +81,9 @@ export class PeerStorage implements Storage {
   #writeChain: Promise<void> = Promise.resolve();
   #timers: NodeJS.Timeout[] = [];
   #checkpoints: CheckpointSwarm | null = null;
+  readonly #pacer = new Pacer();
+  /** Per study: the gap kept between this peer's gossip messages, recomputed each heartbeat (pacing.ts). */
+  readonly #gaps = new Map<string, number>();
 
   /** @internal use openPeerStorage */
   constructor(opts: ResolvedOptions, key: PrivateKey, db: ReplicaDb, token: symbol) {
@@ -133,7 +137,7 @@ export class PeerStorage implements Storage {
         admit: (meta, studyId) => this.#admit(meta, studyId),
       },
     };
-    this.#writer = new Writer(this.#ctx);
+    this.#writer = new Writer(this.#ctx, (r) => this.#gaps.get(r.studyId) ?? OUTBOX_GAP_MS);
     this.#inbox = new Inbox(this.#ctx, this.#writer, (p) => void this.#syncWith(p));
     this.#ae = new AntiEntropy(this.#ctx, (r) => this.#subscribe(r), (p) => void this.#syncWith(p));
     this.#sync = new SyncAdapter(this.#ctx, this.#writer, this.#inbox, (e, from) => this.#ae.offer(e, from));
@@ -293,7 +297,11 @@ export class PeerStorage implements Storage {
     await node.handleSync((ch) => void this.#serveSync(ch));
     node.subscribe(HEARTBEAT_TOPIC, (from, data, via) => this.#charge(via, this.#ae.onHeartbeat(from, data, via)));
     for (const r of ctx.replicas.values()) this.#subscribe(r);
-    const hb = setInterval(() => void this.#ae.sendHeartbeat(), o.heartbeatMs);
+    this.#ae.askGap = () => this.#pacer.askMs;
+    const hb = setInterval(() => {
+      this.#pace();
+      void this.#ae.sendHeartbeat();
+    }, o.heartbeatMs);
     hb.unref();
     this.#timers.push(hb);
     this.#checkpoints = await startCheckpointSwarm(ctx, node, {
@@ -644,19 +652,44 @@ export class PeerStorage implements Storage {
   }
 
   /** Counters: rejected messages by reason (`gossip:<reason>`, `sync:<reason>`), accepted merges, etc. (docs/errors.md). */
+  /** Each heartbeat: the gap this peer asks for, and per study the median of what it and the study's live peers ask. */
+  #pace(): void {
+    const own = this.#pacer.tick();
+    const ctx = this.#ctx;
+    const now = Date.now();
+    const fresh = 3 * ctx.opts.heartbeatMs + 1000;
+    const asked = new Map<string, number[]>();
+    for (const [peer, studies] of this.#ae.peerStudies) {
+      const last = ctx.liveness.get(peer);
+      if (last === undefined || now - last > fresh) continue;
+      const g = this.#ae.peerGaps.get(peer) ?? OUTBOX_GAP_MS;
+      for (const id of studies.keys()) {
+        let l = asked.get(id);
+        if (!l) asked.set(id, (l = []));
+        l.push(g);
+      }
+    }
+    this.#gaps.clear();
+    for (const id of ctx.replicas.keys()) this.#gaps.set(id, gapFor(own, asked.get(id) ?? []));
+  }
+
   stats(): {
     counters: Record<string, number>;
     connectedPeers: string[];
     /** Copies of gossip messages received, duplicates included (a relay skips peers the author reaches itself: in a connected swarm about one per message). */
     gossipCopies: { study: number; heartbeat: number };
     knownPeers: number;
-    studies: { studyId: string; name: string; trials: number; pendingChanges: number; pendingBytes: number; heads: string; shards: number; sealedShards: number }[];
+    /** The gap between gossip messages this peer asks for, and its event-loop utilisation over the last heartbeat period (pacing.ts). */
+    pacing: { askMs: number; elu: number };
+    /** Per study, `gapMs`: the least time this peer keeps between two of its gossip messages of the study. */
+    studies: { studyId: string; name: string; trials: number; pendingChanges: number; pendingBytes: number; heads: string; shards: number; sealedShards: number; gapMs: number }[];
   } {
     return {
       counters: Object.fromEntries([...this.#counters.entries()].sort()),
       connectedPeers: this.#ctx.node?.connectedPeers() ?? [],
       gossipCopies: { ...(this.#ctx.node?.copies ?? { study: 0, heartbeat: 0 }) },
       knownPeers: this.#ae.peerAddrs.size,
+      pacing: { askMs: this.#pacer.askMs, elu: this.#pacer.lastElu },
       studies: [...this.#ctx.replicas.values()].map((r) => ({
         studyId: r.studyId,
         name: r.name,
@@ -666,6 +699,7 @@ export class PeerStorage implements Storage {
         heads: r.digest().digest,
         shards: r.shards.size,
         sealedShards: [...r.shards.values()].filter((s) => s.sealed).length,
+        gapMs: this.#gaps.get(r.studyId) ?? OUTBOX_GAP_MS,
       })),
     };
   }

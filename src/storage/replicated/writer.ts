@@ -14,7 +14,11 @@ import type { Ctx, Replica, Shard } from './replica.js';
 import { LIMITS, SHARD_TRIALS, currentAttr, docParts, seal, shardKeyOf, writeRecords, writeShardRecords, type TrialRecord } from './schema.js';
 
 export class Writer {
-  constructor(private readonly ctx: Ctx) {}
+  /** `gapOf`: the least time between two gossip messages of a study (pacing.ts; `OUTBOX_GAP_MS` without a network). */
+  constructor(
+    private readonly ctx: Ctx,
+    private readonly gapOf: (r: Replica) => number = () => OUTBOX_GAP_MS,
+  ) {}
 
   newOwnTrial(r: Replica, template: TrialTemplate, claim: { id: string; c: number; ca: number } | null): TrialRecord {
     const state = template.state ?? 'RUNNING';
@@ -69,7 +73,7 @@ export class Writer {
 
   /**
    * Urgent writes (a new trial, its params) are committed at the end of the tick, unless a gossip
-   * message of this study left less than `OUTBOX_GAP_MS` ago: then nothing could carry them sooner
+   * message of this study left less than the gap ago (`gapOf`): then nothing could carry them sooner
    * than the next message, so they are committed right before it leaves. A trial that finishes by
    * then (a fast objective under load) is sent as one record instead of two (RUNNING, then final):
    * half the signatures to make and check, half the changes for every peer to apply.
@@ -166,7 +170,7 @@ export class Writer {
     if (change) this.send(r, null, change);
   }
 
-  /** Gossips a local change: at the end of the tick, or with the next ones once `OUTBOX_GAP_MS` has passed since the last message. */
+  /** Gossips a local change: at the end of the tick, or with the next ones once the gap (`gapOf`, at least `OUTBOX_GAP_MS`) has passed since the last message. */
   send(r: Replica, shard: string | null, change: Uint8Array): void {
     if (!this.ctx.node || this.ctx.closed) return;
     if (shard === null) r.outbox.c.push(change);
@@ -179,7 +183,7 @@ export class Writer {
     r.outbox.n++;
     // Well inside what receivers take in one message (inbox.ts: 64 shards, 500 changes, 1 MiB).
     if (r.outbox.bytes > 512 * 1024 || r.outbox.n >= 400 || r.outbox.t.size >= 64) this.publishOutbox(r);
-    else r.outboxTimer ??= setTimeout(() => this.publishOutbox(r), Math.max(0, r.lastPublish + OUTBOX_GAP_MS - Date.now()));
+    else r.outboxTimer ??= setTimeout(() => this.publishOutbox(r), Math.max(0, r.lastPublish + this.gapOf(r) - Date.now()));
   }
 
   publishOutbox(r: Replica): void {
