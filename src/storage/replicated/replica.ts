@@ -15,6 +15,7 @@ import type { ReplicaDb } from './persist.js';
 import type { ResolvedOptions } from './options.js';
 import { MAX_SHARDS } from './options.js';
 import {
+  LIMITS,
   RejectedChange,
   SHARD_TRIALS,
   decodeMeta,
@@ -288,10 +289,47 @@ export class Replica {
    */
   inspectShard(s: Shard, decoded: DecodedChange[]): ShardInspected {
     const h = s.open();
+    // Past the owner's quota nothing is decoded or verified further (issue 15 F15): refused, counted, not charged.
+    if (this.pastQuota(s, h, decoded)) return { fresh: [], trials: new Set(), records: new Map() };
     return inspectShardChanges(
       { studyId: this.studyId, shard: s.id, directions: this.meta?.directions.length, has: (x) => hasChanges(h, [x]), current: (id) => this.view.records.get(id) ?? readShardTrial(h, id) },
       decoded,
     );
+  }
+
+  /**
+   * Whether the owner's quota refuses these changes whatever their records say, told from the keys and
+   * value sizes of root `set`s of bytes before any record is decoded or its signature checked: the
+   * trials rule exactly as `applyShard` applies it, the bytes rule by a lower bound (a change's values
+   * are part of its bytes). Changes of any other shape go to the merge rules (which refuse them).
+   */
+  private pastQuota(s: Shard, h: DocHandle, decoded: DecodedChange[]): boolean {
+    const owner = s.id.owner;
+    if (owner === this.self || !this.policy) return false;
+    const q = this.policy.ownerQuota;
+    const trials = this.ownerTrials.get(owner) ?? 0;
+    let bytes = this.ownerBytes.get(owner) ?? 0;
+    const ops = decoded.reduce((n, c) => n + c.ops.length, 0);
+    if (trials + ops <= q.trials && bytes + LIMITS.changeBytes * decoded.length <= q.bytes) return false; // far from it: no need to look
+    const fresh = new Set<string>();
+    for (const c of decoded) {
+      if (hasChanges(h, [c.hash!])) continue;
+      for (const op of c.ops) {
+        const v = (op as { value?: unknown }).value;
+        if (op.obj !== '_root' || op.action !== 'set' || typeof op.key !== 'string' || !(v instanceof Uint8Array)) return false;
+        bytes += v.byteLength;
+        if (h.get('_root', op.key) === undefined) fresh.add(op.key);
+      }
+    }
+    if (trials + fresh.size > q.trials) {
+      this.policy.count('quota:trials');
+      return true;
+    }
+    if (bytes > q.bytes) {
+      this.policy.count('quota:bytes');
+      return true;
+    }
+    return false;
   }
 
   applyShard(s: Shard, raws: Uint8Array[], decoded: DecodedChange[], inspected?: ShardInspected): TrialRecord[] | null {
