@@ -20,8 +20,13 @@
  *   claims and the same peers, so they take different indices; a peer working alone takes the
  *   smallest (in one process every trial does, so a study of one peer walks the sequence in order).
  *   A slower or departed peer of lower rank leaves a hole (an index skipped) that the next ask of a
- *   lower-ranked peer, or the window moving on, fills. The race left: peers new to each other (neither
- *   has seen a trial of the other yet) can take the same index, and so the same point, once.
+ *   lower-ranked peer, or the window moving on, fills. The races left: peers new to each other (neither
+ *   has seen a trial of the other yet) can take the same index, and so the same point, once; and a peer
+ *   that asks again before the other's last claim has reached it (gossip slower than the time between
+ *   its asks, under load) takes the index that claim holds. A claim reaches the other peers by gossip
+ *   within milliseconds on a formed swarm; peers started before they have exchanged any gossip can
+ *   stay blind to each other's claims for over a second (the first message of one is lost and the
+ *   rest wait for it, until catch-up), walking the sequence in lockstep, each index twice.
  */
 import type { Distribution, ParamValue } from '../distributions.js';
 import { checkOptions, rules } from '../errors.js';

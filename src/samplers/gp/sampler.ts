@@ -10,6 +10,18 @@
  * space, and every parameter of the first `nStartupTrials` trials, are sampled uniformly at random.
  * With `constraintsFunc`, each constraint gets its own GP and the acquisition adds log P(feasible).
  *
+ * The ask race: a peer's new trial reaches the others only once its params are chosen. `ask()` creates
+ * the trial, fits the GP and maximizes EI in one synchronous step, and the trial (RUNNING, with its
+ * params) is gossiped right after it, so another peer sees it after that ask's duration plus the
+ * gossip delay (a few ms on a formed swarm; more under load). Two asks that start within that window
+ * of each other see nothing of each other in flight: both condition on the same history, and both
+ * return the maximizer of the same EI surface, found from different random candidates (the seed and
+ * the trial id differ), so near a converged optimum they can land close together (10 of 30 two-peer
+ * runs in one session had such a pair). Nothing is lost but one evaluation's worth of exploration; the
+ * next asks of both see both points. Optuna's GPSampler has the same race on a shared database (a
+ * trial's params are written after sampling). Peers that have not yet exchanged gossip at all (a swarm
+ * still forming) are blind to each other for longer; see test/storage/sampling-across-peers.test.ts.
+ *
  * Several objectives (ParEGO, Knowles 2006): each trial draws its own weight vector uniformly from the
  * simplex (from the seed and the trial's id, so peers and workers draw different ones), scales every
  * objective to [0, 1] by the range observed so far, and models the augmented Chebyshev scalarisation
