@@ -174,22 +174,30 @@ export class TrialView {
       }
       return [];
     }
-    const merged: TrialRecord[] = [];
+    // Only the tail from the first position that moves is rebuilt (concurrent trials arrive near the
+    // end): a remote trial costs O(trials after it), not O(study), and only their numbers are looked at.
+    let from = lowerBound(old, fresh[0]!);
+    for (const id of removed) {
+      const at = this.index.get(id);
+      if (at !== undefined && at < from) from = at;
+    }
+    const tail = old.splice(from);
+    const merged = old;
     let i = 0;
     let j = 0;
-    while (i < old.length || j < fresh.length) {
-      if (i < old.length && removed.has(old[i]!.id)) {
-        this.index.delete(old[i]!.id);
-        this.frozenCache.delete(old[i]!.id);
+    while (i < tail.length || j < fresh.length) {
+      if (i < tail.length && removed.has(tail[i]!.id)) {
+        this.index.delete(tail[i]!.id);
+        this.frozenCache.delete(tail[i]!.id);
         i++;
         continue;
       }
-      if (j >= fresh.length || (i < old.length && sortKey(old[i]!, fresh[j]!) < 0)) merged.push(old[i++]!);
+      if (j >= fresh.length || (i < tail.length && sortKey(tail[i]!, fresh[j]!) < 0)) merged.push(tail[i++]!);
       else merged.push(fresh[j++]!);
     }
     const freshIds = new Set(fresh.map((r) => r.id));
     const changes: NumberChange[] = [];
-    for (let k = 0; k < merged.length; k++) {
+    for (let k = from; k < merged.length; k++) {
       const id = merged[k]!.id;
       const was = this.index.get(id);
       if (was === k) continue;
@@ -310,4 +318,16 @@ export class TrialView {
     }
     return out;
   }
+}
+
+/** The first position in `order` (sorted by sortKey) whose record does not sort before `r`. */
+function lowerBound(order: readonly TrialRecord[], r: TrialRecord): number {
+  let lo = 0;
+  let hi = order.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sortKey(order[mid]!, r) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
