@@ -63,6 +63,7 @@ export class Inbox {
         const known = new Set(decoded.map((d) => d.hash!));
         const inDoc = (hash: string): boolean => (shard ? shard.has(hash) : hasChanges(r.study, [hash]));
         if (!decoded.every((d) => d.deps.every((x) => known.has(x) || inDoc(x)))) {
+          if (shard && r.refusedAsDependent(shard)) continue; // what they lack, the owner's quota refused here (replica.ts)
           waiting += this.buffer(r, p.key ?? '', p.raws, decoded);
           continue;
         }

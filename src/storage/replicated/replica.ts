@@ -155,6 +155,8 @@ export class Replica {
   /** Per other owner: changes' bytes and trials held in this study's shards (ownerQuota, issue 15 F15). */
   readonly ownerBytes = new Map<string, number>();
   readonly ownerTrials = new Map<string, number>();
+  /** Owners whose changes the quota refused here since start, with the counter that refused them (see `refusedAsDependent`). */
+  readonly quotaRefused = new Map<string, string>();
 
   constructor(
     readonly studyId: string,
@@ -322,14 +324,34 @@ export class Replica {
       }
     }
     if (trials + fresh.size > q.trials) {
-      this.policy.count('quota:trials');
+      this.refuse(owner, 'quota:trials');
       return true;
     }
     if (bytes > q.bytes) {
-      this.policy.count('quota:bytes');
+      this.refuse(owner, 'quota:bytes');
       return true;
     }
     return false;
+  }
+
+  private refuse(owner: string, reason: string): void {
+    this.policy?.count(reason);
+    this.quotaRefused.set(owner, reason);
+  }
+
+  /**
+   * For changes of shard `s` whose dependencies are missing: whether the quota refused changes of its
+   * owner here, so what they lack is most likely what we refused. Then they are refused the same way
+   * (counted under the same reason), neither buffered to wait for dependencies that will not come nor
+   * charged as missing dependencies to the peer that sent them: an honest relay holds what we refuse,
+   * and its catch-up pieces and gossip carry the owner's later changes (issue 15 F15: a member's flood
+   * past the quota had the victim charge its honest relay once a second, 32 charges a minute quarantine).
+   */
+  refusedAsDependent(s: Shard): boolean {
+    const reason = this.quotaRefused.get(s.id.owner);
+    if (reason === undefined) return false;
+    this.policy?.count(reason);
+    return true;
   }
 
   applyShard(s: Shard, raws: Uint8Array[], decoded: DecodedChange[], inspected?: ShardInspected): TrialRecord[] | null {
@@ -350,11 +372,11 @@ export class Replica {
       for (const c of freshRaw) bytes += c.byteLength;
       const q = this.policy.ownerQuota;
       if ((this.ownerTrials.get(owner) ?? 0) + newTrials > q.trials) {
-        this.policy.count('quota:trials');
+        this.refuse(owner, 'quota:trials');
         return null;
       }
       if ((this.ownerBytes.get(owner) ?? 0) + bytes > q.bytes) {
-        this.policy.count('quota:bytes');
+        this.refuse(owner, 'quota:bytes');
         return null;
       }
     }

@@ -259,6 +259,7 @@ export class SyncAdapter {
       if (!s.doc && s.changes > 0) await this.writer.reopen(r, s);
       const known = new Set(decoded.map((d) => d.hash!));
       if (!decoded.every((d) => d.deps.every((x) => known.has(x) || s.has(x)))) {
+        if (r.refusedAsDependent(s)) continue; // what they lack, the owner's quota refused here (replica.ts)
         throw new RejectedChange('missing-deps', `a sync piece carries changes of shard ${key.slice(0, 80)} whose dependencies are missing`);
       }
       const recs = r.applyShard(s, raws, decoded);
