@@ -47,13 +47,14 @@ test('in-memory worker with a module objective (.js and .ts)', async () => {
 test('in-memory worker with a misbehaving command: garbage, exit 1 and a hang each FAIL, and the worker keeps going', async () => {
   const t0 = Date.now();
   const r = await runCli(
-    ['worker', '--in-memory', '--study-name', 'bad', '--n-trials', '8', '--trial-timeout', '1', '--', process.execPath, join(fixtures, 'by-trial.mjs')],
+    // 3 s per trial: a node command under a loaded machine can take over a second to start and print.
+    ['worker', '--in-memory', '--study-name', 'bad', '--n-trials', '8', '--trial-timeout', '3', '--', process.execPath, join(fixtures, 'by-trial.mjs')],
     { timeoutMs: 60_000 },
   );
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /Trial 0 failed .*not protocol JSON.*Epoch 1\/10/);
   assert.match(r.stderr, /Trial 1 failed .*exited with code 1/);
-  assert.match(r.stderr, /Trial 2 failed .*per-trial timeout of 1 s/);
+  assert.match(r.stderr, /Trial 2 failed .*per-trial timeout of 3 s/);
   assert.match(r.stderr, /Trial 3 finished with value/);
   assert.match(r.stderr, /Trial 7 finished with value/);
   assert.match(r.stderr, /\[trial 1\] RuntimeError: simulated crash/, "the child's stderr is forwarded");
