@@ -17,7 +17,7 @@
  * first saw a trial of the other 1.3 to 4.3 s into its run.
  */
 import path from 'node:path';
-import { after, test } from 'node:test';
+import { after, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { PeerProcess, afterAll } from '../fixtures/peer-process.js';
 import { waitFor } from '../fixtures/wait.js';
@@ -45,8 +45,10 @@ async function dumpOf(p: PeerProcess): Promise<{ owner: string; trials: TrialDum
 }
 
 /** Resolves once each peer has heard the other's heartbeat announcing the study (see the file comment). */
-async function meet(a: PeerProcess, b: PeerProcess): Promise<void> {
+async function meet(t: TestContext, a: PeerProcess, b: PeerProcess): Promise<void> {
+  const t0 = Date.now();
   await Promise.all([a.send({ cmd: 'meet', peers: [b.peerId] }), b.send({ cmd: 'meet', peers: [a.peerId] })]);
+  t.diagnostic(`the peers met ${Date.now() - t0} ms after both were ready`);
 }
 
 async function allComplete(p: PeerProcess, n: number): Promise<TrialDump[]> {
@@ -57,10 +59,10 @@ async function allComplete(p: PeerProcess, n: number): Promise<TrialDump[]> {
   });
 }
 
-test('QMCSampler on two peers: one shared Sobol sequence, no repeated points (but for a same-moment race)', { timeout: 120_000 }, async () => {
+test('QMCSampler on two peers: one shared Sobol sequence, no repeated points (but for a same-moment race)', { timeout: 120_000 }, async (t) => {
   const a = await start({ create: true, studyName: 'qmc-peers', sampler: 'qmc', seed: 0 });
   const b = await start({ join: a.addrs, studyName: 'qmc-peers', sampler: 'qmc', seed: 0 });
-  await meet(a, b);
+  await meet(t, a, b);
   const n = 12;
   const ran = await Promise.all([a.send({ cmd: 'run', n, sleepMs: 120 }), b.send({ cmd: 'run', n, sleepMs: 120 })]);
   // Each peer's run start and first sight of a trial of the other (ms after its ready line), for the messages.
@@ -82,10 +84,10 @@ test('QMCSampler on two peers: one shared Sobol sequence, no repeated points (bu
   await Promise.all([a.quit(), b.quit()]);
 });
 
-test('CmaEsSampler on two peers: one run, shared generations, no repeated points', { timeout: 120_000 }, async () => {
+test('CmaEsSampler on two peers: one run, shared generations, no repeated points', { timeout: 120_000 }, async (t) => {
   const a = await start({ create: true, studyName: 'cma-peers', sampler: 'cmaes', seed: 1 });
   const b = await start({ join: a.addrs, studyName: 'cma-peers', sampler: 'cmaes', seed: 2 });
-  await meet(a, b);
+  await meet(t, a, b);
   const n = 18;
   await Promise.all([a.send({ cmd: 'run', n, sleepMs: 40 }), b.send({ cmd: 'run', n, sleepMs: 40 })]);
   const owners = new Set([(await dumpOf(a)).owner, (await dumpOf(b)).owner]);
