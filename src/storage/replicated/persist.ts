@@ -9,8 +9,9 @@
  *
  * Keys: `format` = "2"; `s/<study>/name`; `s/<study>/meta`; `s/<study>/c/<shard>/<seq>` = msgpack
  * list of changes; `s/<study>/r/<shard>` = msgpack { h: heads, n: changes, r: [record bytes] };
- * `del/<study>`. A database of format 1 (one Automerge document per study, peertune before the
- * sharded layout) is refused with a message naming both versions.
+ * `s/<study>/v/<shard>` = the owner's voucher this replica took the shard's changes under (schema.ts
+ * `openVoucher`; read only to serve the shard); `del/<study>`. A database of format 1 (one Automerge
+ * document per study, peertune before the sharded layout) is refused with a message naming both versions.
  */
 import { readFile, writeFile, chmod, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -106,6 +107,7 @@ export class ReplicaDb {
       const parts = key.split('/');
       if (parts[0] === 'del') deleted.add(parts[1]!);
       if (parts[0] !== 's') continue;
+      if (parts[2] === 'v') continue; // vouchers are read when the shard is served
       const id = parts[1]!;
       if (!studies.has(id)) studies.set(id, { studyId: id, name: '', meta: null, shards: new Map() });
       if (parts[2] === 'c' && parts.length === 5) {
@@ -194,6 +196,23 @@ export class ReplicaDb {
       if (Array.isArray(list)) for (const c of list) if (c instanceof Uint8Array) out.push(c);
     }
     return out;
+  }
+
+  /** The voucher stored for a shard (sync-adapter.ts), if any. */
+  async voucher(studyId: string, shard: string): Promise<Uint8Array | undefined> {
+    return (await this.db.get(`s/${studyId}/v/${shard}`).catch(() => undefined)) ?? undefined;
+  }
+
+  /** The shards of a study that have a stored voucher. */
+  async vouchedShards(studyId: string): Promise<Set<string>> {
+    const out = new Set<string>();
+    const prefix = `s/${studyId}/v/`;
+    for await (const key of this.db.keys({ gte: prefix, lt: prefix + '~' })) out.add(key.slice(prefix.length));
+    return out;
+  }
+
+  async putVoucher(studyId: string, shard: string, voucher: Uint8Array): Promise<void> {
+    await this.db.put(`s/${studyId}/v/${shard}`, voucher);
   }
 
   /** Replaces a shard's change batches with one (its compacted history), atomically. */

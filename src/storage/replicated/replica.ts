@@ -289,12 +289,12 @@ export class Replica {
    * Inspects and applies changes to one shard (their dependencies must be in the shard or the batch).
    * Returns the records that changed, or null if nothing was new; throws RejectedChange.
    */
-  inspectShard(s: Shard, decoded: DecodedChange[]): ShardInspected {
+  inspectShard(s: Shard, decoded: DecodedChange[], vouched?: (hash: string) => boolean): ShardInspected {
     const h = s.open();
     // Past the owner's quota nothing is decoded or verified further (issue 15 F15): refused, counted, not charged.
     if (this.pastQuota(s, h, decoded)) return { fresh: [], trials: new Set(), records: new Map() };
     return inspectShardChanges(
-      { studyId: this.studyId, shard: s.id, directions: this.meta?.directions.length, has: (x) => hasChanges(h, [x]), current: (id) => this.view.records.get(id) ?? readShardTrial(h, id) },
+      { studyId: this.studyId, shard: s.id, directions: this.meta?.directions.length, has: (x) => hasChanges(h, [x]), current: (id) => this.view.records.get(id) ?? (s.changes > 0 ? readShardTrial(h, id) : undefined), vouched },
       decoded,
     );
   }

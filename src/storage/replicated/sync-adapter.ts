@@ -8,13 +8,37 @@
  * are missing is a protocol violation, refused and charged to the sender. Only plain changes travel
  * (never a whole-document chunk), each bounded before decoding like gossip, so a piece costs work in
  * proportion to its size and no honest catch-up, after any length of absence, exceeds a limit.
+ *
+ * A shard's changes travel with a voucher when the sender has one (schema.ts `openVoucher`): its
+ * owner's one signature over the shard's change hashes, made by the owner when it serves its own
+ * shard and passed on by every replica that took the shard under it. The receiver checks the voucher
+ * once and skips the per-record signature checks of the changes it lists (every other merge rule and
+ * counter still applies). A shard that fits in a piece is not split across pieces, and a whole sealed
+ * shard (64 finished trials) new to the receiver is stored sealed without an Automerge document
+ * (`takeSealed`), as its owner stores it.
  */
 import { logger } from '../../logging.js';
 import { pack, unpackUntrusted, WireError, asObject } from '../../net/wire.js';
 import type { CatalogEntry, SyncTarget } from '../../net/sync.js';
-import { LIMITS, RejectedChange, checkChangeBounds, decodeChanges, hasChanges, type TrialRecord } from './schema.js';
+import {
+  LIMITS,
+  MAX_VOUCHER_HASHES,
+  SHARD_TRIALS,
+  RejectedChange,
+  changeHash,
+  checkChangeBounds,
+  decodeChanges,
+  hasChanges,
+  makeVoucher,
+  openVoucher,
+  type ShardId,
+  type ShardInspected,
+  type TrialRecord,
+} from './schema.js';
+import { isFinished } from '../storage.js';
+import * as A from '@automerge/automerge';
 import { MAX_SHARDS, SERVE_BYTES_PER_CHANGE, SERVE_WINDOW_MS, SYNC_PIECE_BYTES } from './options.js';
-import type { Ctx, Replica } from './replica.js';
+import type { Ctx, Replica, Shard } from './replica.js';
 import type { Inbox } from './inbox.js';
 import type { Writer } from './writer.js';
 
@@ -24,8 +48,8 @@ export interface SyncState {
   asker: string | null;
   /** What the remote lacks, still to send: study document first (''), then shard keys. */
   queue: { key: string; have: string[] }[] | null;
-  /** Changes of the shard being sent that did not fit in the last piece. */
-  carry: { key: string; changes: Uint8Array[] } | null;
+  /** Changes of the shard being sent that did not fit in the last piece (and the voucher sent with them). */
+  carry: { key: string; changes: Uint8Array[]; voucher: Uint8Array | null } | null;
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -69,23 +93,36 @@ export class SyncAdapter {
     }
     if (!st.queue || (st.queue.length === 0 && !st.carry)) return null;
     if (st.asker) this.checkBudget(st.asker);
-    const piece: [string, Uint8Array[]][] = [];
+    const piece: ([string, Uint8Array[]] | [string, Uint8Array[], Uint8Array])[] = [];
     let bytes = 0;
     let ops = 0;
-    const add = (key: string, changes: Uint8Array[]): boolean => {
+    const add = (key: string, changes: Uint8Array[], voucher: Uint8Array | null): boolean => {
       let i = 0;
       const out: Uint8Array[] = [];
+      const extra = voucher?.byteLength ?? 0;
+      // A shard that fits in a piece is not split: it goes whole in the next one (a whole sealed shard is stored without a document, see takeSealed).
+      if (bytes > 0 && changes.length <= 2 * SHARD_TRIALS) {
+        let total = extra;
+        for (const c of changes) total += c.byteLength;
+        if (total <= SYNC_PIECE_BYTES && bytes + total > SYNC_PIECE_BYTES) {
+          st.carry = { key, changes, voucher };
+          return false;
+        }
+      }
       for (; i < changes.length; i++) {
         const c = changes[i]!;
         const n = checkChangeBounds(c);
-        if ((bytes + c.byteLength > SYNC_PIECE_BYTES || ops + n > LIMITS.opsPerMessage) && (bytes > 0 || out.length > 0)) break;
+        if ((bytes + extra + c.byteLength > SYNC_PIECE_BYTES || ops + n > LIMITS.opsPerMessage) && (bytes > 0 || out.length > 0)) break;
         out.push(c);
         bytes += c.byteLength;
         ops += n;
       }
-      if (out.length) piece.push([key, out]);
+      if (out.length) {
+        piece.push(voucher ? [key, out, voucher] : [key, out]);
+        bytes += extra;
+      }
       if (i < changes.length) {
-        st.carry = { key, changes: changes.slice(i) };
+        st.carry = { key, changes: changes.slice(i), voucher };
         return false;
       }
       return true;
@@ -93,12 +130,12 @@ export class SyncAdapter {
     if (st.carry) {
       const c = st.carry;
       st.carry = null;
-      if (!add(c.key, c.changes)) return pack({ p: piece });
+      if (!add(c.key, c.changes, c.voucher)) return pack({ p: piece });
     }
     while (st.queue.length > 0) {
       const { key, have } = st.queue.shift()!;
       const changes = await this.changesFor(r, key, have);
-      if (changes.length && !add(key, changes)) break;
+      if (changes.length && !add(key, changes, key === '' ? null : await this.voucherFor(r, key, have.length === 0 ? changes : null))) break;
       if (bytes >= SYNC_PIECE_BYTES) break;
     }
     if (piece.length === 0) return null;
@@ -149,6 +186,31 @@ export class SyncAdapter {
     e.bytes += bytes;
   }
 
+  /** Vouchers this peer signed for its own sealed shards, by `${studyId}/${shard}` (a sealed shard no longer changes). */
+  private readonly ownVouchers = new Map<string, { changes: number; voucher: Uint8Array }>();
+
+  /**
+   * The voucher sent with a shard's changes (schema.ts `openVoucher`): for this peer's own shards, one
+   * it signs over every change of the shard (kept while the shard does not change); for others', the
+   * one this replica took the shard under, if any (persist.ts). `all`: the shard's changes, when at hand.
+   */
+  private async voucherFor(r: Replica, key: string, all: Uint8Array[] | null): Promise<Uint8Array | null> {
+    const s = r.shards.get(key);
+    if (!s || s.changes === 0) return null;
+    if (s.id.owner !== this.ctx.peerId) return (this.storing.get(`${r.studyId}/${key}`) ?? (await this.storedVoucher(r, key))) ?? null;
+    const id = `${r.studyId}/${key}`;
+    const known = this.ownVouchers.get(id);
+    if (known && known.changes === s.changes) return known.voucher;
+    if (s.changes > MAX_VOUCHER_HASHES) return null;
+    const changes = all ?? (await this.changesFor(r, key, []));
+    const voucher = makeVoucher(this.ctx.key, r.studyId, key, changes.map(changeHash));
+    if (voucher && s.sealed) {
+      if (this.ownVouchers.size >= 100_000) this.ownVouchers.clear();
+      this.ownVouchers.set(id, { changes: s.changes, voucher });
+    }
+    return voucher;
+  }
+
   /** The changes of a shard (or of the study document, key '') that a peer holding `have` lacks, in causal order. */
   private async changesFor(r: Replica, key: string, have: string[]): Promise<Uint8Array[]> {
     if (key === '') return r.study.getChanges(have.filter((x) => hasChanges(r.study, [x])));
@@ -159,6 +221,7 @@ export class SyncAdapter {
       return h.getChanges(have.filter((x) => hasChanges(h, [x])));
     }
     // Sealed and evicted: straight from disk (all of it; what the peer holds already is a no-op there).
+    await this.landed(r, key);
     return this.ctx.db.shardChanges(r.studyId, key);
   }
 
@@ -181,12 +244,13 @@ export class SyncAdapter {
     if (!Array.isArray(p) || p.length > MAX_SHARDS) throw new RejectedChange('schema', 'a sync piece is not a list of [shard, changes]');
     let ops = 0;
     for (const e of p) {
-      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || !Array.isArray(e[1])) throw new RejectedChange('schema', 'a sync piece entry is not [shard, changes]');
+      if (!Array.isArray(e) || (e.length !== 2 && e.length !== 3) || typeof e[0] !== 'string' || !Array.isArray(e[1])) throw new RejectedChange('schema', 'a sync piece entry is not [shard, changes, voucher?]');
+      if (e.length === 3 && (!(e[2] instanceof Uint8Array) || e[2].byteLength > LIMITS.recordBytes || e[0] === '')) throw new RejectedChange('schema', 'a sync piece entry has a malformed voucher');
       for (const c of e[1]) ops += checkChangeBounds(c);
     }
     if (ops > LIMITS.opsPerMessage) throw new RejectedChange('too-many-ops', `a sync piece holds ${ops} operations (limit ${LIMITS.opsPerMessage})`);
     try {
-      await this.apply(r, p as [string, Uint8Array[]][]);
+      await this.apply(r, p as [string, Uint8Array[], Uint8Array?][]);
     } catch (e) {
       if (e instanceof RejectedChange) {
         r.pruneEmpty();
@@ -196,6 +260,139 @@ export class SyncAdapter {
       }
       throw e;
     }
+  }
+
+  /** The last voucher checked per shard (`${studyId}/${shard}`): the same one comes with every piece of a shard. */
+  private readonly vouchers = new Map<string, Vouched>();
+  /** Vouchers queued for disk and not written yet (what `db.voucher` does not return yet). */
+  private readonly storing = new Map<string, Uint8Array>();
+
+  /**
+   * Checks a voucher that came with a shard's changes (a forged one is refused, and charged: honest
+   * peers pass on only vouchers they checked). It is used only if it lists every change the voucher
+   * stored for this shard lists, so what was taken under the stored one stays vouched for; and only
+   * for others' shards (this peer's own need none).
+   */
+  private async takeVoucher(r: Replica, key: string, bytes: Uint8Array, id: ShardId): Promise<Vouched | null> {
+    const k = `${r.studyId}/${key}`;
+    const seen = this.vouchers.get(k);
+    if (seen && equalBytes(seen.bytes, bytes)) return seen;
+    const hashes = openVoucher(bytes, r.studyId, id);
+    if (id.owner === this.ctx.peerId) return null;
+    const stored = this.storing.get(k) ?? (seen && !seen.store ? seen.bytes : await this.storedVoucher(r, key));
+    if (stored && !equalBytes(stored, bytes)) {
+      let old: Set<string>;
+      try {
+        old = openVoucher(stored, r.studyId, id);
+      } catch {
+        old = new Set();
+      }
+      for (const x of old) if (!hashes.has(x)) return null;
+    }
+    const vouched = { bytes, hashes, store: !stored || !equalBytes(stored, bytes) };
+    if (this.vouchers.size >= 4096) this.vouchers.clear();
+    this.vouchers.set(k, vouched);
+    return vouched;
+  }
+
+  /** Queues a voucher for disk, ahead of the changes taken under it (the write queue keeps the order). */
+  private storeVoucher(r: Replica, key: string, v: Vouched): void {
+    const k = `${r.studyId}/${key}`;
+    v.store = false;
+    this.storing.set(k, v.bytes);
+    void this.vouchedShards.get(r.studyId)?.then((set) => set.add(key));
+    void this.ctx
+      .enqueueWrite(`a voucher of study ${r.name}`, () => this.ctx.db.putVoucher(r.studyId, key, v.bytes))
+      .finally(() => {
+        if (this.storing.get(k) === v.bytes) this.storing.delete(k);
+      })
+      .catch(() => {});
+  }
+
+  /**
+   * A whole sealed shard arriving at a replica that holds none of it (a joiner, a peer back from a
+   * partition) is stored sealed, as the writer stores a shard it seals (its changes and final records,
+   * persist.ts), without keeping an Automerge document of it: the changes are applied only to a
+   * throwaway document, which checks them as any apply does and gives the heads, and then freed. The
+   * merge rules and the owner's quota apply exactly as in `Replica.applyShard`. The caller checked the
+   * shard was empty here before the inspection. Null when the piece does not hold a whole sealed shard
+   * (every trial of its bucket, all finished): then the changes take the usual path.
+   */
+  private takeSealed(r: Replica, s: Shard, raws: Uint8Array[], inspected: ShardInspected): TrialRecord[] | null {
+    const owner = s.id.owner;
+    if (owner === this.ctx.peerId || !r.policy) return null;
+    const fresh = inspected.fresh;
+    if (fresh.length !== raws.length || new Set(fresh.map((d) => d.hash!)).size !== raws.length) return null;
+    const base = s.id.bucket * SHARD_TRIALS;
+    if (inspected.trials.size !== SHARD_TRIALS) return null;
+    const finals: Uint8Array[] = [];
+    for (let q = base; q < base + SHARD_TRIALS; q++) {
+      const id = `${owner}:${q}`;
+      const rec = inspected.records.get(id);
+      const bytes = inspected.values?.get(id);
+      if (!rec || !bytes || !isFinished(rec.s)) return null;
+      finals.push(bytes);
+    }
+    let bytes = 0;
+    for (const c of raws) bytes += c.byteLength;
+    const q = r.policy.ownerQuota;
+    // Per-owner quota (issue 15 F15), as applyShard: refused and counted, not charged.
+    if ((r.ownerTrials.get(owner) ?? 0) + SHARD_TRIALS > q.trials) {
+      r.policy.count('quota:trials');
+      return [];
+    }
+    if ((r.ownerBytes.get(owner) ?? 0) + bytes > q.bytes) {
+      r.policy.count('quota:bytes');
+      return [];
+    }
+    const tmp = A.init<unknown>();
+    let heads: string[];
+    try {
+      const h = A.getBackend(tmp);
+      h.applyChanges(raws);
+      if (h.getMissingDeps([]).length > 0) throw new Error('dependencies are missing');
+      heads = h.getHeads();
+    } catch (e) {
+      throw new RejectedChange('apply-failed', `a change could not be applied: ${(e as Error).message}`);
+    } finally {
+      A.free(tmp);
+    }
+    r.chargeOwner(owner, bytes, SHARD_TRIALS);
+    s.evict(); // the empty document the inspection opened
+    s.heads = heads;
+    s.changes = raws.length;
+    s.sealed = true;
+    s.sealPersisted = true;
+    r.invalidateDigest();
+    const sealed = new Map([[s.key, { heads, changes: raws.length, records: finals }]]);
+    // Until the write lands, what reads the shard from disk waits for it (`landed`).
+    const k = `${r.studyId}/${s.key}`;
+    const p = this.ctx.enqueueWrite(`study ${r.name}`, () => this.ctx.db.write(r.studyId, r.name, { changes: new Map([[s.key, raws]]), sealed }, false));
+    const done = p.catch(() => {}).finally(() => {
+      if (this.writing.get(k) === done) this.writing.delete(k);
+    });
+    this.writing.set(k, done);
+    this.ctx.count('sync:sealed-shards');
+    return [...inspected.records.values()];
+  }
+
+  /** Sealed shards taken whole (takeSealed) whose write to disk has not landed yet, by `${studyId}/${shard}`. */
+  private readonly writing = new Map<string, Promise<void>>();
+
+  /** Per study, the shards with a voucher on disk (read once, then kept up to date): most have none, and asking level costs. */
+  private readonly vouchedShards = new Map<string, Promise<Set<string>>>();
+
+  private async storedVoucher(r: Replica, key: string): Promise<Uint8Array | undefined> {
+    let p = this.vouchedShards.get(r.studyId);
+    if (!p) this.vouchedShards.set(r.studyId, (p = this.ctx.db.vouchedShards(r.studyId)));
+    if (!(await p).has(key)) return undefined;
+    return this.ctx.db.voucher(r.studyId, key);
+  }
+
+  /** Waits until a shard taken whole is on disk (before reading it back from there). */
+  private async landed(r: Replica, key: string): Promise<void> {
+    const w = this.writing.get(`${r.studyId}/${key}`);
+    if (w) await w;
   }
 
   /** What the remote lacks, from its summary. */
@@ -233,10 +430,10 @@ export class SyncAdapter {
   }
 
   /** Applies a piece: per shard in order, inspected before each apply; missing dependencies are refused. */
-  private async apply(r: Replica, piece: [string, Uint8Array[]][]): Promise<void> {
+  private async apply(r: Replica, piece: [string, Uint8Array[], Uint8Array?][]): Promise<void> {
     const records: TrialRecord[] = [];
     let fresh = false;
-    for (const [key, raws] of piece) {
+    for (const [key, raws, voucher] of piece) {
       if (raws.length === 0) continue;
       const decoded = decodeChanges(raws);
       if (key === '') {
@@ -256,13 +453,33 @@ export class SyncAdapter {
       }
       const s = r.shard(key);
       if (!s) throw new RejectedChange('bad-shard', `a sync piece names shard "${key.slice(0, 80)}", which is not <owner>.<bucket> (or the study has too many shards)`);
-      if (!s.doc && s.changes > 0) await this.writer.reopen(r, s);
+      if (!s.doc && s.changes > 0) {
+        // The whole history of a shard held sealed here, again (two sessions sending it at once): nothing is new.
+        if (s.changes === decoded.length && sameSet(headsOf(decoded), s.heads)) continue;
+        await this.landed(r, key);
+        if (!s.doc) await this.writer.reopen(r, s);
+      }
       const known = new Set(decoded.map((d) => d.hash!));
       if (!decoded.every((d) => d.deps.every((x) => known.has(x) || s.has(x)))) {
         if (r.refusedAsDependent(s)) continue; // what they lack, the owner's quota refused here (replica.ts)
         throw new RejectedChange('missing-deps', `a sync piece carries changes of shard ${key.slice(0, 80)} whose dependencies are missing`);
       }
-      const recs = r.applyShard(s, raws, decoded);
+      const vouched = voucher ? await this.takeVoucher(r, key, voucher, s.id) : null;
+      if (vouched) this.ctx.count('sync:vouched-shards');
+      const empty = !s.doc && s.changes === 0 && s.unsaved.length === 0;
+      // The voucher's changes are not checked one record signature each (schema.ts on vouchers).
+      const inspected = r.inspectShard(s, decoded, vouched ? (x) => vouched.hashes.has(x) : undefined);
+      // Stored before the changes it vouches for: see schema.ts on vouchers.
+      if (vouched?.store && inspected.fresh.some((d) => vouched.hashes.has(d.hash!))) this.storeVoucher(r, key, vouched);
+      const whole = empty ? this.takeSealed(r, s, raws, inspected) : null;
+      if (whole) {
+        if (whole.length > 0) {
+          fresh = true;
+          records.push(...whole);
+        }
+        continue;
+      }
+      const recs = r.applyShard(s, raws, decoded, inspected);
       if (recs) {
         fresh = true;
         records.push(...recs);
@@ -276,6 +493,13 @@ export class SyncAdapter {
   }
 }
 
+interface Vouched {
+  bytes: Uint8Array;
+  hashes: Set<string>;
+  /** Whether the voucher is new here and must be stored if changes are taken under it. */
+  store: boolean;
+}
+
 /** Ends a session whose asker used up its serving budget: not a protocol violation, so not counted toward quarantine. */
 class ServeBudgetError extends Error {
   readonly reason = 'serve-budget';
@@ -283,6 +507,21 @@ class ServeBudgetError extends Error {
   constructor(asker: string) {
     super(`peer ${asker} used up its catch-up budget for now`);
   }
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
+}
+
+/**
+ * The changes of a batch that no other change of the batch depends on. With distinct hashes and as
+ * many changes as a shard holds, equal heads mean the batch is the shard's whole history (hashes chain).
+ */
+function headsOf(decoded: readonly { hash?: string | null; deps: string[] }[]): string[] {
+  const hashes = new Set(decoded.map((d) => d.hash!));
+  if (hashes.size !== decoded.length) return [];
+  for (const d of decoded) for (const x of d.deps) hashes.delete(x);
+  return [...hashes];
 }
 
 function sameSet(a: readonly string[], b: readonly string[]): boolean {
