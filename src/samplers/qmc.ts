@@ -14,19 +14,21 @@
  *   dimension k is the k-th name. Trials before it, and parameters outside it, are sampled at random.
  * - The sample index, coordinated across peers: a trial takes an index no trial its replica knows of
  *   has claimed, and records it as the system attribute `qmc:index` at ask(), so the claim replicates
- *   with the trial's parameters; peers therefore walk one shared sequence. Which unclaimed index: the
- *   r-th smallest, r being this peer's rank (by owner id) among the active peers: owners of a trial in
- *   flight or of one of the study's last 32 trials. Two peers asking at the same moment see the same
- *   claims and the same peers, so they take different indices; a peer working alone takes the
- *   smallest (in one process every trial does, so a study of one peer walks the sequence in order).
- *   A slower or departed peer of lower rank leaves a hole (an index skipped) that the next ask of a
- *   lower-ranked peer, or the window moving on, fills. The races left: peers new to each other (neither
- *   has seen a trial of the other yet) can take the same index, and so the same point, once; and a peer
- *   that asks again before the other's last claim has reached it (gossip slower than the time between
- *   its asks, under load) takes the index that claim holds. A claim reaches the other peers by gossip
- *   within milliseconds on a formed swarm; peers started before they have exchanged any gossip can
- *   stay blind to each other's claims for over a second (the first message of one is lost and the
- *   rest wait for it, until catch-up), walking the sequence in lockstep, each index twice.
+ *   with the trial's parameters; peers therefore walk one shared sequence. Which unclaimed index: with
+ *   n active peers (owners of a trial in flight or of one of the study's last 32 trials), the one of
+ *   rank r (by owner id) owns the slots r, r + n, r + 2n, ... and takes its first free slot. Two peers
+ *   asking at the same moment take different slots; so does a peer that asks again before the other's
+ *   last claim has reached it (gossip later than the time between its asks, as under load), as long
+ *   as that claim is less than SLOT_SLACK (3) rounds late. A peer working alone takes the smallest
+ *   free index (in one process every trial does, so a study of one peer walks the sequence in order).
+ *   A slower or departed peer leaves free slots behind: once the smallest free index lags a peer's
+ *   own next slot by more than 3 rounds, that peer takes it, so the holes stay within 3 rounds of the
+ *   front (and fill once the departed peer leaves the window). The races left: peers new to each other
+ *   (neither has seen a trial of the other yet) can take the same index, and so the same point, once;
+ *   and claims gossiped more than 3 rounds late can be taken again. A claim reaches the other peers by
+ *   gossip within milliseconds on a formed swarm; peers started before they have exchanged any gossip
+ *   can stay blind to each other's claims for over a second (the first message of one is lost and the
+ *   rest wait for it, until catch-up).
  */
 import type { Distribution, ParamValue } from '../distributions.js';
 import { checkOptions, rules } from '../errors.js';
@@ -48,6 +50,9 @@ export const QMC_INDEX_KEY = 'qmc:index';
 
 /** Owners of the study's last this-many trials count as active peers when ranking claims. */
 const ACTIVE_WINDOW = 32;
+
+/** Rounds a peer's slots may lag behind another's before that other peer fills them (see claimIndex). */
+const SLOT_SLACK = 3;
 
 const BITS = 32;
 const TWO_32 = 4294967296;
@@ -303,7 +308,7 @@ export class QMCSampler implements Sampler {
     return sampleUniform(Rng.from(this.seed ?? study.studyId, trial.trialId, paramName, 'qmc-independent'), distribution);
   }
 
-  /** The smallest index no known trial has claimed, recorded on this trial (see the file comment). */
+  /** An index no known trial has claimed, recorded on this trial (see the file comment). */
   private claimIndex(study: Study, trial: FrozenTrial): number {
     const own = trial.systemAttrs[QMC_INDEX_KEY];
     if (typeof own === 'number') return own;
@@ -316,13 +321,17 @@ export class QMCSampler implements Sampler {
     const peers = new Set<string>([trial.owner]);
     for (const t of all.slice(-ACTIVE_WINDOW)) peers.add(t.owner);
     for (const t of all) if (t.state === 'RUNNING') peers.add(t.owner);
-    const rank = [...peers].sort().indexOf(trial.owner);
-    let index = 0;
-    for (let skipped = 0; ; index++) {
-      if (taken.has(index)) continue;
-      if (skipped === rank) break;
-      skipped++;
-    }
+    const ranked = [...peers].sort();
+    const n = ranked.length;
+    const rank = ranked.indexOf(trial.owner);
+    // This peer's slots are rank, rank + n, rank + 2n, ...: its claim is the first one free, unless the
+    // smallest free index (another peer's slot) lags behind it by more than SLOT_SLACK rounds, a sign
+    // that its peer is slower or gone: then this peer fills that hole.
+    let slot = rank;
+    while (taken.has(slot)) slot += n;
+    let free = 0;
+    while (taken.has(free)) free++;
+    const index = free + n * SLOT_SLACK < slot ? free : slot;
     study.storage.setTrialSystemAttr(study.studyId, trial.trialId, QMC_INDEX_KEY, index);
     return index;
   }
