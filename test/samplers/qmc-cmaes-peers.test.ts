@@ -1,7 +1,8 @@
 /**
  * QMCSampler and CmaEsSampler with two real peer processes on 127.0.0.1 (PeerStorage, real data dirs,
  * test/fixtures/sampler-peer.ts) running one study at once. QMC: the peers walk one Sobol sequence
- * (each trial claims the smallest index no known trial holds), so they do not draw the same points,
+ * (each trial claims an index no known trial holds: its peer's first free slot, src/samplers/qmc.ts),
+ * so they do not draw the same points,
  * as two unconnected QMC samplers would (both would take indices 0, 1, 2, ...). CMA-ES: both peers
  * sample the same generations of one run (the state is replayed from the shared history) and never
  * draw the same point.
