@@ -1,5 +1,5 @@
 /**
- * Gossip in: a study topic carries `{ c?: [study-document changes], t?: [[shardKey, [changes]]] }`.
+ * Gossip in: a study topic carries `{ c?: [study-document changes], t?: [[shardKey, [changes], voucher?]] }`.
  * Every change is bounded before it is decoded (size, then operations counted from its columns),
  * the whole message is inspected against the merge rules before any of it is applied, and each
  * part is applied to its own small document, so the work is proportional to the message. Changes
@@ -10,7 +10,7 @@ import { logger } from '../../logging.js';
 import { asObject, unpackUntrusted, WireError } from '../../net/wire.js';
 import { GOSSIP_LIMITS, MAX_PENDING, MAX_PENDING_BYTES, PENDING_SYNC_AFTER_MS } from './options.js';
 import type { Ctx, Replica, Shard } from './replica.js';
-import { LIMITS, RejectedChange, checkChangeBounds, decodeChanges, hasChanges, type DecodedChange, type ShardInspected, type TrialRecord } from './schema.js';
+import { LIMITS, RejectedChange, checkChangeBounds, decodeChanges, hasChanges, openVoucher, type DecodedChange, type ShardInspected, type TrialRecord } from './schema.js';
 import type { Writer } from './writer.js';
 
 type Verdict = 'accept' | 'reject' | 'ignore';
@@ -20,6 +20,8 @@ interface Part {
   raws: Uint8Array[];
   decoded: DecodedChange[];
   inspected?: ShardInspected;
+  /** The shard owner's voucher sent with the changes (schema.ts openVoucher), if any. */
+  voucher?: Uint8Array;
 }
 
 export class Inbox {
@@ -32,7 +34,7 @@ export class Inbox {
   onGossip(r: Replica, from: string, data: Uint8Array, via: string): Verdict {
     const ctx = this.ctx;
     if (ctx.closed || ctx.replicas.get(r.studyId) !== r) return 'ignore';
-    let parts: { key: string | null; raws: Uint8Array[] }[];
+    let parts: { key: string | null; raws: Uint8Array[]; voucher?: Uint8Array }[];
     try {
       parts = parseMessage(data);
     } catch (e) {
@@ -67,10 +69,16 @@ export class Inbox {
           waiting += this.buffer(r, p.key ?? '', p.raws, decoded);
           continue;
         }
-        ready.push({ shard, raws: p.raws, decoded });
+        ready.push({ shard, raws: p.raws, decoded, ...(p.voucher ? { voucher: p.voucher } : {}) });
       }
-      // Inspect everything first: a message is taken whole or not at all.
-      for (const p of ready) if (p.shard) p.inspected = r.inspectShard(p.shard, p.decoded);
+      // Inspect everything first: a message is taken whole or not at all. The changes a shard's owner
+      // vouched for (one signature over their hashes, as on the catch-up path: schema.ts openVoucher)
+      // skip their records' one-by-one signature checks; a voucher that does not verify rejects the message.
+      for (const p of ready) {
+        if (!p.shard) continue;
+        const vouched = p.voucher ? openVoucher(p.voucher, r.studyId, p.shard.id) : null;
+        p.inspected = r.inspectShard(p.shard, p.decoded, vouched ? (h) => vouched.has(h) : undefined);
+      }
       let fresh = false;
       const records: TrialRecord[] = [];
       for (const p of ready) {
@@ -186,9 +194,9 @@ export class Inbox {
   }
 }
 
-function parseMessage(data: Uint8Array): { key: string | null; raws: Uint8Array[] }[] {
+function parseMessage(data: Uint8Array): { key: string | null; raws: Uint8Array[]; voucher?: Uint8Array }[] {
   const msg = asObject(unpackUntrusted(data, GOSSIP_LIMITS), 'gossip message');
-  const out: { key: string | null; raws: Uint8Array[] }[] = [];
+  const out: { key: string | null; raws: Uint8Array[]; voucher?: Uint8Array }[] = [];
   let n = 0;
   const list = (v: unknown): Uint8Array[] => {
     if (!Array.isArray(v) || v.length === 0 || !v.every((x) => x instanceof Uint8Array)) throw new WireError('schema', 'gossip message has no list of changes');
@@ -200,8 +208,9 @@ function parseMessage(data: Uint8Array): { key: string | null; raws: Uint8Array[
     const t = msg['t'];
     if (!Array.isArray(t) || t.length > 64) throw new WireError('schema', 'gossip message shards are not a list');
     for (const e of t) {
-      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string') throw new WireError('schema', 'a gossip shard entry is not [shard, changes]');
-      out.push({ key: e[0], raws: list(e[1]) });
+      if (!Array.isArray(e) || (e.length !== 2 && e.length !== 3) || typeof e[0] !== 'string') throw new WireError('schema', 'a gossip shard entry is not [shard, changes, voucher?]');
+      if (e.length === 3 && !(e[2] instanceof Uint8Array)) throw new WireError('schema', 'a gossip shard entry has a voucher that is not bytes');
+      out.push({ key: e[0], raws: list(e[1]), ...(e.length === 3 ? { voucher: e[2] as Uint8Array } : {}) });
     }
   }
   if (out.length === 0 || n > 500) throw new WireError('schema', 'gossip message has no list of changes');

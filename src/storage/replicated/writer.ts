@@ -11,7 +11,7 @@ import { StorageError, type TrialTemplate } from '../storage.js';
 import { checkAttrs, checkNewTrialState, copyAttr } from '../contract.js';
 import { OUTBOX_GAP_MS, topicOf } from './options.js';
 import type { Ctx, Replica, Shard } from './replica.js';
-import { LIMITS, SHARD_TRIALS, currentAttr, docParts, seal, shardKeyOf, writeRecords, writeShardRecords, type TrialRecord } from './schema.js';
+import { LIMITS, SHARD_TRIALS, changeHash, currentAttr, docParts, makeVoucher, seal, shardKeyOf, writeRecords, writeShardRecords, type TrialRecord } from './schema.js';
 
 export class Writer {
   /** `gapOf`: the least time between two gossip messages of a study (pacing.ts; `OUTBOX_GAP_MS` without a network). */
@@ -199,9 +199,16 @@ export class Writer {
     r.outbox = { c: [], t: new Map(), bytes: 0, n: 0 };
     if ((c.length === 0 && t.size === 0) || !this.ctx.node || this.ctx.closed) return;
     r.lastPublish = Date.now();
-    const msg: { c?: Uint8Array[]; t?: [string, Uint8Array[]][] } = {};
+    const msg: { c?: Uint8Array[]; t?: ([string, Uint8Array[]] | [string, Uint8Array[], Uint8Array])[] } = {};
     if (c.length) msg.c = c;
-    if (t.size) msg.t = [...t.entries()];
+    // Each shard's changes go with this peer's voucher over their hashes (schema.ts makeVoucher): one
+    // signature to make here and one to check per receiver, in place of one per record in them.
+    if (t.size) {
+      msg.t = [...t.entries()].map(([key, changes]) => {
+        const v = makeVoucher(this.ctx.key, r.studyId, key, changes.map(changeHash));
+        return v ? [key, changes, v] : [key, changes];
+      });
+    }
     void this.ctx.node.publish(topicOf(r.studyId), pack(msg));
   }
 
