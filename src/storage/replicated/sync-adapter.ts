@@ -413,7 +413,11 @@ export class SyncAdapter {
     const mine = r.study.getHeads();
     // Unless they hold every head of ours (level or ahead), send what they lack of the study document.
     if (r.meta && !mine.every((x) => studyHeads.includes(x))) queue.push({ key: '', have: studyHeads });
-    for (const s of r.shards.values()) {
+    // Oldest buckets first (bucket, then owner): trials then arrive about in creation order, so the
+    // receiver's numbering mostly appends instead of renumbering its tail at every piece (the shard map's
+    // own order is the disk's, where "owner.10" sorts before "owner.2").
+    const shards = [...r.shards.values()].sort((a, b) => a.id.bucket - b.id.bucket || (a.id.owner < b.id.owner ? -1 : a.id.owner > b.id.owner ? 1 : 0));
+    for (const s of shards) {
       if (s.changes === 0) continue;
       const have = theirs.get(s.key) ?? [];
       if (sameSet(have, s.heads)) continue;
