@@ -113,7 +113,7 @@ describe('catch-up of sealed shards', { concurrency: 1 }, () => {
     const b = peer.adopt(await openPeerStorage({ dataDir: bDir, join: [a.multiaddrs()[0]!], heartbeatIntervalMs: 200, staleAfterMs: 60_000 }));
     await waitFor('b holds every trial', 30_000, () => b.getStudy('sealed') && b.getAllTrials(info.studyId).length === 3 * 64 + 10);
     assert.deepEqual(summary(b, info.studyId), summary(a, info.studyId));
-    assert.equal(b.stats().counters['sync:sealed-shards'], 3);
+    assert.equal(b.stats().counters['sync:accepted-sealed-shards'], 3);
     assert.ok((b.stats().counters['sync:vouched-shards'] ?? 0) >= 4, 'every shard of A came with its voucher');
     await a.close();
 
@@ -121,7 +121,7 @@ describe('catch-up of sealed shards', { concurrency: 1 }, () => {
     const c = await peer([b.multiaddrs()[0]!]);
     await waitFor('c holds every trial', 30_000, () => c.getStudy('sealed') && c.getAllTrials(info.studyId).length === 3 * 64 + 10);
     assert.deepEqual(summary(c, info.studyId), summary(b, info.studyId));
-    assert.equal(c.stats().counters['sync:sealed-shards'], 3);
+    assert.equal(c.stats().counters['sync:accepted-sealed-shards'], 3);
     assert.ok((c.stats().counters['sync:vouched-shards'] ?? 0) >= 3, 'B served the sealed shards it took under vouchers with them');
     assert.equal(Object.keys(c.stats().counters).filter((k) => k.startsWith('sync:rejected') || k === 'sync:bad-voucher').length, 0);
 

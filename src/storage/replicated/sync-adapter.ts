@@ -372,7 +372,7 @@ export class SyncAdapter {
       if (this.writing.get(k) === done) this.writing.delete(k);
     });
     this.writing.set(k, done);
-    this.ctx.count('sync:sealed-shards');
+    this.ctx.count('sync:accepted-sealed-shards');
     return [...inspected.records.values()];
   }
 
