@@ -4,7 +4,7 @@
 // travels in heartbeats and malformed ones are refused.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Pacer, gapFor, heartbeatEvery, MAX_OUTBOX_GAP_MS } from '../../src/storage/replicated/pacing.js';
+import { GOSSIP_SHARE, Pacer, gapFor, heartbeatEvery, MAX_OUTBOX_GAP_MS } from '../../src/storage/replicated/pacing.js';
 import { OUTBOX_GAP_MS } from '../../src/storage/replicated/options.js';
 import { decodeHeartbeat, encodeHeartbeat } from '../../src/net/liveness.js';
 import { pack } from '../../src/net/wire.js';
@@ -17,26 +17,40 @@ const busy = (ms: number) => {
   }
 };
 
-test('a saturated event loop asks for twice the gap each period, up to the bound; a calm one asks for less, down to the floor', async () => {
+test('a loop saturated by other peers\' gossip asks for twice the gap each period, up to the bound; a calm one asks for less, down to the floor', async () => {
   const p = new Pacer();
   assert.equal(p.askMs, OUTBOX_GAP_MS);
   p.tick();
   const asked: number[] = [];
   for (let i = 0; i < 8; i++) {
     busy(120);
+    p.noteGossipMs(60); // half of the busy time taking in gossip
     asked.push(p.tick());
   }
+  assert.ok(p.lastGossipShare >= GOSSIP_SHARE, `gossip share: ${p.lastGossipShare}`);
   assert.ok(p.lastElu > 0.85, `ELU while busy: ${p.lastElu}`);
   assert.deepEqual(asked.slice(0, 3), [2 * OUTBOX_GAP_MS, 4 * OUTBOX_GAP_MS, 8 * OUTBOX_GAP_MS]);
   assert.equal(asked.at(-1), MAX_OUTBOX_GAP_MS, `never above the bound: ${asked.join(',')}`);
   const calm: number[] = [];
   for (let i = 0; i < 14; i++) {
     await sleep(80);
+    p.noteGossipMs(1);
     calm.push(p.tick());
   }
   assert.ok(p.lastElu < 0.6, `ELU while idle: ${p.lastElu}`);
   assert.ok(calm[0]! < MAX_OUTBOX_GAP_MS, `shrinks when calm: ${calm.join(',')}`);
   assert.equal(calm.at(-1), OUTBOX_GAP_MS, `back to the floor: ${calm.join(',')}`);
+});
+
+test('a loop saturated by anything but other peers\' gossip (its own work, a loaded machine) keeps the floor: batching would only delay trials', () => {
+  const p = new Pacer();
+  p.tick();
+  for (let i = 0; i < 5; i++) {
+    busy(120);
+    p.noteGossipMs(5); // 4% of the busy time
+    assert.equal(p.tick(), OUTBOX_GAP_MS);
+  }
+  assert.ok(p.lastElu > 0.85);
 });
 
 test('a sender keeps the median gap of its study\'s peers: a minority asking for the longest gap changes nothing', () => {

@@ -321,7 +321,12 @@ export class PeerStorage implements Storage {
   }
 
   #subscribe(r: Replica): void {
-    this.#ctx.node?.subscribe(topicOf(r.studyId), (from, data, via) => this.#charge(via, this.#inbox.onGossip(r, from, data, via)));
+    this.#ctx.node?.subscribe(topicOf(r.studyId), (from, data, via) => {
+      const t0 = performance.now();
+      const verdict = this.#inbox.onGossip(r, from, data, via);
+      this.#pacer.noteGossipMs(performance.now() - t0);
+      return this.#charge(via, verdict);
+    });
   }
 
   /** Counts a rejected message against the peer that delivered it (as the node's quarantine does). */
@@ -687,8 +692,8 @@ export class PeerStorage implements Storage {
     /** Copies of gossip messages received, duplicates included (a relay skips peers the author reaches itself: in a connected swarm about one per message). */
     gossipCopies: { study: number; heartbeat: number };
     knownPeers: number;
-    /** The gap between gossip messages this peer asks for, and its event-loop utilisation over the last heartbeat period (pacing.ts). */
-    pacing: { askMs: number; elu: number };
+    /** The gap between gossip messages this peer asks for, its event-loop utilisation and the share of its loop's busy time spent taking in study gossip, over the last heartbeat period (pacing.ts). */
+    pacing: { askMs: number; elu: number; gossipShare: number };
     /** Per study, `gapMs`: the least time this peer keeps between two of its gossip messages of the study. */
     studies: { studyId: string; name: string; trials: number; pendingChanges: number; pendingBytes: number; heads: string; shards: number; sealedShards: number; gapMs: number }[];
   } {
@@ -697,7 +702,7 @@ export class PeerStorage implements Storage {
       connectedPeers: this.#ctx.node?.connectedPeers() ?? [],
       gossipCopies: { ...(this.#ctx.node?.copies ?? { study: 0, heartbeat: 0 }) },
       knownPeers: this.#ae.peerAddrs.size,
-      pacing: { askMs: this.#pacer.askMs, elu: this.#pacer.lastElu },
+      pacing: { askMs: this.#pacer.askMs, elu: this.#pacer.lastElu, gossipShare: this.#pacer.lastGossipShare },
       studies: [...this.#ctx.replicas.values()].map((r) => ({
         studyId: r.studyId,
         name: r.name,

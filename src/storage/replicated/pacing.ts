@@ -8,8 +8,10 @@
  * overhead instead of trials.
  *
  * The rule: each peer measures its own event-loop utilisation (ELU) over every heartbeat period and
- * asks for a gap between other peers' messages: twice as long while it is saturated (ELU above 0.85),
- * a third shorter while it is not (below 0.6), from `OUTBOX_GAP_MS` (20 ms) to `MAX_OUTBOX_GAP_MS`.
+ * asks for a gap between other peers' messages: twice as long while it is saturated (ELU above 0.85)
+ * and at least a fifth of its busy time goes to taking in other peers' study gossip (what batching
+ * can save; the transport's share comes on top), a third shorter while it is not (ELU below 0.6, or
+ * under a tenth), from `OUTBOX_GAP_MS` (20 ms) to `MAX_OUTBOX_GAP_MS`.
  * Its heartbeat carries the gap it asks for. A sender spaces its messages of a study by the median of
  * the gaps asked by itself and the live peers that announce the study; what it writes meanwhile
  * leaves together in the next message (writer.ts). An idle or lightly loaded swarm keeps 20 ms, so
@@ -31,25 +33,42 @@ import { OUTBOX_GAP_MS } from './options.js';
 export const MAX_OUTBOX_GAP_MS = 1000;
 
 const BUSY = 0.85;
+/** Share of the loop's busy time in the study gossip handler from which a saturated peer asks for batching. */
+export const GOSSIP_SHARE = 0.2;
 const CALM = 0.6;
 
 export class Pacer {
   /** The gap this peer asks others to keep (announced in its heartbeats). */
   askMs = OUTBOX_GAP_MS;
   #last: EventLoopUtilization = performance.eventLoopUtilization();
-  /** ELU over the last period (for stats). */
+  #gossipMs = 0;
+  /** ELU, and the share of the loop's busy time spent taking in study gossip, over the last period (for stats). */
   lastElu = 0;
+  lastGossipShare = 0;
 
-  /** Called once per heartbeat period: updates the gap asked for from the ELU since the last call. */
+  /** Time spent in this peer's study gossip handler (decoding, checking and merging other peers' changes). */
+  noteGossipMs(ms: number): void {
+    this.#gossipMs += ms;
+  }
+
+  /**
+   * Called once per heartbeat period: updates the gap asked for from the ELU since the last call, and
+   * only while taking in other peers' gossip is at least `GOSSIP_SHARE` of the loop's busy time (the
+   * transport's cost per message comes on top of it): a loop saturated by anything else (its own
+   * sampling, a machine shared with other work) gains nothing from batching, and would only delay
+   * trials' propagation and widen the numbering race.
+   */
   tick(): number {
     const now = performance.eventLoopUtilization();
     const d = performance.eventLoopUtilization(now, this.#last);
-    this.#last = now;
     // Too short a period says nothing (a timer fired twice in a row).
     if (d.idle + d.active < 50) return this.askMs;
+    this.#last = now;
     this.lastElu = d.utilization;
-    if (d.utilization > BUSY) this.askMs = Math.min(MAX_OUTBOX_GAP_MS, this.askMs * 2);
-    else if (d.utilization < CALM) this.askMs = Math.max(OUTBOX_GAP_MS, Math.round(this.askMs / 1.5));
+    this.lastGossipShare = d.active > 0 ? Math.min(1, this.#gossipMs / d.active) : 0;
+    this.#gossipMs = 0;
+    if (d.utilization > BUSY && this.lastGossipShare >= GOSSIP_SHARE) this.askMs = Math.min(MAX_OUTBOX_GAP_MS, this.askMs * 2);
+    else if (d.utilization < CALM || this.lastGossipShare < GOSSIP_SHARE / 2) this.askMs = Math.max(OUTBOX_GAP_MS, Math.round(this.askMs / 1.5));
     return this.askMs;
   }
 }
