@@ -244,6 +244,11 @@ export class PeerNode {
           maxInboundDataLength: MAX_GOSSIP_BYTES + 64 * 1024,
           // Our validators reject bad payloads; gossipsub then does not forward them and scores the sender down.
           scoreThresholds: { gossipThreshold: -4000, publishThreshold: -8000, graylistThreshold: -16000, acceptPXThreshold: 100, opportunisticGraftThreshold: 5 },
+          // No IDONTWANT (gossipsub 1.2): for every message received it sends one to each mesh peer, a
+          // message each costing sender and receiver about as much as any other, while the relay rule
+          // (installRelayFilter) already keeps relays from sending copies to peers the author reaches.
+          // Measured with 8 / 16 peer processes on 2 cores: 374 -> 425 and 41 -> 51 trials/s.
+          idontwantMinDataSize: Number.MAX_SAFE_INTEGER,
         }),
       },
     });
