@@ -33,8 +33,7 @@ export class AntiEntropy {
   ) {}
 
   private get grace(): number {
-    // Plus the gap this peer asks between gossip messages, four times: a busy swarm batches its gossip
-    // and heartbeats at most that often (pacing.ts).
+    // Plus the gap this peer asks between gossip messages, four times: a busy swarm batches its gossip (pacing.ts).
     return Math.max(1500, 2 * this.ctx.opts.heartbeatMs) + 4 * (this.askGap() ?? 0);
   }
 

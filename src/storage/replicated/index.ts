@@ -37,7 +37,7 @@ import { AntiEntropy } from './anti-entropy.js';
 import { checkpointDirOf, startCheckpointSwarm, studyOfTrial } from './checkpoints.js';
 import { Inbox } from './inbox.js';
 import { resolveOptions, topicOf, MAX_STUDIES, OUTBOX_GAP_MS, type PeerStorageOptions, type ResolvedOptions } from './options.js';
-import { MAX_OUTBOX_GAP_MS, Pacer, gapFor, heartbeatEvery } from './pacing.js';
+import { Pacer, gapFor } from './pacing.js';
 import { ReplicaDb, loadOrCreateKey, type StoredStudy } from './persist.js';
 import { Replica, Shard, internalsOf, type Ctx } from './replica.js';
 import { decodeTrial, genesisDoc, readShardTrial, studyIdFor, parseShardKey, type StudyDoc, type StudyMeta, type TrialRecord } from './schema.js';
@@ -298,11 +298,7 @@ export class PeerStorage implements Storage {
     node.subscribe(HEARTBEAT_TOPIC, (from, data, via) => this.#charge(via, this.#ae.onHeartbeat(from, data, via)));
     for (const r of ctx.replicas.values()) this.#subscribe(r);
     this.#ae.askGap = () => this.#pacer.askMs;
-    let lastHeartbeat = 0;
     const hb = setInterval(() => {
-      // Under load the interval stretches to the gap this peer asks for (pacing.ts heartbeatEvery).
-      if (Date.now() - lastHeartbeat < heartbeatEvery(o.heartbeatMs, o.staleMs, this.#pacer.askMs) - o.heartbeatMs / 2) return;
-      lastHeartbeat = Date.now();
       this.#pace();
       // What a heartbeat announces (replica digests and counts) has left by gossip before it: a peer
       // never sees a count ahead of the gossip on its way and starts a catch-up for it (pacing holds
@@ -670,7 +666,7 @@ export class PeerStorage implements Storage {
     const own = this.#pacer.tick();
     const ctx = this.#ctx;
     const now = Date.now();
-    const fresh = 3 * heartbeatEvery(ctx.opts.heartbeatMs, ctx.opts.staleMs, MAX_OUTBOX_GAP_MS) + 1000;
+    const fresh = 3 * ctx.opts.heartbeatMs + 1000;
     const asked = new Map<string, number[]>();
     for (const [peer, studies] of this.#ae.peerStudies) {
       const last = ctx.liveness.get(peer);

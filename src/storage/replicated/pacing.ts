@@ -18,11 +18,10 @@
  * its latency is unchanged; a saturated one trades propagation delay (at most the gap) for messages
  * carrying many trials each. Against members: the median means a minority asking for the longest gap
  * changes nothing, and the gap is bounded, so at worst a study's gossip waits `MAX_OUTBOX_GAP_MS`,
- * never stops (anti-entropy waits twice this peer's asked gap longer before it calls a gap missing).
- * A saturated peer also heartbeats less often (`heartbeatEvery`: up to the gap it asks, at most a
- * third of the stale grace), and whatever its outbox holds leaves right before each heartbeat, so a
- * heartbeat never announces changes that gossip has not carried yet (otherwise receivers would start
- * a catch-up for them, and a relay that took them by catch-up would not pass their gossip on).
+ * never stops (anti-entropy waits four times this peer's asked gap longer before it calls a gap
+ * missing). Whatever a peer's outbox holds leaves right before each of its heartbeats, so a heartbeat
+ * never announces changes that gossip has not carried yet (otherwise receivers would start a catch-up
+ * for them, and a relay that took them by catch-up would not pass their gossip on).
  * Measured (2 cores, trivial objective, peer processes, 10 s): 4 peers 127 -> 299 trials/s, 8 peers
  * 37 -> 122; 2 peers unchanged (their loops are not saturated, so they keep 20 ms).
  */
@@ -71,15 +70,6 @@ export class Pacer {
     else if (d.utilization < CALM || this.lastGossipShare < GOSSIP_SHARE / 2) this.askMs = Math.max(OUTBOX_GAP_MS, Math.round(this.askMs / 1.5));
     return this.askMs;
   }
-}
-
-/**
- * How often a peer heartbeats: the configured interval, or the gap it asks for if longer (a saturated
- * peer also sends fewer heartbeats, each costing every receiver as much as any other message), but at
- * most a third of the stale grace, so that its live trials never read stale to others.
- */
-export function heartbeatEvery(configuredMs: number, staleMs: number, askMs: number): number {
-  return Math.max(configuredMs, Math.min(askMs, Math.floor(staleMs / 3)));
 }
 
 /** The gap a sender keeps: the median of what it and its study's live peers ask for, within bounds. */
