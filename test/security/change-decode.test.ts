@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import * as A from '@automerge/automerge';
 import { decodeRootBytesChange, countChangeRows } from '../../src/storage/replicated/change-bounds.js';
 import { decodeChanges, LIMITS } from '../../src/storage/replicated/schema.js';
+import { uleb } from '../fixtures/attacker.js';
 
 /** A small seeded generator (mulberry32), so a failing case can be replayed. */
 function rng(seed: number): () => number {
@@ -45,17 +46,6 @@ function fast(c: Uint8Array): unknown {
   assert.equal(author, null);
   return rest;
 }
-
-const uleb = (n: number): number[] => {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return out;
-};
 
 /** A change chunk around `body` (type 1) with a correct checksum. */
 function chunk(body: Uint8Array): Uint8Array {
