@@ -40,7 +40,7 @@ import { resolveOptions, topicOf, MAX_STUDIES, OUTBOX_GAP_MS, type PeerStorageOp
 import { Pacer, gapFor } from './pacing.js';
 import { ReplicaDb, loadOrCreateKey, type StoredStudy } from './persist.js';
 import { Replica, Shard, internalsOf, type Ctx } from './replica.js';
-import { decodeTrial, genesisDoc, readShardTrial, studyIdFor, parseShardKey, type StudyDoc, type StudyMeta, type TrialRecord } from './schema.js';
+import { decodeTrial, genesisDoc, ivCount, ivHasStep, ivPairs, readShardTrial, studyIdFor, parseShardKey, type StudyDoc, type StudyMeta, type TrialRecord } from './schema.js';
 import { SyncAdapter } from './sync-adapter.js';
 import { Writer } from './writer.js';
 
@@ -566,10 +566,10 @@ export class PeerStorage implements Storage {
   setTrialIntermediateValue(studyId: string, trialId: string, step: number, value: number): void {
     const r = this.#replica(studyId);
     const cur = r.view.records.get(trialId);
-    checkIntermediate(step, value, cur ? cur.iv.length - (cur.iv.some((e) => e[0] === step) ? 1 : 0) : 0);
+    checkIntermediate(step, value, cur ? ivCount(cur.iv) - (ivHasStep(cur.iv, step) ? 1 : 0) : 0);
     this.#writer.mutate(r, trialId, (x) => {
       if (x.s !== 'RUNNING') throw new StorageError(`trial ${r.view.numberOf(trialId)} is ${x.s}; only a RUNNING trial can report`);
-      x.iv = [...x.iv.filter((e) => e[0] !== step), [step, value]];
+      x.iv = [...ivPairs(x.iv).filter((e) => e[0] !== step), [step, value]];
     });
     this.#writer.scheduleFlush(r, false);
   }

@@ -113,7 +113,7 @@ export interface TrialRecord {
   p: Record<string, ParamValue>;
   d: Record<string, Distribution>;
   vals: number[] | null;
-  iv: [number, number][]; // intermediate values, [step, value]
+  iv: IntermediateList; // intermediate values: [step, value] pairs, packed once decoded (below)
   ua: Record<string, unknown>;
   sa: Record<string, unknown>;
   t0: number | null; // startedAt, ms since epoch
@@ -121,6 +121,51 @@ export interface TrialRecord {
   claim: string | null; // the WAITING trial this one runs (enqueued trials)
   c: number; // claimed display number at creation (see "Display numbers" above)
   ca: number; // creation time, ms (a claim copies the claimed trial's): the first tie-break of c
+}
+
+/**
+ * A trial's intermediate values. On the wire, and in a record this peer is still writing, a list of
+ * [step, value] pairs; in a record decoded from bytes (gossip, catch-up, the disk), one Float64Array of
+ * step, value, step, value... The signature covers the bytes, not this object, so the form in memory is
+ * free: in a replica of 10,000 trials with 20 values each, the pairs were 200,000 two-element arrays
+ * and as many boxed numbers, about 15 MB of a 56 MB heap; packed, they take 3.2 MB (issue 8, RSS).
+ */
+export type IntermediateList = [number, number][] | Float64Array;
+
+/** The values as [step, value] pairs (a new list when packed). */
+export function ivPairs(iv: IntermediateList): [number, number][] {
+  if (!(iv instanceof Float64Array)) return iv;
+  const out: [number, number][] = [];
+  for (let i = 0; i < iv.length; i += 2) out.push([iv[i]!, iv[i + 1]!]);
+  return out;
+}
+
+/** How many intermediate values. */
+export function ivCount(iv: IntermediateList): number {
+  return iv instanceof Float64Array ? iv.length / 2 : iv.length;
+}
+
+/** Whether a value was reported at `step`. */
+export function ivHasStep(iv: IntermediateList, step: number): boolean {
+  if (!(iv instanceof Float64Array)) return iv.some((e) => e[0] === step);
+  for (let i = 0; i < iv.length; i += 2) if (iv[i] === step) return true;
+  return false;
+}
+
+/** Packs checked pairs (an empty list stays as it is). */
+function packIv(pairs: [number, number][]): IntermediateList {
+  if (pairs.length === 0) return pairs;
+  const out = new Float64Array(pairs.length * 2);
+  pairs.forEach((e, i) => {
+    out[2 * i] = e[0];
+    out[2 * i + 1] = e[1];
+  });
+  return out;
+}
+
+/** The record as it is encoded and signed: intermediate values as pairs. */
+export function wireRecord(r: TrialRecord): TrialRecord {
+  return r.iv instanceof Float64Array ? { ...r, iv: ivPairs(r.iv) } : r;
 }
 
 export interface AttrRecord {
@@ -340,6 +385,7 @@ export function decodeTrial(bytes: unknown, verify = true): TrialRecord {
       throw new RecordError('schema', 'an intermediate value is not [step, number]');
     }
   }
+  r.iv = packIv(r.iv as [number, number][]);
   plainMap(r.ua, 'userAttrs');
   plainMap(r.sa, 'systemAttrs');
   for (const t of [r.t0, r.t1]) if (t !== null && !(typeof t === 'number' && Number.isFinite(t))) throw new RecordError('schema', 'a trial time is not a number');

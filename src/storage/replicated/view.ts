@@ -21,7 +21,7 @@
  * sides, and the replica logs which (`NumberChange`s from `put`, counter `numbers:changed`).
  */
 import { frozenTrial, OwnedMap, type FrozenTrial, type TrialState } from '../storage.js';
-import type { TrialRecord } from './schema.js';
+import type { IntermediateList, TrialRecord } from './schema.js';
 
 /**
  * What a replica reads of others' trials (issue 15 F7, F14): `hide` drops every record of an owner
@@ -246,7 +246,7 @@ export class TrialView {
       values: rec.vals && Object.freeze(rec.vals),
       params: Object.freeze(rec.p),
       distributions: Object.freeze(rec.d),
-      intermediateValues: new OwnedMap(rec.iv),
+      intermediateValues: stepMap(rec.iv),
       userAttrs: Object.freeze(rec.ua),
       systemAttrs: staleReason ? { ...rec.sa, failReason: staleReason, stale: true } : Object.freeze(rec.sa),
       datetimeStart: rec.t0 !== null ? new Date(rec.t0) : null,
@@ -330,4 +330,12 @@ function lowerBound(order: readonly TrialRecord[], r: TrialRecord): number {
     else hi = mid;
   }
   return lo;
+}
+
+/** A frozen trial's step -> value map, from the record's pairs or packed values (schema.ts IntermediateList). */
+function stepMap(iv: IntermediateList): OwnedMap {
+  const m = new OwnedMap();
+  if (iv instanceof Float64Array) for (let i = 0; i < iv.length; i += 2) m.set(iv[i]!, iv[i + 1]!);
+  else for (const [step, value] of iv) m.set(step, value);
+  return m;
 }

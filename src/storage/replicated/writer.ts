@@ -11,7 +11,7 @@ import { StorageError, type TrialTemplate } from '../storage.js';
 import { checkAttrs, checkNewTrialState, copyAttr } from '../contract.js';
 import { OUTBOX_GAP_MS, topicOf } from './options.js';
 import type { Ctx, Replica, Shard } from './replica.js';
-import { LIMITS, SHARD_TRIALS, changeHash, currentAttr, docParts, makeVoucher, seal, shardKeyOf, writeRecords, writeShardRecords, type TrialRecord } from './schema.js';
+import { LIMITS, SHARD_TRIALS, changeHash, currentAttr, docParts, makeVoucher, seal, shardKeyOf, wireRecord, writeRecords, writeShardRecords, type TrialRecord } from './schema.js';
 
 export class Writer {
   /** `gapOf`: the least time between two gossip messages of a study (pacing.ts; `OUTBOX_GAP_MS` without a network). */
@@ -60,7 +60,7 @@ export class Writer {
     if (cur.o !== this.ctx.peerId) throw new StorageError(`trial ${r.view.numberOf(trialId)} belongs to peer ${cur.o}; only its owner can change it`);
     const next: TrialRecord = { ...cur };
     fn(next);
-    const size = pack(next).byteLength;
+    const size = pack(wireRecord(next)).byteLength;
     if (size > LIMITS.recordBytes - 256) {
       throw new StorageError(`trial ${r.view.numberOf(trialId)} would take ${size} bytes with this write; a trial record is limited to ${LIMITS.recordBytes - 256} bytes (keep attrs and intermediate values small)`);
     }
@@ -131,7 +131,7 @@ export class Writer {
           bytes = 0;
         };
         for (const id of ids) {
-          const sealed = seal(this.ctx.key, r.view.records.get(id)!);
+          const sealed = seal(this.ctx.key, wireRecord(r.view.records.get(id)!));
           if (bytes + sealed.byteLength > LIMITS.recordBytes && batch.size > 0) commit();
           batch.set(id, sealed);
           bytes += sealed.byteLength;
