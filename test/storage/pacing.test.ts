@@ -1,14 +1,20 @@
 // Issue 8: gossip pacing (src/storage/replicated/pacing.ts). A saturated peer asks for a longer gap
 // between other peers' gossip messages, a calm one for a shorter one, within bounds; a sender keeps
 // the median of what its study's peers ask, so a minority of members cannot slow a study; the gap
-// travels in heartbeats and malformed ones are refused.
+// travels in heartbeats and malformed ones are refused. Past 8 live peers, heartbeats (and the gap's
+// bound) stretch with the swarm's size.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { GOSSIP_SHARE, Pacer, gapFor, MAX_OUTBOX_GAP_MS } from '../../src/storage/replicated/pacing.js';
+import { GOSSIP_SHARE, HEARTBEATS_PER_INTERVAL, MAX_HEARTBEAT_STRETCH, Pacer, gapFor, heartbeatEvery, MAX_OUTBOX_GAP_MS } from '../../src/storage/replicated/pacing.js';
+import type { PeerStorage } from '../../src/storage/replicated/index.js';
+import { setVerbosity } from '../../src/index.js';
+import { inProcessPeers } from '../fixtures/in-process-peers.js';
+import { waitFor } from '../fixtures/wait.js';
 import { OUTBOX_GAP_MS } from '../../src/storage/replicated/options.js';
 import { decodeHeartbeat, encodeHeartbeat } from '../../src/net/liveness.js';
 import { pack } from '../../src/net/wire.js';
 
+setVerbosity('error');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const busy = (ms: number) => {
   const end = performance.now() + ms;
@@ -68,4 +74,49 @@ test('the gap travels in heartbeats; malformed gaps are refused with the reason'
   for (const g of [-1, 1.5, 'x', 1e9, null]) {
     assert.throws(() => decodeHeartbeat(pack({ ts: Date.now(), a: [], s: [], g })), /heartbeat gap is not a whole number/, `gap ${String(g)}`);
   }
+});
+
+test('big swarms: past 8 live peers a peer heartbeats every k-th interval (at most 3), and gaps may grow as many times', () => {
+  for (const [live, k] of [[0, 1], [1, 1], [8, 1], [9, 2], [16, 2], [17, 3], [24, 3], [1000, MAX_HEARTBEAT_STRETCH]] as const) {
+    assert.equal(heartbeatEvery(live), k, `${live} live peers`);
+  }
+  assert.equal(MAX_HEARTBEAT_STRETCH, 3);
+  assert.ok(HEARTBEATS_PER_INTERVAL >= 8, 'swarms of 8 keep one heartbeat per interval');
+  assert.equal(gapFor(20, [60_000, 60_000, 60_000], 2), 2 * MAX_OUTBOX_GAP_MS, 'the bound stretches with the heartbeats');
+  const p = new Pacer();
+  p.tick(2);
+  const asked: number[] = [];
+  for (let i = 0; i < 9; i++) {
+    busy(120);
+    p.noteGossipMs(60);
+    asked.push(p.tick(2));
+  }
+  assert.equal(asked.at(-1), 2 * MAX_OUTBOX_GAP_MS, `up to twice the bound: ${asked.join(',')}`);
+  busy(120);
+  p.noteGossipMs(60);
+  assert.equal(p.tick(1), MAX_OUTBOX_GAP_MS, 'the swarm shrank: back within the plain bound at once');
+});
+
+test('ten in-process peers: each sees nine live ones and heartbeats every other interval; a trial still reaches every replica', async () => {
+  const peer = inProcessPeers('peertune-hbstretch-', { heartbeatIntervalMs: 250, staleAfterMs: 60_000 });
+  const first = await peer();
+  const info = await first.createStudy({ studyName: 'stretch', directions: ['minimize'] });
+  const rest: PeerStorage[] = [];
+  for (let i = 0; i < 9; i++) rest.push(await peer(first.multiaddrs()));
+  const all = [first, ...rest];
+  await waitFor('the study on every peer', 20_000, () => rest.every((s) => s.getStudy('stretch')));
+  await waitFor('every peer heartbeating every other interval', 30_000, () => all.every((s) => s.stats().pacing.heartbeatEvery === 2));
+  // Heartbeat copies one peer receives over a window: nine peers at one per interval would be 9 per
+  // 250 ms; every other interval, about half of it.
+  const probe = rest[0]!;
+  const h0 = probe.stats().gossipCopies.heartbeat;
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, 3000));
+  const perInterval = (probe.stats().gossipCopies.heartbeat - h0) / ((performance.now() - t0) / 250);
+  assert.ok(perInterval < 0.8 * 9, `heartbeats received per interval: ${perInterval.toFixed(2)} (nine peers, each every other interval)`);
+  assert.ok(perInterval > 0, 'heartbeats still arrive');
+  const writer = rest[8]!;
+  const t = writer.createTrial(info.studyId);
+  await writer.finishTrial(info.studyId, t.trialId, 'COMPLETE', [0.5]);
+  await waitFor('the trial on every replica', 20_000, () => all.every((s) => s.getAllTrials(info.studyId).some((x) => x.trialId === t.trialId && x.state === 'COMPLETE')));
 });

@@ -25,6 +25,8 @@ export class AntiEntropy {
   readonly peerGaps = new Map<string, number>();
   /** The gap this peer asks for (set by the storage; pacing.ts). */
   askGap: () => number | undefined = () => undefined;
+  /** Every how many heartbeat intervals peers heartbeat, for the swarm's size (pacing.ts heartbeatEvery). */
+  heartbeatEvery: () => number = () => 1;
 
   constructor(
     private readonly ctx: Ctx,
@@ -34,7 +36,8 @@ export class AntiEntropy {
 
   private get grace(): number {
     // Plus the gap this peer asks between gossip messages, four times: a busy swarm batches its gossip (pacing.ts).
-    return Math.max(1500, 2 * this.ctx.opts.heartbeatMs) + 4 * (this.askGap() ?? 0);
+    // Times every how many intervals peers heartbeat in a swarm this big (pacing.ts heartbeatEvery).
+    return Math.max(1500, 2 * this.ctx.opts.heartbeatMs * this.heartbeatEvery()) + 4 * (this.askGap() ?? 0);
   }
 
   async sendHeartbeat(): Promise<void> {

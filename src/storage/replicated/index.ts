@@ -37,7 +37,7 @@ import { AntiEntropy } from './anti-entropy.js';
 import { checkpointDirOf, startCheckpointSwarm, studyOfTrial } from './checkpoints.js';
 import { Inbox } from './inbox.js';
 import { resolveOptions, topicOf, MAX_STUDIES, OUTBOX_GAP_MS, type PeerStorageOptions, type ResolvedOptions } from './options.js';
-import { Pacer, gapFor } from './pacing.js';
+import { Pacer, gapFor, heartbeatEvery } from './pacing.js';
 import { ReplicaDb, loadOrCreateKey, type StoredStudy } from './persist.js';
 import { Replica, Shard, internalsOf, type Ctx } from './replica.js';
 import { decodeTrial, genesisDoc, ivCount, ivHasStep, ivPairs, readShardTrial, studyIdFor, parseShardKey, type StudyDoc, type StudyMeta, type TrialRecord } from './schema.js';
@@ -84,6 +84,8 @@ export class PeerStorage implements Storage {
   readonly #pacer = new Pacer();
   /** Per study: the gap kept between this peer's gossip messages, recomputed each heartbeat (pacing.ts). */
   readonly #gaps = new Map<string, number>();
+  /** Every how many heartbeat intervals this peer heartbeats (pacing.ts heartbeatEvery), from the live peers it sees. */
+  #heartbeatEvery = 1;
 
   /** @internal use openPeerStorage */
   constructor(opts: ResolvedOptions, key: PrivateKey, db: ReplicaDb, token: symbol) {
@@ -298,11 +300,15 @@ export class PeerStorage implements Storage {
     node.subscribe(HEARTBEAT_TOPIC, (from, data, via) => this.#charge(via, this.#ae.onHeartbeat(from, data, via)));
     for (const r of ctx.replicas.values()) this.#subscribe(r);
     this.#ae.askGap = () => this.#pacer.askMs;
+    this.#ae.heartbeatEvery = () => this.#heartbeatEvery;
+    let ticks = 0;
     const hb = setInterval(() => {
       this.#pace();
       // What a heartbeat announces (replica digests and counts) has left by gossip before it: a peer
       // never sees a count ahead of the gossip on its way and starts a catch-up for it (pacing holds
       // messages up to the gap; a relay that took changes by catch-up would not pass their gossip on).
+      // In a big swarm, every k-th interval only (pacing.ts heartbeatEvery).
+      if (ticks++ % this.#heartbeatEvery !== 0) return;
       for (const r of this.#ctx.replicas.values()) if (r.outbox.n > 0 || r.flushOnPublish) this.#writer.publishOutbox(r);
       void this.#ae.sendHeartbeat();
     }, o.heartbeatMs);
@@ -663,14 +669,16 @@ export class PeerStorage implements Storage {
   /** Counters: rejected messages by reason (`gossip:<reason>`, `sync:<reason>`), accepted merges, etc. (docs/errors.md). */
   /** Each heartbeat: the gap this peer asks for, and per study the median of what it and the study's live peers ask. */
   #pace(): void {
-    const own = this.#pacer.tick();
+    const own = this.#pacer.tick(this.#heartbeatEvery);
     const ctx = this.#ctx;
     const now = Date.now();
-    const fresh = 3 * ctx.opts.heartbeatMs + 1000;
+    const fresh = 3 * ctx.opts.heartbeatMs * this.#heartbeatEvery + 1000;
     const asked = new Map<string, number[]>();
+    let live = 0;
     for (const [peer, studies] of this.#ae.peerStudies) {
       const last = ctx.liveness.get(peer);
       if (last === undefined || now - last > fresh) continue;
+      live++;
       const g = this.#ae.peerGaps.get(peer) ?? OUTBOX_GAP_MS;
       for (const id of studies.keys()) {
         let l = asked.get(id);
@@ -679,7 +687,8 @@ export class PeerStorage implements Storage {
       }
     }
     this.#gaps.clear();
-    for (const id of ctx.replicas.keys()) this.#gaps.set(id, gapFor(own, asked.get(id) ?? []));
+    for (const id of ctx.replicas.keys()) this.#gaps.set(id, gapFor(own, asked.get(id) ?? [], this.#heartbeatEvery));
+    this.#heartbeatEvery = heartbeatEvery(live);
   }
 
   stats(): {
@@ -689,7 +698,7 @@ export class PeerStorage implements Storage {
     gossipCopies: { study: number; heartbeat: number };
     knownPeers: number;
     /** The gap between gossip messages this peer asks for, its event-loop utilisation and the share of its loop's busy time spent taking in study gossip, over the last heartbeat period (pacing.ts). */
-    pacing: { askMs: number; elu: number; gossipShare: number };
+    pacing: { askMs: number; elu: number; gossipShare: number; heartbeatEvery: number };
     /** Per study, `gapMs`: the least time this peer keeps between two of its gossip messages of the study. */
     studies: { studyId: string; name: string; trials: number; pendingChanges: number; pendingBytes: number; heads: string; shards: number; sealedShards: number; gapMs: number }[];
   } {
@@ -698,7 +707,7 @@ export class PeerStorage implements Storage {
       connectedPeers: this.#ctx.node?.connectedPeers() ?? [],
       gossipCopies: { ...(this.#ctx.node?.copies ?? { study: 0, heartbeat: 0 }) },
       knownPeers: this.#ae.peerAddrs.size,
-      pacing: { askMs: this.#pacer.askMs, elu: this.#pacer.lastElu, gossipShare: this.#pacer.lastGossipShare },
+      pacing: { askMs: this.#pacer.askMs, elu: this.#pacer.lastElu, gossipShare: this.#pacer.lastGossipShare, heartbeatEvery: this.#heartbeatEvery },
       studies: [...this.#ctx.replicas.values()].map((r) => ({
         studyId: r.studyId,
         name: r.name,

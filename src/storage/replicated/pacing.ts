@@ -57,7 +57,7 @@ export class Pacer {
    * sampling, a machine shared with other work) gains nothing from batching, and would only delay
    * trials' propagation and widen the numbering race.
    */
-  tick(): number {
+  tick(stretch = 1): number {
     const now = performance.eventLoopUtilization();
     const d = performance.eventLoopUtilization(now, this.#last);
     // Too short a period says nothing (a timer fired twice in a row).
@@ -66,15 +66,41 @@ export class Pacer {
     this.lastElu = d.utilization;
     this.lastGossipShare = d.active > 0 ? Math.min(1, this.#gossipMs / d.active) : 0;
     this.#gossipMs = 0;
-    if (d.utilization > BUSY && this.lastGossipShare >= GOSSIP_SHARE) this.askMs = Math.min(MAX_OUTBOX_GAP_MS, this.askMs * 2);
+    const bound = MAX_OUTBOX_GAP_MS * stretch;
+    if (d.utilization > BUSY && this.lastGossipShare >= GOSSIP_SHARE) this.askMs = Math.min(bound, this.askMs * 2);
+    else if (this.askMs > bound) this.askMs = bound;
     else if (d.utilization < CALM || this.lastGossipShare < GOSSIP_SHARE / 2) this.askMs = Math.max(OUTBOX_GAP_MS, Math.round(this.askMs / 1.5));
     return this.askMs;
   }
 }
 
-/** The gap a sender keeps: the median of what it and its study's live peers ask for, within bounds. */
-export function gapFor(own: number, asked: readonly number[]): number {
-  const all = [own, ...asked].map((g) => Math.min(MAX_OUTBOX_GAP_MS, Math.max(OUTBOX_GAP_MS, Number.isFinite(g) ? g : OUTBOX_GAP_MS))).sort((a, b) => a - b);
+/**
+ * The gap a sender keeps: the median of what it and its study's live peers ask for, within bounds
+ * (the upper one `stretch` times `MAX_OUTBOX_GAP_MS` in a big swarm: `heartbeatEvery` below).
+ */
+export function gapFor(own: number, asked: readonly number[], stretch = 1): number {
+  const all = [own, ...asked].map((g) => Math.min(MAX_OUTBOX_GAP_MS * stretch, Math.max(OUTBOX_GAP_MS, Number.isFinite(g) ? g : OUTBOX_GAP_MS))).sort((a, b) => a - b);
   const m = all.length >> 1;
   return all.length % 2 ? all[m]! : Math.round((all[m - 1]! + all[m]!) / 2);
+}
+
+/**
+ * Big swarms (issue 8). Every live peer's messages reach every peer, and each costs its receiver about
+ * the same whatever it carries (the transport's 2 to 3 ms), so N peers each sending m messages a
+ * second cost the swarm N(N-1)m of them. Measured with 16 peer processes on one 2-core host: idle,
+ * heartbeats alone took about a core; saturated, each peer ran 2 trials a second, so every message
+ * carried about one trial and message overhead was nearly all the work (30 trials/s in all).
+ * Past `HEARTBEATS_PER_INTERVAL` live peers, a peer heartbeats only every k-th interval (k at most
+ * `MAX_HEARTBEAT_STRETCH`), so each receives about that many heartbeats per interval whatever the
+ * swarm's size, and the longest gap between its gossip messages is k times `MAX_OUTBOX_GAP_MS`;
+ * the windows that wait for heartbeats (pacing's freshness, anti-entropy's grace) stretch by the same
+ * k. Swarms of up to 8 live peers are unchanged. Sybils that inflate the live count stretch it at most
+ * k-fold: liveness verdicts (stale trials) run on `staleAfterMs`, far longer.
+ */
+export const HEARTBEATS_PER_INTERVAL = 8;
+export const MAX_HEARTBEAT_STRETCH = 3;
+
+/** Every how many heartbeat intervals a peer that sees `livePeers` other live peers sends its heartbeat. */
+export function heartbeatEvery(livePeers: number): number {
+  return Math.min(MAX_HEARTBEAT_STRETCH, Math.max(1, Math.ceil(livePeers / HEARTBEATS_PER_INTERVAL)));
 }
