@@ -240,7 +240,8 @@ export function publicKeyOf(peerId: string): PublicKey {
 }
 
 export function seal(key: PrivateKey, payload: object): Uint8Array {
-  const body = pack(payload);
+  // A trial record decoded here holds its intermediate values packed: they are signed as pairs.
+  const body = pack((payload as { k?: unknown }).k === 'trial' ? wireRecord(payload as TrialRecord) : payload);
   const sig = key.sign(body) as Uint8Array;
   const out = new Uint8Array(1 + SIG + body.byteLength);
   out[0] = ENVELOPE;

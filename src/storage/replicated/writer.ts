@@ -131,7 +131,7 @@ export class Writer {
           bytes = 0;
         };
         for (const id of ids) {
-          const sealed = seal(this.ctx.key, wireRecord(r.view.records.get(id)!));
+          const sealed = seal(this.ctx.key, r.view.records.get(id)!);
           if (bytes + sealed.byteLength > LIMITS.recordBytes && batch.size > 0) commit();
           batch.set(id, sealed);
           bytes += sealed.byteLength;
