@@ -86,6 +86,7 @@ export class PeerStorage implements Storage {
   readonly #gaps = new Map<string, number>();
   /** Every how many heartbeat intervals this peer heartbeats (pacing.ts heartbeatEvery), from the live peers it sees. */
   #heartbeatEvery = 1;
+  #heartbeatsSent = 0;
 
   /** @internal use openPeerStorage */
   constructor(opts: ResolvedOptions, key: PrivateKey, db: ReplicaDb, token: symbol) {
@@ -310,6 +311,7 @@ export class PeerStorage implements Storage {
       // In a big swarm, every k-th interval only (pacing.ts heartbeatEvery).
       if (ticks++ % this.#heartbeatEvery !== 0) return;
       for (const r of this.#ctx.replicas.values()) if (r.outbox.n > 0 || r.flushOnPublish) this.#writer.publishOutbox(r);
+      this.#heartbeatsSent++;
       void this.#ae.sendHeartbeat();
     }, o.heartbeatMs);
     hb.unref();
@@ -688,7 +690,7 @@ export class PeerStorage implements Storage {
     }
     this.#gaps.clear();
     for (const id of ctx.replicas.keys()) this.#gaps.set(id, gapFor(own, asked.get(id) ?? [], this.#heartbeatEvery));
-    this.#heartbeatEvery = heartbeatEvery(live);
+    this.#heartbeatEvery = heartbeatEvery(live, ctx.opts.heartbeatMs, ctx.opts.staleMs);
   }
 
   stats(): {
@@ -698,7 +700,7 @@ export class PeerStorage implements Storage {
     gossipCopies: { study: number; heartbeat: number };
     knownPeers: number;
     /** The gap between gossip messages this peer asks for, its event-loop utilisation and the share of its loop's busy time spent taking in study gossip, over the last heartbeat period (pacing.ts). */
-    pacing: { askMs: number; elu: number; gossipShare: number; heartbeatEvery: number };
+    pacing: { askMs: number; elu: number; gossipShare: number; heartbeatEvery: number; heartbeatsSent: number };
     /** Per study, `gapMs`: the least time this peer keeps between two of its gossip messages of the study. */
     studies: { studyId: string; name: string; trials: number; pendingChanges: number; pendingBytes: number; heads: string; shards: number; sealedShards: number; gapMs: number }[];
   } {
@@ -707,7 +709,7 @@ export class PeerStorage implements Storage {
       connectedPeers: this.#ctx.node?.connectedPeers() ?? [],
       gossipCopies: { ...(this.#ctx.node?.copies ?? { study: 0, heartbeat: 0 }) },
       knownPeers: this.#ae.peerAddrs.size,
-      pacing: { askMs: this.#pacer.askMs, elu: this.#pacer.lastElu, gossipShare: this.#pacer.lastGossipShare, heartbeatEvery: this.#heartbeatEvery },
+      pacing: { askMs: this.#pacer.askMs, elu: this.#pacer.lastElu, gossipShare: this.#pacer.lastGossipShare, heartbeatEvery: this.#heartbeatEvery, heartbeatsSent: this.#heartbeatsSent },
       studies: [...this.#ctx.replicas.values()].map((r) => ({
         studyId: r.studyId,
         name: r.name,
