@@ -2,9 +2,17 @@
  * Catch-up over a stream of our own (`/peertune/sync/1.0.0`): on every new connection and whenever
  * heartbeats show two replicas differ, the two peers swap catalogs (which studies exist) and run the
  * target's catch-up protocol for every study either has (the replicated storage: per-shard heads,
- * then the missing changes in pieces), until both sides have nothing more to send. Each frame
+ * then the missing changes in pieces), until both sides have nothing more to send. Each `sync` frame
  * answers one frame of the other side, so a peer receives only as fast as it asks.
  * This is what lets a joiner, or a peer back from a partition, converge without relying on gossip.
+ *
+ * Pipelining: a peer's catalog says how many extra pieces it takes after each answer (`w`, at most
+ * PIPELINE). A peer with pieces to send then follows each piece it answers with up to that many `more`
+ * frames (pieces that need no answer), so it encodes the next pieces while the other checks the last,
+ * instead of the two taking turns. It is still paced by the receiver: the next answer, and with it the
+ * next pieces, comes only once the receiver handled every frame before it, so at most 2w + 1 pieces
+ * are ever on their way to a receiver or waiting for it. A peer that does not announce `w` (an older
+ * one) gets no `more` frame and the lock-step protocol as before.
  *
  * The module is generic: a `SyncTarget` (the replicated storage) owns the documents, generates and
  * receives sync messages, and inspects every change before applying it. Frames are size-limited before
@@ -42,6 +50,9 @@ export interface SyncLimits {
   idleTimeoutMs?: number;
 }
 
+/** Extra pieces (`more` frames) this peer takes after each answer, and sends at most. */
+export const PIPELINE = 2;
+
 interface StudySession<S> {
   state: S;
   sentNull: boolean;
@@ -52,6 +63,8 @@ interface StudySession<S> {
 export async function runSyncSession<S>(ch: Channel, target: SyncTarget<S>, initiator: boolean, limits: SyncLimits): Promise<boolean> {
   const studies = new Map<string, StudySession<S>>();
   let theirCatalog = false;
+  /** How many `more` frames the remote takes after each answer (its catalog's `w`; 0 for a peer that does not say). */
+  let theirWindow = 0;
   let finished = false;
   const timer = setTimeout(() => {
     target.count('sync:timeout');
@@ -87,7 +100,7 @@ export async function runSyncSession<S>(ch: Channel, target: SyncTarget<S>, init
   const allDone = (): boolean => theirCatalog && [...studies.values()].every((s) => s.done);
 
   try {
-    send({ t: 'cat', s: target.catalog().slice(0, limits.maxStudies) });
+    send({ t: 'cat', s: target.catalog().slice(0, limits.maxStudies), w: PIPELINE });
     if (initiator) for (const [id] of target.catalog()) await start(id);
     for await (const bytes of ch.frames(limits.maxFrameBytes)) {
       arm();
@@ -95,6 +108,9 @@ export async function runSyncSession<S>(ch: Channel, target: SyncTarget<S>, init
       if (msg['t'] === 'cat') {
         const list = msg['s'];
         if (!Array.isArray(list) || list.length > limits.maxStudies) throw new WireError('schema', 'catalog is not a list of studies');
+        const w = msg['w'];
+        if (w !== undefined && !(Number.isInteger(w) && (w as number) >= 0 && (w as number) <= 64)) throw new WireError('schema', 'a catalog\'s pipelining window is not a whole number up to 64');
+        theirWindow = Math.min(PIPELINE, (w as number | undefined) ?? 0);
         for (const e of list) {
           if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || typeof e[1] !== 'string' || e[0].length > 64 || e[1].length > 256) {
             throw new WireError('schema', 'a catalog entry is not [studyId, name]');
@@ -118,6 +134,12 @@ export async function runSyncSession<S>(ch: Channel, target: SyncTarget<S>, init
           send({ t: 'sync', s: id, m: out });
           s.sentNull = false;
           s.done = false;
+          // The next pieces go now, unanswered (see Pipelining above); the answer to this one paces them.
+          for (let k = 0; k < theirWindow; k++) {
+            const more = await target.generate(id, s.state);
+            if (more === null) break;
+            send({ t: 'more', s: id, m: more });
+          }
         } else {
           if (m === null) {
             if (!s.done) target.synced(id, ch.remotePeer);
@@ -126,6 +148,14 @@ export async function runSyncSession<S>(ch: Channel, target: SyncTarget<S>, init
           } else send({ t: 'sync', s: id, m: null });
           s.sentNull = true;
         }
+      } else if (msg['t'] === 'more') {
+        // A piece that needs no answer, after a piece of the same study (only sent to a peer that announced `w`).
+        const id = msg['s'];
+        const m = msg['m'];
+        if (typeof id !== 'string' || !(m instanceof Uint8Array)) throw new WireError('schema', 'a more frame is not {s, m}');
+        const s = studies.get(id);
+        // A study we skipped (we do not have it): its pieces are no violation, and nothing to us.
+        if (s) await target.receive(id, s.state, m, ch.remotePeer);
       } else if (msg['t'] === 'skip') {
         const s = typeof msg['s'] === 'string' ? studies.get(msg['s']) : undefined;
         if (s) s.done = true;

@@ -27,14 +27,15 @@ import {
   RejectedChange,
   changeHash,
   checkChangeBounds,
-  decodeChanges,
   hasChanges,
   makeVoucher,
   openVoucher,
+  type DecodedChange,
   type ShardId,
   type ShardInspected,
   type TrialRecord,
 } from './schema.js';
+import { decodeRootBytesChange } from './change-bounds.js';
 import { isFinished } from '../storage.js';
 import * as A from '@automerge/automerge';
 import { MAX_SHARDS, SERVE_BYTES_PER_CHANGE, SERVE_WINDOW_MS, SYNC_PIECE_BYTES } from './options.js';
@@ -318,7 +319,7 @@ export class SyncAdapter {
    * shard was empty here before the inspection. Null when the piece does not hold a whole sealed shard
    * (every trial of its bucket, all finished): then the changes take the usual path.
    */
-  private takeSealed(r: Replica, s: Shard, raws: Uint8Array[], inspected: ShardInspected): TrialRecord[] | null {
+  private takeSealed(r: Replica, s: Shard, raws: Uint8Array[], decoded: DecodedChange[], own: boolean, inspected: ShardInspected): TrialRecord[] | null {
     const owner = s.id.owner;
     if (owner === this.ctx.peerId || !r.policy) return null;
     const fresh = inspected.fresh;
@@ -345,17 +346,21 @@ export class SyncAdapter {
       r.policy.count('quota:bytes');
       return [];
     }
-    const tmp = A.init<unknown>();
-    let heads: string[];
-    try {
-      const h = A.getBackend(tmp);
-      h.applyChanges(raws);
-      if (h.getMissingDeps([]).length > 0) throw new Error('dependencies are missing');
-      heads = h.getHeads();
-    } catch (e) {
-      throw new RejectedChange('apply-failed', `a change could not be applied: ${(e as Error).message}`);
-    } finally {
-      A.free(tmp);
+    // A chain (what an honest owner writes) needs no document to be checked: see chainHeads.
+    let heads = own ? chainHeads(raws, decoded) : null;
+    if (heads) this.ctx.count('sync:accepted-sealed-chains');
+    else {
+      const tmp = A.init<unknown>();
+      try {
+        const h = A.getBackend(tmp);
+        h.applyChanges(raws);
+        if (h.getMissingDeps([]).length > 0) throw new Error('dependencies are missing');
+        heads = h.getHeads();
+      } catch (e) {
+        throw new RejectedChange('apply-failed', `a change could not be applied: ${(e as Error).message}`);
+      } finally {
+        A.free(tmp);
+      }
     }
     r.chargeOwner(owner, bytes, SHARD_TRIALS);
     s.evict(); // the empty document the inspection opened
@@ -439,7 +444,7 @@ export class SyncAdapter {
     let fresh = false;
     for (const [key, raws, voucher] of piece) {
       if (raws.length === 0) continue;
-      const decoded = decodeChanges(raws);
+      const { decoded, own } = decodeBounded(raws);
       if (key === '') {
         const known = new Set(decoded.map((d) => d.hash!));
         if (!decoded.every((d) => d.deps.every((x) => known.has(x) || hasChanges(r.study, [x])))) {
@@ -475,7 +480,7 @@ export class SyncAdapter {
       const inspected = r.inspectShard(s, decoded, vouched ? (x) => vouched.hashes.has(x) : undefined);
       // Stored before the changes it vouches for: see schema.ts on vouchers.
       if (vouched?.store && inspected.fresh.some((d) => vouched.hashes.has(d.hash!))) this.storeVoucher(r, key, vouched);
-      const whole = empty ? this.takeSealed(r, s, raws, inspected) : null;
+      const whole = empty ? this.takeSealed(r, s, raws, decoded, own, inspected) : null;
       if (whole) {
         if (whole.length > 0) {
           fresh = true;
@@ -495,6 +500,150 @@ export class SyncAdapter {
       this.inbox.drain(r);
     }
   }
+}
+
+/**
+ * Decodes the changes of a piece `receive` already bounded (checkChangeBounds on every change of the
+ * piece, before anything was decoded), as schema.ts `decodeChanges` does but without counting each
+ * change's rows a second time. `own`: every change was decoded by our own strict decoder
+ * (change-bounds.ts `decodeRootBytesChange`: root sets of bytes, standard columns, minimal numbers,
+ * checksum and hash checked), which `chainHeads` needs; otherwise Automerge decoded some of them.
+ */
+function decodeBounded(raws: readonly Uint8Array[]): { decoded: DecodedChange[]; own: boolean } {
+  const decoded: DecodedChange[] = [];
+  let own = true;
+  for (const c of raws) {
+    let d: DecodedChange;
+    try {
+      const mine = decodeRootBytesChange(c) as unknown as DecodedChange | null;
+      if (mine === null) own = false;
+      d = mine ?? A.decodeChange(c);
+    } catch (e) {
+      throw new RejectedChange('undecodable', `a change does not decode: ${(e as Error).message}`);
+    }
+    decoded.push(d);
+  }
+  return { decoded, own };
+}
+
+/**
+ * The heads of a whole shard history that needs no Automerge document to be checked, or null (then
+ * `takeSealed` applies it to a throwaway document, as before). Only for changes our own decoder
+ * decoded (`decodeBounded` `own`). Null unless the changes are exactly what an honest owner writes:
+ * - one chain: a single change without dependencies, every other change depending on exactly one
+ *   change of the batch, no change depended on twice, every change on the chain;
+ * - along the chain, each actor's changes numbered 1, 2, 3, ... (seq), the operations counted on
+ *   without a gap or an overlap from 1 (startOp = the operations before it + 1), and every other
+ *   actor a change names (for its predecessors) the author of an earlier change of the chain;
+ * - every operation's predecessor the previous set of the same key on the chain (none for the first).
+ *
+ * Why that is as safe as the throwaway document: applied to an empty document, Automerge refuses a
+ * batch only for a change that does not decode (our decoder accepts only what Automerge decodes the
+ * same way, test/security/change-decode.test.ts), a repeated (actor, seq) (each actor's seqs are
+ * 1..k, once each), or an actor it does not know (every actor is the author of a seq 1 change of the
+ * batch, which registers it); it leaves a change out only for a dependency that is missing (every
+ * dependency is in the batch). So it would apply every change, its heads would be the chain's last
+ * change, and each key's value the last set of it on the chain, every earlier one being its
+ * predecessor: the record `inspectShardChanges` accepted last, since the topological order of a chain
+ * is the chain. The changes stored are the same bytes, and a reopen applies them to a document. What
+ * is checked of the records is unchanged: every record went through `inspectShardChanges` (its
+ * signature, or its owner's voucher, owner, bucket, study, values, the forward rules), and the owner's
+ * quota applies as before; only Automerge's second parse of the same bytes is left out.
+ */
+export function chainHeads(raws: readonly Uint8Array[], decoded: readonly DecodedChange[]): string[] | null {
+  const n = decoded.length;
+  if (n === 0 || raws.length !== n) return null;
+  const index = new Map<string, number>();
+  for (let i = 0; i < n; i++) index.set(decoded[i]!.hash!, i);
+  if (index.size !== n) return null;
+  const next = new Int32Array(n).fill(-1);
+  let root = -1;
+  for (let i = 0; i < n; i++) {
+    const deps = decoded[i]!.deps;
+    if (deps.length === 0) {
+      if (root >= 0) return null;
+      root = i;
+      continue;
+    }
+    if (deps.length !== 1) return null;
+    const p = index.get(deps[0]!);
+    if (p === undefined || p === i || next[p] !== -1) return null;
+    next[p] = i;
+  }
+  if (root < 0) return null;
+  const seqs = new Map<string, number>();
+  const lastSet = new Map<string, string>();
+  let op = 1;
+  let seen = 0;
+  let last = root;
+  for (let i = root; i !== -1; i = next[i]!) {
+    if (++seen > n) return null;
+    const d = decoded[i]!;
+    const others = otherActors(raws[i]!);
+    if (others === null) return null;
+    for (const a of others) if (!seqs.has(a)) return null;
+    if (d.seq !== (seqs.get(d.actor) ?? 0) + 1 || d.startOp !== op) return null;
+    seqs.set(d.actor, d.seq);
+    const ops = d.ops;
+    for (let j = 0; j < ops.length; j++) {
+      const o = ops[j]!;
+      if (o.action !== 'set' || o.obj !== '_root' || typeof o.key !== 'string') return null;
+      const prev = lastSet.get(o.key);
+      const pred = o.pred;
+      if (prev === undefined ? pred.length !== 0 : pred.length !== 1 || pred[0] !== prev) return null;
+      lastSet.set(o.key, `${op + j}@${d.actor}`);
+    }
+    op += ops.length;
+    last = i;
+  }
+  // Fewer than n on the chain: the rest depend on each other in a ring (no root), never a whole history.
+  if (seen !== n) return null;
+  return [decoded[last]!.hash!];
+}
+
+/** uleb128 at `at` of `b`: [value, offset after it] (the change was decoded strictly already). */
+function uleb(b: Uint8Array, at: number): [number, number] {
+  let v = 0;
+  let mul = 1;
+  for (let i = 0; i < 8 && at < b.byteLength; i++) {
+    const x = b[at++]!;
+    v += (x & 0x7f) * mul;
+    if ((x & 0x80) === 0) return [v, at];
+    mul *= 128;
+  }
+  return [-1, at];
+}
+
+/**
+ * The other actors a change chunk names (hex), from its header: magic, checksum, type, length, then
+ * deps, actor, seq, startOp, time, message, other actors (Automerge binary format). Null if the header
+ * does not read (never for a change `decodeRootBytesChange` decoded).
+ */
+function otherActors(c: Uint8Array): string[] | null {
+  let [x, o] = uleb(c, 9); // body length
+  [x, o] = uleb(c, o); // deps
+  if (x < 0) return null;
+  o += 32 * x;
+  [x, o] = uleb(c, o); // actor
+  if (x < 0) return null;
+  o += x;
+  [x, o] = uleb(c, o); // seq
+  [x, o] = uleb(c, o); // startOp
+  [x, o] = uleb(c, o); // time (signed: only its length matters here)
+  [x, o] = uleb(c, o); // message
+  if (x < 0) return null;
+  o += x;
+  let n: number;
+  [n, o] = uleb(c, o);
+  if (n < 0 || n > 64) return null;
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    [x, o] = uleb(c, o);
+    if (x < 0 || o + x > c.byteLength) return null;
+    out.push(Buffer.from(c.buffer, c.byteOffset + o, x).toString('hex'));
+    o += x;
+  }
+  return out;
 }
 
 interface Vouched {
