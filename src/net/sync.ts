@@ -76,7 +76,17 @@ export async function runSyncSession<S>(ch: Channel, target: SyncTarget<S>, init
   let idle: NodeJS.Timeout | null = null;
   const arm = (): void => {
     if (idle) clearTimeout(idle);
+    const due = Date.now() + idleMs;
     idle = setTimeout(() => {
+      // Fired far past its time: this process itself was stalled (a starved or saturated machine), and
+      // frames may be waiting unread behind this timer. Not the remote's doing: it gets the time again
+      // (the session's hard cap still holds). Under load, the heal bench lost 15 to 30 s to sessions
+      // ended (and charged) this way.
+      if (Date.now() - due > idleMs / 2) {
+        target.count('stall:sync-idle-late');
+        arm();
+        return;
+      }
       target.count('sync:idle-timeout');
       ch.reportInvalid('idle-timeout');
       ch.abort('no complete sync frame in time');
