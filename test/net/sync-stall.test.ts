@@ -7,20 +7,10 @@ import assert from 'node:assert/strict';
 import type { PeerStorage } from '../../src/storage/replicated/index.js';
 import { inProcessPeers } from '../fixtures/in-process-peers.js';
 import { waitFor } from '../fixtures/wait.js';
+import { writeTrials } from '../fixtures/trials.js';
 
 const peer = inProcessPeers('peertune-sync-stall-', { heartbeatIntervalMs: 200, staleAfterMs: 60_000, syncIdleTimeoutMs: 1500 });
 
-async function writeTrials(s: PeerStorage, sid: string, n: number): Promise<void> {
-  const dist = { type: 'float', low: 0, high: 1, log: false, step: null } as const;
-  const ids: string[] = [];
-  for (let k = 0; k < n; k++) {
-    const t = s.createTrial(sid);
-    s.setTrialParams(sid, t.trialId, { x: k / n }, { x: dist });
-    ids.push(t.trialId);
-  }
-  await new Promise((r) => setImmediate(r));
-  await Promise.all(ids.map((id, k) => s.finishTrial(sid, id, 'COMPLETE', [k])));
-}
 
 describe('sync idle timeout', () => {
   it('a session is not ended (nor the remote charged) when this process stalled past the timeout', async () => {

@@ -11,18 +11,7 @@ import * as A from '@automerge/automerge';
 import { decodeRootBytesChange, countChangeRows } from '../../src/storage/replicated/change-bounds.js';
 import { decodeChanges, LIMITS } from '../../src/storage/replicated/schema.js';
 import { uleb } from '../fixtures/attacker.js';
-
-/** A small seeded generator (mulberry32), so a failing case can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '../fixtures/rng.js';
 
 /** Automerge's decoding with values as Uint8Array (it gives them as arrays of numbers). */
 function automerge(c: Uint8Array): unknown {

@@ -23,6 +23,7 @@ import {
 } from '../../src/storage/replicated/schema.js';
 import { inProcessPeers } from '../fixtures/in-process-peers.js';
 import { waitFor } from '../fixtures/wait.js';
+import { writeTrials } from '../fixtures/trials.js';
 
 const peer = inProcessPeers('peertune-catchup-', { heartbeatIntervalMs: 200, staleAfterMs: 60_000 });
 
@@ -89,17 +90,6 @@ describe('shard vouchers', () => {
   });
 });
 
-async function writeTrials(s: PeerStorage, sid: string, n: number): Promise<void> {
-  const dist = { type: 'float', low: 0, high: 1, log: false, step: null } as const;
-  const ids: string[] = [];
-  for (let k = 0; k < n; k++) {
-    const t = s.createTrial(sid);
-    s.setTrialParams(sid, t.trialId, { x: k / n }, { x: dist });
-    ids.push(t.trialId);
-  }
-  await new Promise((r) => setImmediate(r));
-  await Promise.all(ids.map((id, k) => s.finishTrial(sid, id, 'COMPLETE', [k])));
-}
 
 const summary = (s: PeerStorage, sid: string) => s.getAllTrials(sid).map((t) => `${t.number}:${t.trialId}:${t.state}:${t.values?.[0]}:${t.params['x']}`);
 

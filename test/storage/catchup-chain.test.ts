@@ -14,34 +14,11 @@ import { decodeRootBytesChange } from '../../src/storage/replicated/change-bound
 import { chainHeads } from '../../src/storage/replicated/sync-adapter.js';
 import type { DecodedChange } from '../../src/storage/replicated/schema.js';
 import type { PeerStorage } from '../../src/storage/replicated/index.js';
-import { uleb } from '../fixtures/attacker.js';
+import { sleb, uleb } from '../fixtures/attacker.js';
+import { rng } from '../fixtures/rng.js';
 import { inProcessPeers } from '../fixtures/in-process-peers.js';
 import { waitFor } from '../fixtures/wait.js';
-
-/** A small seeded generator (mulberry32), so a failing case can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
+import { writeTrials } from '../fixtures/trials.js';
 
 /** A change as this test writes it: root sets of bytes; a predecessor is [counter, actor hex]. */
 interface Spec {
@@ -289,18 +266,6 @@ describe('whole sealed shards without a document (chainHeads)', () => {
 
 const peer = inProcessPeers('peertune-catchup-chain-', { heartbeatIntervalMs: 200, staleAfterMs: 60_000 });
 
-async function writeTrials(s: PeerStorage, sid: string, n: number): Promise<string[]> {
-  const dist = { type: 'float', low: 0, high: 1, log: false, step: null } as const;
-  const ids: string[] = [];
-  for (let k = 0; k < n; k++) {
-    const t = s.createTrial(sid);
-    s.setTrialParams(sid, t.trialId, { x: k / n }, { x: dist });
-    ids.push(t.trialId);
-  }
-  await new Promise((r) => setImmediate(r));
-  await Promise.all(ids.map((id, k) => s.finishTrial(sid, id, 'COMPLETE', [k])));
-  return ids;
-}
 
 const summary = (s: PeerStorage, sid: string) => s.getAllTrials(sid).map((t) => `${t.number}:${t.trialId}:${t.state}:${t.values?.[0]}:${JSON.stringify(t.userAttrs)}`);
 
