@@ -467,7 +467,9 @@ interface Receiving {
  */
 export async function receiving(n: number, k: number): Promise<Receiving> {
   const name = `recv-${n}`;
-  const cfg = { heartbeatIntervalMs: 1000, staleAfterMs: 60_000, sampler: 'random' };
+  // One owner writes the whole study: past the default quota of 100,000 trials per owner (issue 15
+  // F15) the receiver would refuse the events, so it admits the study as a user of such a study would.
+  const cfg = { heartbeatIntervalMs: 1000, staleAfterMs: 60_000, sampler: 'random', ownerQuota: { trials: 2 * n + 10_000, bytes: 2 ** 31 } };
   const s = child({ ...cfg, dataDir: await tempDir(), create: true, studyName: name, seed: 1 });
   const sr = await s.ready;
   const b0 = performance.now();
