@@ -10,7 +10,7 @@ import { logger } from '../../logging.js';
 import { asObject, unpackUntrusted, WireError } from '../../net/wire.js';
 import { GOSSIP_LIMITS, MAX_PENDING, MAX_PENDING_BYTES, PENDING_SYNC_AFTER_MS } from './options.js';
 import type { Ctx, Replica, Shard } from './replica.js';
-import { LIMITS, RejectedChange, checkChangeBounds, decodeChanges, hasChanges, openVoucher, type DecodedChange, type ShardInspected, type TrialRecord } from './schema.js';
+import { LIMITS, RejectedChange, checkChangeBounds, decodeBoundedChanges, decodeChanges, hasChanges, openVoucher, type DecodedChange, type ShardInspected, type TrialRecord } from './schema.js';
 import type { Writer } from './writer.js';
 
 type Verdict = 'accept' | 'reject' | 'ignore';
@@ -56,7 +56,7 @@ export class Inbox {
           sealedSkip++;
           continue;
         }
-        const decoded = decodeChanges(p.raws);
+        const decoded = decodeBoundedChanges(p.raws).decoded; // bounded above, with the whole message
         if (!r.meta && shard) {
           // Trials before the study's genesis: keep them until it arrives.
           waiting += this.buffer(r, p.key!, p.raws, decoded);

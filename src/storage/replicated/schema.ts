@@ -665,12 +665,33 @@ function opBytes(v: unknown): Uint8Array | null {
 export function decodeChanges(raw: readonly Uint8Array[]): DecodedChange[] {
   return raw.map((c) => {
     checkChangeBounds(c);
-    try {
-      return (decodeRootBytesChange(c) as unknown as DecodedChange | null) ?? A.decodeChange(c);
-    } catch (e) {
-      throw new RejectedChange('undecodable', `a change does not decode: ${(e as Error).message}`);
-    }
+    return decodeOne(c).change;
   });
+}
+
+/**
+ * Decodes changes whose bounds were checked already (`checkChangeBounds` on each, as the gossip inbox
+ * and the catch-up receiver do for a whole message or piece before decoding any), without counting
+ * their rows again. `own`: every one was decoded by our own strict decoder (change-bounds.ts
+ * `decodeRootBytesChange`), which sync-adapter.ts `chainHeads` needs; otherwise Automerge decoded some.
+ */
+export function decodeBoundedChanges(raw: readonly Uint8Array[]): { decoded: DecodedChange[]; own: boolean } {
+  let own = true;
+  const decoded = raw.map((c) => {
+    const d = decodeOne(c);
+    own &&= d.own;
+    return d.change;
+  });
+  return { decoded, own };
+}
+
+function decodeOne(c: Uint8Array): { change: DecodedChange; own: boolean } {
+  try {
+    const mine = decodeRootBytesChange(c) as unknown as DecodedChange | null;
+    return mine ? { change: mine, own: true } : { change: A.decodeChange(c), own: false };
+  } catch (e) {
+    throw new RejectedChange('undecodable', `a change does not decode: ${(e as Error).message}`);
+  }
 }
 
 /** Size and operation count of one raw change, before any decoding (throws RejectedChange). */

@@ -27,6 +27,7 @@ import {
   RejectedChange,
   changeHash,
   checkChangeBounds,
+  decodeBoundedChanges,
   hasChanges,
   makeVoucher,
   openVoucher,
@@ -35,7 +36,6 @@ import {
   type ShardInspected,
   type TrialRecord,
 } from './schema.js';
-import { decodeRootBytesChange } from './change-bounds.js';
 import { isFinished } from '../storage.js';
 import * as A from '@automerge/automerge';
 import { MAX_SHARDS, SERVE_BYTES_PER_CHANGE, SERVE_WINDOW_MS, SYNC_PIECE_BYTES } from './options.js';
@@ -444,7 +444,7 @@ export class SyncAdapter {
     let fresh = false;
     for (const [key, raws, voucher] of piece) {
       if (raws.length === 0) continue;
-      const { decoded, own } = decodeBounded(raws);
+      const { decoded, own } = decodeBoundedChanges(raws);
       if (key === '') {
         const known = new Set(decoded.map((d) => d.hash!));
         if (!decoded.every((d) => d.deps.every((x) => known.has(x) || hasChanges(r.study, [x])))) {
@@ -503,33 +503,9 @@ export class SyncAdapter {
 }
 
 /**
- * Decodes the changes of a piece `receive` already bounded (checkChangeBounds on every change of the
- * piece, before anything was decoded), as schema.ts `decodeChanges` does but without counting each
- * change's rows a second time. `own`: every change was decoded by our own strict decoder
- * (change-bounds.ts `decodeRootBytesChange`: root sets of bytes, standard columns, minimal numbers,
- * checksum and hash checked), which `chainHeads` needs; otherwise Automerge decoded some of them.
- */
-function decodeBounded(raws: readonly Uint8Array[]): { decoded: DecodedChange[]; own: boolean } {
-  const decoded: DecodedChange[] = [];
-  let own = true;
-  for (const c of raws) {
-    let d: DecodedChange;
-    try {
-      const mine = decodeRootBytesChange(c) as unknown as DecodedChange | null;
-      if (mine === null) own = false;
-      d = mine ?? A.decodeChange(c);
-    } catch (e) {
-      throw new RejectedChange('undecodable', `a change does not decode: ${(e as Error).message}`);
-    }
-    decoded.push(d);
-  }
-  return { decoded, own };
-}
-
-/**
  * The heads of a whole shard history that needs no Automerge document to be checked, or null (then
  * `takeSealed` applies it to a throwaway document, as before). Only for changes our own decoder
- * decoded (`decodeBounded` `own`). Null unless the changes are exactly what an honest owner writes:
+ * decoded (schema.ts `decodeBoundedChanges` `own`). Null unless the changes are exactly what an honest owner writes:
  * - one chain: a single change without dependencies, every other change depending on exactly one
  *   change of the batch, no change depended on twice, every change on the chain;
  * - along the chain, each actor's changes numbered 1, 2, 3, ... (seq), the operations counted on
