@@ -22,8 +22,9 @@
  * missing). Whatever a peer's outbox holds leaves right before each of its heartbeats, so a heartbeat
  * never announces changes that gossip has not carried yet (otherwise receivers would start a catch-up
  * for them, and a relay that took them by catch-up would not pass their gossip on).
- * Measured (2 cores, trivial objective, peer processes, 10 s): 4 peers 127 -> 299 trials/s, 8 peers
- * 37 -> 122; 2 peers unchanged (their loops are not saturated, so they keep 20 ms).
+ * First measured (2 cores, trivial objective, peer processes, 10 s): 4 peers 127 -> 299 trials/s,
+ * 8 peers 37 -> 122; 2 peers unchanged (their loops are not saturated, so they keep 20 ms). Later
+ * figures are in bench/RESULTS.md.
  */
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { OUTBOX_GAP_MS } from './options.js';
@@ -92,13 +93,13 @@ export function gapFor(own: number, asked: readonly number[], stretch = 1): numb
  * carried about one trial and message overhead was nearly all the work (30 trials/s in all).
  * Past `HEARTBEATS_PER_INTERVAL` live peers, a peer heartbeats only every k-th interval (k at most
  * `MAX_HEARTBEAT_STRETCH`, and less if `staleAfterMs` is short: `heartbeatEvery`), so each receives
- * about that many heartbeats per interval whatever the swarm's size, and the longest gap between its gossip messages is k times `MAX_OUTBOX_GAP_MS`;
- * the windows that wait for heartbeats (pacing's freshness, anti-entropy's grace) stretch by the same
- * k. Swarms of up to 4 live peers are unchanged. Measured with 16 peer processes (20 s runs side by
- * side, load 22 to 34 from other work): 4 per interval (k = 4 at 16 peers) gave 70 / 14 / 90 / 34
- * trials/s against 26 / 29 / 28 / 25 with 8 per interval (k = 2); 8 peers 257 against 227 (k = 2
- * against 1). Sybils that inflate the live count stretch it at most
- * k-fold: liveness verdicts (stale trials) run on `staleAfterMs`, far longer.
+ * about that many heartbeats per interval whatever the swarm's size, and the longest gap between its
+ * gossip messages is k times `MAX_OUTBOX_GAP_MS`; the windows that wait for heartbeats (pacing's
+ * freshness, anti-entropy's grace) stretch by the same k. Swarms of up to 4 live peers are unchanged.
+ * Measured with 16 peer processes (20 s runs side by side, load 22 to 34 from other work): 4 per
+ * interval (k = 4 at 16 peers) gave 70 / 14 / 90 / 34 trials/s against 26 / 29 / 28 / 25 with 8 per
+ * interval (k = 2); 8 peers 257 against 227 (k = 2 against 1). Sybils that inflate the live count
+ * stretch it at most k-fold: liveness verdicts (stale trials) run on `staleAfterMs`, far longer.
  */
 export const HEARTBEATS_PER_INTERVAL = 4;
 export const MAX_HEARTBEAT_STRETCH = 4;
