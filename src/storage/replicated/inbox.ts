@@ -81,16 +81,22 @@ export class Inbox {
       }
       let fresh = false;
       const records: TrialRecord[] = [];
-      for (const p of ready) {
-        if (!p.shard) {
-          if (r.applyStudy(p.raws, p.decoded)) fresh = true;
-          continue;
+      try {
+        for (const p of ready) {
+          if (!p.shard) {
+            if (r.applyStudy(p.raws, p.decoded)) fresh = true;
+            continue;
+          }
+          const recs = r.applyShard(p.shard, p.raws, p.decoded, p.inspected);
+          if (recs) {
+            fresh = true;
+            records.push(...recs);
+          }
         }
-        const recs = r.applyShard(p.shard, p.raws, p.decoded, p.inspected);
-        if (recs) {
-          fresh = true;
-          records.push(...recs);
-        }
+      } catch (e) {
+        // What was applied before a later part failed is in its documents: the view takes it all the same.
+        if (records.length) this.merged(r, records);
+        throw e;
       }
       if (waiting > 0) {
         ctx.count('gossip:buffered');
@@ -127,6 +133,7 @@ export class Inbox {
     }
     if (records.length) {
       const changed = r.view.put(records);
+      r.viewed(records);
       // While a replica is still catching up, trials arrive out of order: numbers settle, nobody has read them yet.
       if (r.caughtUp) this.writer.logRenumbered(r, changed);
     }

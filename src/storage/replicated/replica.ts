@@ -152,6 +152,9 @@ export class Replica {
   /** Dirty trials to commit right before the outbox's next message leaves (writer.ts scheduleFlush). */
   flushOnPublish = false;
 
+  /** Records applied to shard documents that the view has not taken yet (the inbox and catch-up put them there once a message or piece is merged). */
+  readonly applied = new Map<string, TrialRecord>();
+
   /** Per other owner: changes' bytes and trials held in this study's shards (ownerQuota, issue 15 F15). */
   readonly ownerBytes = new Map<string, number>();
   readonly ownerTrials = new Map<string, number>();
@@ -289,12 +292,30 @@ export class Replica {
    * Inspects and applies changes to one shard (their dependencies must be in the shard or the batch).
    * Returns the records that changed, or null if nothing was new; throws RejectedChange.
    */
+  /**
+   * The newest record of trial `id` of shard `s` merged so far, read without a call into the shard's
+   * document: the view holds every record its shards hold (those applied since the view last took
+   * records wait in `applied`), except an owner's the view hides (excludePeers, trustPeers): those are
+   * read from the document.
+   */
+  held(s: Shard, id: string): TrialRecord | undefined {
+    const rec = this.applied.get(id) ?? this.view.records.get(id);
+    if (rec || s.changes === 0 || !this.view.policy.hide?.(s.id.owner)) return rec;
+    return readShardTrial(s.open(), id);
+  }
+
+  /** The view took these records (inbox.ts `merged`): they no longer wait in `applied`. */
+  viewed(records: readonly TrialRecord[]): void {
+    if (this.applied.size === 0) return;
+    for (const rec of records) if (this.applied.get(rec.id) === rec) this.applied.delete(rec.id);
+  }
+
   inspectShard(s: Shard, decoded: DecodedChange[], vouched?: (hash: string) => boolean): ShardInspected {
     const h = s.open();
     // Past the owner's quota nothing is decoded or verified further (issue 15 F15): refused, counted, not charged.
     if (this.pastQuota(s, h, decoded)) return { fresh: [], trials: new Set(), records: new Map() };
     return inspectShardChanges(
-      { studyId: this.studyId, shard: s.id, directions: this.meta?.directions.length, has: (x) => hasChanges(h, [x]), current: (id) => this.view.records.get(id) ?? (s.changes > 0 ? readShardTrial(h, id) : undefined), vouched },
+      { studyId: this.studyId, shard: s.id, directions: this.meta?.directions.length, has: (x) => hasChanges(h, [x]), current: (id) => this.held(s, id), vouched },
       decoded,
     );
   }
@@ -368,7 +389,7 @@ export class Replica {
     let bytes = 0;
     if (owner !== this.self && this.policy) {
       // Per-owner quota (issue 15 F15): refused and counted, not charged (a relay may hold what we refuse).
-      for (const id of result.trials) if (h.get('_root', id) === undefined) newTrials++;
+      for (const id of result.trials) if (this.held(s, id) === undefined) newTrials++;
       for (const c of freshRaw) bytes += c.byteLength;
       const q = this.policy.ownerQuota;
       if ((this.ownerTrials.get(owner) ?? 0) + newTrials > q.trials) {
@@ -408,7 +429,10 @@ export class Replica {
       // Concurrent values under one key only come from replays of the owner's own records: pick the highest version.
       const conflicted = !linear && h.getAll('_root', id).length > 1;
       const rec = conflicted ? readShardTrial(h, id) : result.records.get(id);
-      if (rec) out.push(rec);
+      if (rec) {
+        out.push(rec);
+        this.applied.set(rec.id, rec);
+      }
       if (rec && rec.o === this.self) this.seq = Math.max(this.seq, rec.q + 1);
     }
     return out;

@@ -378,7 +378,9 @@ export class SyncAdapter {
     });
     this.writing.set(k, done);
     this.ctx.count('sync:accepted-sealed-shards');
-    return [...inspected.records.values()];
+    const records = [...inspected.records.values()];
+    for (const rec of records) r.applied.set(rec.id, rec);
+    return records;
   }
 
   /** Sealed shards taken whole (takeSealed) whose write to disk has not landed yet, by `${studyId}/${shard}`. */
@@ -442,62 +444,66 @@ export class SyncAdapter {
   private async apply(r: Replica, piece: [string, Uint8Array[], Uint8Array?][]): Promise<void> {
     const records: TrialRecord[] = [];
     let fresh = false;
-    for (const [key, raws, voucher] of piece) {
-      if (raws.length === 0) continue;
-      const { decoded, own } = decodeBoundedChanges(raws);
-      if (key === '') {
+    // Shards applied before a later one of the piece is refused are in their documents: the view takes them all the same.
+    try {
+      for (const [key, raws, voucher] of piece) {
+        if (raws.length === 0) continue;
+        const { decoded, own } = decodeBoundedChanges(raws);
+        if (key === '') {
+          const known = new Set(decoded.map((d) => d.hash!));
+          if (!decoded.every((d) => d.deps.every((x) => known.has(x) || hasChanges(r.study, [x])))) {
+            throw new RejectedChange('missing-deps', 'a sync piece carries study changes whose dependencies are missing');
+          }
+          if (r.applyStudy(raws, decoded)) {
+            fresh = true;
+            if (r.refreshStudy()) this.ctx.notify();
+          }
+          continue;
+        }
+        if (!r.meta) {
+          if (r.refused) return; // dropped by the per-creator cap: not the sender's fault
+          throw new RejectedChange('no-genesis', 'a sync piece carries trials before the study document');
+        }
+        const s = r.shard(key);
+        if (!s) throw new RejectedChange('bad-shard', `a sync piece names shard "${key.slice(0, 80)}", which is not <owner>.<bucket> (or the study has too many shards)`);
+        if (!s.doc && s.changes > 0) {
+          // The whole history of a shard held sealed here, again (two sessions sending it at once): nothing is new.
+          if (s.changes === decoded.length && sameSet(headsOf(decoded), s.heads)) continue;
+          await this.landed(r, key);
+          if (!s.doc) await this.writer.reopen(r, s);
+        }
         const known = new Set(decoded.map((d) => d.hash!));
-        if (!decoded.every((d) => d.deps.every((x) => known.has(x) || hasChanges(r.study, [x])))) {
-          throw new RejectedChange('missing-deps', 'a sync piece carries study changes whose dependencies are missing');
+        if (!decoded.every((d) => d.deps.every((x) => known.has(x) || s.has(x)))) {
+          if (r.refusedAsDependent(s)) continue; // what they lack, the owner's quota refused here (replica.ts)
+          throw new RejectedChange('missing-deps', `a sync piece carries changes of shard ${key.slice(0, 80)} whose dependencies are missing`);
         }
-        if (r.applyStudy(raws, decoded)) {
+        const vouched = voucher ? await this.takeVoucher(r, key, voucher, s.id) : null;
+        if (vouched) this.ctx.count('sync:vouched-shards');
+        const empty = !s.doc && s.changes === 0 && s.unsaved.length === 0;
+        // The voucher's changes are not checked one record signature each (schema.ts on vouchers).
+        const inspected = r.inspectShard(s, decoded, vouched ? (x) => vouched.hashes.has(x) : undefined);
+        // Stored before the changes it vouches for: see schema.ts on vouchers.
+        if (vouched?.store && inspected.fresh.some((d) => vouched.hashes.has(d.hash!))) this.storeVoucher(r, key, vouched);
+        const whole = empty ? this.takeSealed(r, s, raws, decoded, own, inspected) : null;
+        if (whole) {
+          if (whole.length > 0) {
+            fresh = true;
+            records.push(...whole);
+          }
+          continue;
+        }
+        const recs = r.applyShard(s, raws, decoded, inspected);
+        if (recs) {
           fresh = true;
-          if (r.refreshStudy()) this.ctx.notify();
+          records.push(...recs);
         }
-        continue;
       }
-      if (!r.meta) {
-        if (r.refused) return; // dropped by the per-creator cap: not the sender's fault
-        throw new RejectedChange('no-genesis', 'a sync piece carries trials before the study document');
+    } finally {
+      if (fresh) {
+        this.ctx.count('sync:accepted-changes');
+        this.inbox.merged(r, records);
+        this.inbox.drain(r);
       }
-      const s = r.shard(key);
-      if (!s) throw new RejectedChange('bad-shard', `a sync piece names shard "${key.slice(0, 80)}", which is not <owner>.<bucket> (or the study has too many shards)`);
-      if (!s.doc && s.changes > 0) {
-        // The whole history of a shard held sealed here, again (two sessions sending it at once): nothing is new.
-        if (s.changes === decoded.length && sameSet(headsOf(decoded), s.heads)) continue;
-        await this.landed(r, key);
-        if (!s.doc) await this.writer.reopen(r, s);
-      }
-      const known = new Set(decoded.map((d) => d.hash!));
-      if (!decoded.every((d) => d.deps.every((x) => known.has(x) || s.has(x)))) {
-        if (r.refusedAsDependent(s)) continue; // what they lack, the owner's quota refused here (replica.ts)
-        throw new RejectedChange('missing-deps', `a sync piece carries changes of shard ${key.slice(0, 80)} whose dependencies are missing`);
-      }
-      const vouched = voucher ? await this.takeVoucher(r, key, voucher, s.id) : null;
-      if (vouched) this.ctx.count('sync:vouched-shards');
-      const empty = !s.doc && s.changes === 0 && s.unsaved.length === 0;
-      // The voucher's changes are not checked one record signature each (schema.ts on vouchers).
-      const inspected = r.inspectShard(s, decoded, vouched ? (x) => vouched.hashes.has(x) : undefined);
-      // Stored before the changes it vouches for: see schema.ts on vouchers.
-      if (vouched?.store && inspected.fresh.some((d) => vouched.hashes.has(d.hash!))) this.storeVoucher(r, key, vouched);
-      const whole = empty ? this.takeSealed(r, s, raws, decoded, own, inspected) : null;
-      if (whole) {
-        if (whole.length > 0) {
-          fresh = true;
-          records.push(...whole);
-        }
-        continue;
-      }
-      const recs = r.applyShard(s, raws, decoded, inspected);
-      if (recs) {
-        fresh = true;
-        records.push(...recs);
-      }
-    }
-    if (fresh) {
-      this.ctx.count('sync:accepted-changes');
-      this.inbox.merged(r, records);
-      this.inbox.drain(r);
     }
   }
 }
