@@ -59,6 +59,46 @@ test('a loop saturated by anything but other peers\' gossip (its own work, a loa
   assert.ok(p.lastElu > 0.85);
 });
 
+test('several peers on one busy host: a loop past 0.6 on a host more than 90% busy counts as saturated; the same loop on a host with time left holds its gap', async () => {
+  let host = 0.97;
+  const p = new Pacer(() => host);
+  p.tick();
+  // Periods with the loop busy about 75% of the time (between CALM, 0.6, and BUSY, 0.85), most of it
+  // taking in gossip. On a loaded machine a period can land outside that band: only those inside count.
+  const inBand = async (want: number): Promise<[number, number][]> => {
+    const seen: [number, number][] = [];
+    for (let i = 0; i < 40 && seen.length < want; i++) {
+      const before = p.askMs;
+      busy(75);
+      p.noteGossipMs(50);
+      await sleep(20);
+      const after = p.tick();
+      if (p.lastElu > 0.62 && p.lastElu < 0.83) seen.push([before, after]);
+    }
+    return seen;
+  };
+  const grew = await inBand(3);
+  assert.equal(grew.length, 3, 'three periods with the loop between 0.6 and 0.85');
+  assert.equal(p.lastHostBusy, 0.97, 'the host share as measured');
+  for (const [before, after] of grew) assert.equal(after, Math.min(MAX_OUTBOX_GAP_MS, 2 * before), `grows on a busy host: ${grew.join(' ')}`);
+  host = 0.5;
+  const held = await inBand(3);
+  assert.equal(held.length, 3);
+  for (const [before, after] of held) assert.equal(after, before, `a host with time left: neither grows nor shrinks: ${held.join(' ')}`);
+});
+
+test('a big swarm\'s peer asks for 2k times the gap each saturated period (k: heartbeatEvery)', () => {
+  const p = new Pacer(() => 0);
+  p.tick(4);
+  const asked: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    busy(120);
+    p.noteGossipMs(60);
+    asked.push(p.tick(4));
+  }
+  assert.deepEqual(asked, [8 * OUTBOX_GAP_MS, 64 * OUTBOX_GAP_MS, 4 * MAX_OUTBOX_GAP_MS]);
+});
+
 test('a sender keeps the median gap of its study\'s peers: a minority asking for the longest gap changes nothing', () => {
   assert.equal(gapFor(20, []), 20);
   assert.equal(gapFor(20, [20, 20, 60_000, 60_000]), 20, 'two members of five ask for 60 s');

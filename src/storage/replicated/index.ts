@@ -700,7 +700,7 @@ export class PeerStorage implements Storage {
     gossipCopies: { study: number; heartbeat: number };
     knownPeers: number;
     /** The gap between gossip messages this peer asks for, its event-loop utilisation and the share of its loop's busy time spent taking in study gossip, over the last heartbeat period (pacing.ts). */
-    pacing: { askMs: number; elu: number; gossipShare: number; heartbeatEvery: number; heartbeatsSent: number };
+    pacing: { askMs: number; elu: number; gossipShare: number; hostBusy: number; heartbeatEvery: number; heartbeatsSent: number };
     /** Per study, `gapMs`: the least time this peer keeps between two of its gossip messages of the study. */
     studies: { studyId: string; name: string; trials: number; pendingChanges: number; pendingBytes: number; heads: string; shards: number; sealedShards: number; gapMs: number }[];
   } {
@@ -709,7 +709,7 @@ export class PeerStorage implements Storage {
       connectedPeers: this.#ctx.node?.connectedPeers() ?? [],
       gossipCopies: { ...(this.#ctx.node?.copies ?? { study: 0, heartbeat: 0 }) },
       knownPeers: this.#ae.peerAddrs.size,
-      pacing: { askMs: this.#pacer.askMs, elu: this.#pacer.lastElu, gossipShare: this.#pacer.lastGossipShare, heartbeatEvery: this.#heartbeatEvery, heartbeatsSent: this.#heartbeatsSent },
+      pacing: { askMs: this.#pacer.askMs, elu: this.#pacer.lastElu, gossipShare: this.#pacer.lastGossipShare, hostBusy: this.#pacer.lastHostBusy, heartbeatEvery: this.#heartbeatEvery, heartbeatsSent: this.#heartbeatsSent },
       studies: [...this.#ctx.replicas.values()].map((r) => ({
         studyId: r.studyId,
         name: r.name,

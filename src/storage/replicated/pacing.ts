@@ -8,10 +8,11 @@
  * overhead instead of trials.
  *
  * The rule: each peer measures its own event-loop utilisation (ELU) over every heartbeat period and
- * asks for a gap between other peers' messages: twice as long while it is saturated (ELU above 0.85)
- * and at least a fifth of its busy time goes to taking in other peers' study gossip (what batching
- * can save; the transport's share comes on top), a third shorter while it is not (ELU below 0.6, or
- * under a tenth), from `OUTBOX_GAP_MS` (20 ms) to `MAX_OUTBOX_GAP_MS`.
+ * asks for a gap between other peers' messages: twice as long (2k times in a big swarm, below) while
+ * it is saturated (ELU above 0.85, or above 0.6 on a host whose CPU is more than 90% busy) and at
+ * least a fifth of its busy time goes to taking in other peers' study gossip (what batching can save;
+ * the transport's share comes on top), a third shorter while it is not (ELU below 0.6, or under a
+ * tenth), from `OUTBOX_GAP_MS` (20 ms) to `MAX_OUTBOX_GAP_MS`.
  * Its heartbeat carries the gap it asks for. A sender spaces its messages of a study by the median of
  * the gaps asked by itself and the live peers that announce the study; what it writes meanwhile
  * leaves together in the next message (writer.ts). An idle or lightly loaded swarm keeps 20 ms, so
@@ -24,8 +25,11 @@
  * for them, and a relay that took them by catch-up would not pass their gossip on).
  * First measured (2 cores, trivial objective, peer processes, 10 s): 4 peers 127 -> 299 trials/s,
  * 8 peers 37 -> 122; 2 peers unchanged (their loops are not saturated, so they keep 20 ms). Later
- * figures are in bench/RESULTS.md.
+ * figures are in bench/RESULTS.md. Growing 2k times a period and the host rule (session 7, 20 s runs
+ * alternated, load 11 to 31): 16 peers 26.7 / 41.5 / 31.7 -> 57.1 / 64.7 / 47.4 trials/s (growth
+ * alone); 8 peers 199 / 286 / 312 -> 249 / 384 / 447 (the host rule on top of the growth).
  */
+import os from 'node:os';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { OUTBOX_GAP_MS } from './options.js';
 
@@ -37,14 +41,41 @@ const BUSY = 0.85;
 export const GOSSIP_SHARE = 0.2;
 const CALM = 0.6;
 
+/** Share of a host's CPU time spent busy since the last call, over all its cores (from `os.cpus()`). */
+export function hostCpuMeter(): () => number {
+  let last = os.cpus().map((c) => c.times);
+  return () => {
+    const now = os.cpus().map((c) => c.times);
+    let busy = 0;
+    let all = 0;
+    now.forEach((t, i) => {
+      const p = last[i];
+      if (!p) return;
+      const idle = t.idle - p.idle;
+      const total = t.user - p.user + (t.nice - p.nice) + (t.sys - p.sys) + (t.irq - p.irq) + idle;
+      busy += total - idle;
+      all += total;
+    });
+    last = now;
+    return all > 0 ? busy / all : 0;
+  };
+}
+
+/** Host CPU busy share from which a peer whose loop is past `CALM` counts as saturated. */
+export const HOST_BUSY = 0.9;
+
 export class Pacer {
   /** The gap this peer asks others to keep (announced in its heartbeats). */
   askMs = OUTBOX_GAP_MS;
   #last: EventLoopUtilization = performance.eventLoopUtilization();
   #gossipMs = 0;
-  /** ELU, and the share of the loop's busy time spent taking in study gossip, over the last period (for stats). */
+  /** ELU, the share of the loop's busy time spent taking in study gossip, and the host's CPU busy share, over the last period (for stats). */
   lastElu = 0;
   lastGossipShare = 0;
+  lastHostBusy = 0;
+
+  /** `hostBusy`: the host's CPU busy share since its last call (tests pass their own). */
+  constructor(private readonly hostBusy: () => number = hostCpuMeter()) {}
 
   /** Time spent in this peer's study gossip handler (decoding, checking and merging other peers' changes). */
   noteGossipMs(ms: number): void {
@@ -57,6 +88,12 @@ export class Pacer {
    * transport's cost per message comes on top of it): a loop saturated by anything else (its own
    * sampling, a machine shared with other work) gains nothing from batching, and would only delay
    * trials' propagation and widen the numbering race.
+   * Saturated: the loop busy past `BUSY`, or past `CALM` on a host whose CPU is busy past `HOST_BUSY`.
+   * Several peers on one host (a lab machine running a worker per core, the bench's peer processes)
+   * share its cores: each loop then waits for the CPU as much as it runs, and reads 0.6 to 0.8 while
+   * the host has no time left (measured with 8 peer processes on 2 cores).
+   * The gap grows `2 * stretch` times a period (`stretch`: heartbeatEvery): a big swarm, whose every
+   * message costs more peers, reaches its bound in as few periods as a small one.
    */
   tick(stretch = 1): number {
     const now = performance.eventLoopUtilization();
@@ -66,9 +103,11 @@ export class Pacer {
     this.#last = now;
     this.lastElu = d.utilization;
     this.lastGossipShare = d.active > 0 ? Math.min(1, this.#gossipMs / d.active) : 0;
+    this.lastHostBusy = this.hostBusy();
     this.#gossipMs = 0;
     const bound = MAX_OUTBOX_GAP_MS * stretch;
-    if (d.utilization > BUSY && this.lastGossipShare >= GOSSIP_SHARE) this.askMs = Math.min(bound, this.askMs * 2);
+    const saturated = d.utilization > BUSY || (d.utilization > CALM && this.lastHostBusy > HOST_BUSY);
+    if (saturated && this.lastGossipShare >= GOSSIP_SHARE) this.askMs = Math.min(bound, this.askMs * 2 * stretch);
     else if (this.askMs > bound) this.askMs = bound;
     else if (d.utilization < CALM || this.lastGossipShare < GOSSIP_SHARE / 2) this.askMs = Math.max(OUTBOX_GAP_MS, Math.round(this.askMs / 1.5));
     return this.askMs;
