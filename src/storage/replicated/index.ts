@@ -302,14 +302,17 @@ export class PeerStorage implements Storage {
     for (const r of ctx.replicas.values()) this.#subscribe(r);
     this.#ae.askGap = () => this.#pacer.askMs;
     this.#ae.heartbeatEvery = () => this.#heartbeatEvery;
-    let ticks = 0;
+    // Intervals since this peer's last heartbeat (the first interval sends one).
+    let since = Number.MAX_SAFE_INTEGER;
     const hb = setInterval(() => {
       this.#pace();
       // What a heartbeat announces (replica digests and counts) has left by gossip before it: a peer
       // never sees a count ahead of the gossip on its way and starts a catch-up for it (pacing holds
       // messages up to the gap; a relay that took changes by catch-up would not pass their gossip on).
       // In a big swarm, every k-th interval only (pacing.ts heartbeatEvery).
-      if (ticks++ % this.#heartbeatEvery !== 0) return;
+      // Counted from the last one sent, so a change of k never leaves more than k intervals between two.
+      if (++since < this.#heartbeatEvery) return;
+      since = 0;
       for (const r of this.#ctx.replicas.values()) if (r.outbox.n > 0 || r.flushOnPublish) this.#writer.publishOutbox(r);
       this.#heartbeatsSent++;
       void this.#ae.sendHeartbeat();
