@@ -69,7 +69,8 @@ export function unpackUntrusted(bytes: Uint8Array, limits: DecodeLimits): unknow
     if (e instanceof UntrustedInputError) throw new WireError(LABEL[e.reason] ?? 'undecodable', `message refused: ${e.message}`);
     throw new WireError('undecodable', `message is not valid msgpack: ${(e as Error).message}`);
   }
-  countValues(value, maxNodes);
+  // Every value takes at least one byte of msgpack: a message no longer than the limit cannot pass it.
+  if (bytes.byteLength > maxNodes) countValues(value, maxNodes);
   return value;
 }
 
