@@ -11,7 +11,7 @@ import { decodeTrial, seal, type TrialRecord } from '../../src/storage/replicate
 
 test('equal distributions decode to one shared object; different or invalid ones do not', async () => {
   const key = await generateKeyPair('Ed25519');
-  const owner = peerIdFromPrivateKey(key).toString();
+  const owner = peerIdFromPrivateKey(key as never).toString();
   let q = 0;
   const record = (d: Record<string, unknown>, p: Record<string, unknown>): Uint8Array => {
     const seq = q++;
@@ -30,8 +30,8 @@ test('equal distributions decode to one shared object; different or invalid ones
   const cat = { type: 'categorical', choices: ['a', 'b'] };
   const c1 = decodeTrial(record({ x: cat }, { x: 'a' }));
   const c2 = decodeTrial(record({ x: { type: 'categorical', choices: ['a', 'c'] } }, { x: 'c' }));
-  assert.deepEqual((c1.d['x'] as { choices: unknown[] }).choices, ['a', 'b']);
-  assert.deepEqual((c2.d['x'] as { choices: unknown[] }).choices, ['a', 'c'], 'a different choice is its own distribution');
+  assert.deepEqual((c1.d['x'] as { choices: readonly unknown[] }).choices, ['a', 'b']);
+  assert.deepEqual((c2.d['x'] as { choices: readonly unknown[] }).choices, ['a', 'c'], 'a different choice is its own distribution');
   const c3 = decodeTrial(record({ x: { type: 'categorical', choices: ['a', 'c'] } }, { x: 'a' }));
   assert.equal(c3.d['x'], c2.d['x'], 'equal choices: shared');
   // Invalid right after a valid one of the same name: still refused, naming the param.
