@@ -289,10 +289,6 @@ export class Replica {
   }
 
   /**
-   * Inspects and applies changes to one shard (their dependencies must be in the shard or the batch).
-   * Returns the records that changed, or null if nothing was new; throws RejectedChange.
-   */
-  /**
    * The newest record of trial `id` of shard `s` merged so far, read without a call into the shard's
    * document: the view holds every record its shards hold (those applied since the view last took
    * records wait in `applied`), except an owner's the view hides (excludePeers, trustPeers): those are
@@ -310,6 +306,10 @@ export class Replica {
     for (const rec of records) if (this.applied.get(rec.id) === rec) this.applied.delete(rec.id);
   }
 
+  /**
+   * Inspects and applies changes to one shard (their dependencies must be in the shard or the batch).
+   * Returns the records that changed, or null if nothing was new; throws RejectedChange.
+   */
   inspectShard(s: Shard, decoded: DecodedChange[], vouched?: (hash: string) => boolean): ShardInspected {
     const h = s.open();
     // Past the owner's quota nothing is decoded or verified further (issue 15 F15): refused, counted, not charged.
