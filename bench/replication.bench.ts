@@ -3,7 +3,7 @@
  * 8 peers), swarm throughput with 1/2/4/8/16 peer processes next to Optuna, the receiving CPU cost per
  * remote trial event and a joiner's catch-up at 1,000 / 10,000 / 100,000 trials (processes), partition
  * heal of 2 x 10,000 trials, 10,000- and 100,000-trial replicas (RSS, size on disk, load time), and
- * propagation across 32 in-process peers. PEERTUNE_BENCH_MAX_TRIALS caps the largest study built.
+ * propagation across 64 in-process peers (the issue's figure). PEERTUNE_BENCH_MAX_TRIALS caps the largest study built.
  * Peers talk TCP over 127.0.0.1; in-process peers share one event loop, so their figures include
  * that contention (on a 2-core machine that also runs other work).
  */
@@ -509,11 +509,11 @@ export async function receiving(n: number, k: number): Promise<Receiving> {
   return { trials: n, buildSec, joinSec, joinerRssMB, cpuMsPerEvent, events: 2 * k, idleCpuMsPerSec, counters: e['stats'] as Record<string, number> };
 }
 
-// ---------------------------------------------------------------- 32 peers
+// ---------------------------------------------------------------- 64 in-process peers
 
 async function scale(n: number, trials: number): Promise<{ p50: number; p95: number; msgsPerTrial: number }> {
   // One event loop runs all n peers here: slower heartbeats keep that CPU for the trials.
-  // 32 peers on one event loop of a loaded 2-core machine can take more than a minute to all join.
+  // 64 peers on one event loop of a loaded 2-core machine can take more than a minute to all join.
   const peers = await swarm(n, `scale-${n}`, 2000, 180_000);
   try {
     const sid = peers[0]!.getStudy(`scale-${n}`)!.studyId;
@@ -692,7 +692,7 @@ export default async function (ctx: BenchContext): Promise<void> {
     await save();
 
     // Scale.
-    const nScale = q ? 12 : Number(process.env['PEERTUNE_BENCH_SCALE_PEERS'] ?? 32);
+    const nScale = q ? 12 : Number(process.env['PEERTUNE_BENCH_SCALE_PEERS'] ?? 64);
     const sc = await scale(nScale, q ? 5 : 20);
     ctx.log(`${nScale} peers: propagation p50 ${fmt(sc.p50)} ms p95 ${fmt(sc.p95)} ms, ${fmt(sc.msgsPerTrial)} gossip messages received per trial`);
     data['scale'] = { peers: nScale, ...sc };

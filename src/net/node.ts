@@ -8,6 +8,7 @@
  */
 import './polyfill.js';
 import { createHash } from 'node:crypto';
+import os from 'node:os';
 import { createLibp2p, type Libp2p } from 'libp2p';
 import { tcp } from '@libp2p/tcp';
 import { noise } from '@chainsafe/libp2p-noise';
@@ -87,6 +88,14 @@ export interface QuarantineOptions {
 export const DEFAULT_QUARANTINE: Readonly<QuarantineOptions> = { maxRejects: 32, windowMs: 60_000, blockMs: 10 * 60_000 };
 /** Peers whose recent rejects are remembered (the oldest is forgotten first). */
 const MAX_TRACKED_OFFENDERS = 4096;
+/**
+ * Peers learned from heartbeats or mDNS are dialled while this peer has fewer connections than this
+ * (join addresses always are, and inbound connections are taken up to the connection manager's
+ * limit). Up to 33 peers every peer reaches every other directly and an author's message takes one
+ * hop; past that the gossipsub mesh relays it. Dialling everyone instead costs n^2 / 2 connections,
+ * each a handshake and a sync session: 64 peers of one machine took 6 minutes to form.
+ */
+export const DIAL_TARGET = 32;
 
 export interface NodeOptions {
   privateKey: PrivateKey;
@@ -161,6 +170,13 @@ function channel(stream: Stream, remotePeer: string, onInvalid: (peerId: string,
     },
     reportInvalid: (reason) => onInvalid(remotePeer, reason),
   };
+}
+
+/** The addresses peers of this machine connect from: loopback and this host's own interfaces. */
+export function sameHostAddresses(): Set<string> {
+  const ips = new Set(['127.0.0.1', '::1']);
+  for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) ips.add(a.address);
+  return ips;
 }
 
 export class PeerNode {
@@ -244,6 +260,12 @@ export class PeerNode {
           maxInboundDataLength: MAX_GOSSIP_BYTES + 64 * 1024,
           // Our validators reject bad payloads; gossipsub then does not forward them and scores the sender down.
           scoreThresholds: { gossipThreshold: -4000, publishThreshold: -8000, graylistThreshold: -16000, acceptPXThreshold: 100, opportunisticGraftThreshold: 5 },
+          // Gossipsub scores a peer down by (n - 10)^2 x 5 once more than 10 peers come from its IP (a
+          // defence against many identities on one address). Peers of this machine all do: past 10 of
+          // them every score is negative, the mesh stays empty and nothing is relayed, and past about
+          // 50 the score falls below publishThreshold and even the author stops sending (64 in-process
+          // peers never spread a trial). Processes of this machine are not a Sybil threat to it.
+          scoreParams: { IPColocationFactorWhitelist: sameHostAddresses() },
           // No IDONTWANT (gossipsub 1.2): for every message received it sends one to each mesh peer, a
           // message each costing sender and receiver about as much as any other, while the relay rule
           // (installRelayFilter) already keeps relays from sending copies to peers the author reaches.
@@ -328,9 +350,12 @@ export class PeerNode {
   private dialDue(): void {
     if (this.stopped) return;
     const now = Date.now();
+    let room = DIAL_TARGET - this.libp2p.getPeers().length - this.dialing.size;
     for (const [key, w] of this.wanted) {
       if (w.nextAt > now || this.dialing.has(key)) continue;
       if (w.peerId && (this.isConnected(w.peerId) || this.blocked.has(w.peerId) || this.quarantined.has(w.peerId))) continue;
+      if (!w.permanent && room <= 0) continue;
+      room--;
       this.dialing.add(key);
       const target = w.addrs.length === 1 ? w.addrs[0]! : w.addrs;
       this.libp2p

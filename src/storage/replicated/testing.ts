@@ -138,3 +138,13 @@ export async function askWholeStudy(s: PeerStorage, peerId: string, studyId: str
 export function neighbourLists(s: PeerStorage): Map<string, number> {
   return internalsOf.get(s)!.ctx.node?.neighbourListSizes() ?? new Map();
 }
+
+/** This peer's gossipsub view of a study topic: its mesh peers, and the score it gives each connected peer. */
+export function gossipView(s: PeerStorage, studyId: string): { mesh: string[]; scores: Map<string, number> } {
+  const node = internalsOf.get(s)!.ctx.node;
+  if (!node) throw new Error('no network');
+  const ps = node.libp2p.services.pubsub;
+  const scores = new Map<string, number>();
+  for (const id of node.connectedPeers()) scores.set(id, ps.score.score(id));
+  return { mesh: ps.getMeshPeers(topicOf(studyId)), scores };
+}
