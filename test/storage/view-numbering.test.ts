@@ -34,6 +34,8 @@ test('numbers equal the rank by (clock, id) after every batch, and a batch repor
         const shown = v.list();
         assert.deepEqual(shown.map((t) => t.trialId), expected, 'trials in number order');
         shown.forEach((t, i) => assert.equal(t.number, i));
+        // The view's running count of COMPLETE records (stats().studies[].complete) follows every version.
+        assert.equal(v.complete, shown.filter((t) => t.state === 'COMPLETE').length, 'COMPLETE count');
         const moved = shown.filter((t) => before.has(t.trialId) && before.get(t.trialId) !== t.number).map((t) => `${t.trialId} ${before.get(t.trialId)}->${t.number}`).sort();
         assert.deepEqual(changes.map((x) => `${x.trialId} ${x.from}->${x.to}`).sort(), moved, 'changes reported = numbers moved');
       }

@@ -705,7 +705,7 @@ export class PeerStorage implements Storage {
     /** The gap between gossip messages this peer asks for, its event-loop utilisation and the share of its loop's busy time spent taking in study gossip, over the last heartbeat period (pacing.ts). */
     pacing: { askMs: number; elu: number; gossipShare: number; hostBusy: number; heartbeatEvery: number; heartbeatsSent: number };
     /** Per study, `gapMs`: the least time this peer keeps between two of its gossip messages of the study. */
-    studies: { studyId: string; name: string; trials: number; pendingChanges: number; pendingBytes: number; heads: string; shards: number; sealedShards: number; gapMs: number }[];
+    studies: { studyId: string; name: string; trials: number; complete: number; pendingChanges: number; pendingBytes: number; heads: string; shards: number; sealedShards: number; gapMs: number }[];
   } {
     return {
       counters: Object.fromEntries([...this.#counters.entries()].sort()),
@@ -717,6 +717,7 @@ export class PeerStorage implements Storage {
         studyId: r.studyId,
         name: r.name,
         trials: r.view.size,
+        complete: r.view.complete,
         pendingChanges: r.pending.size,
         pendingBytes: r.pendingBytes,
         heads: r.digest().digest,

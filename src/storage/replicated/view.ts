@@ -98,6 +98,13 @@ export class TrialView {
     return this.records.size;
   }
 
+  /** Records whose state is COMPLETE (a final state, so no stale verdict changes it), kept as they come. */
+  get complete(): number {
+    return this.completeRecords;
+  }
+
+  private completeRecords = 0;
+
   /**
    * The claim for a trial created now: a hybrid logical clock in milliseconds, the current time or
    * one more than any claim seen if that is later, so a trial created after another was seen always
@@ -129,6 +136,7 @@ export class TrialView {
       }
       const prev = this.records.get(rec.id);
       if (prev && prev.v > rec.v) continue;
+      this.completeRecords += Number(rec.s === 'COMPLETE') - Number(prev?.s === 'COMPLETE');
       this.records.set(rec.id, rec);
       touched.push(rec.id);
       // A claim far ahead of this clock (a member can sign any c) does not move ours: following it to
