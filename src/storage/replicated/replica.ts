@@ -306,10 +306,7 @@ export class Replica {
     for (const rec of records) if (this.applied.get(rec.id) === rec) this.applied.delete(rec.id);
   }
 
-  /**
-   * Inspects and applies changes to one shard (their dependencies must be in the shard or the batch).
-   * Returns the records that changed, or null if nothing was new; throws RejectedChange.
-   */
+  /** Checks changes to one shard against the merge rules and the owner's quota, applying nothing; throws RejectedChange. */
   inspectShard(s: Shard, decoded: DecodedChange[], vouched?: (hash: string) => boolean): ShardInspected {
     const h = s.open();
     // Past the owner's quota nothing is decoded or verified further (issue 15 F15): refused, counted, not charged.
@@ -375,6 +372,10 @@ export class Replica {
     return true;
   }
 
+  /**
+   * Inspects and applies changes to one shard (their dependencies must be in the shard or the batch).
+   * Returns the records that changed, or null if nothing was new; throws RejectedChange.
+   */
   applyShard(s: Shard, raws: Uint8Array[], decoded: DecodedChange[], inspected?: ShardInspected): TrialRecord[] | null {
     const h = s.open();
     const result = inspected ?? this.inspectShard(s, decoded);
