@@ -26,6 +26,7 @@ describe("F4: a study's settings are its creator's, and bounded when read", () =
     sid = (await H.call<{ studyId: string }>('create', { name: 'tuned', sampler, pruner })).studyId;
     A = await Member.start({ dataDir: join(dir.path, 'a'), join: H.addrs });
     await A.call('await', { studyId: sid });
+    await H.waitToHear([A]);
   });
 
   after(async () => {
