@@ -56,11 +56,16 @@ describe('F3: serve (Python) and the dashboard choose a study by id; an ambiguou
     await writeFile(cli, `#!/bin/sh\nexec "${process.execPath}" --import tsx "${join(repoRoot, 'src', 'cli', 'main.ts')}" "$@"\n`);
     await chmod(cli, 0o755);
     const script = `
-import json, sys
+import json, sys, time
 import peertune_client as pt
 cfg = json.loads(sys.argv[1])
 st = pt.PeerStorage(cfg["dir"], join=cfg["join"])
 out = {}
+# As the TypeScript subtest: wait until both studies reached the fresh replica (a name is ambiguous
+# only where both are known).
+deadline = time.time() + 20
+while len(pt.get_all_study_names(st)) < 2 and time.time() < deadline:
+    time.sleep(0.1)
 try:
     pt.load_study(study_name="iris", storage=st)
     out["loaded_by_name"] = True
