@@ -74,7 +74,11 @@ export interface ReplicaPolicy {
 
 /** One trial shard: an Automerge document while open, its heads and change count always. */
 export class Shard {
-  /** The Automerge document, or null when sealed and evicted (its records stay in the view). */
+  /**
+   * The Automerge document, or null when sealed and evicted (its records stay in the view). Read it
+   * through `open()` or `handle`, which first apply the deferred changes; `doc` itself only says
+   * whether the shard is open.
+   */
   doc: A.Doc<unknown> | null = null;
   heads: string[] = [];
   changes = 0;
@@ -83,6 +87,15 @@ export class Shard {
   unsaved: Uint8Array[] = [];
   /** The sealed state was persisted (`r/` blob) and must be rewritten if the shard reopens. */
   sealPersisted = false;
+  /**
+   * Others' changes merged but not yet applied to `doc`: inspected, their records in the view, queued
+   * for disk in `unsaved`, and counted in `heads`, `has` and `changes`. Automerge 3.5's apply costs in
+   * proportion to the document on each call (issue 8), so a run of changes that extends the shard in
+   * one line is applied in a single call when the document is next read (`open`, `handle`: sealing,
+   * serving a sync, a conflict), not one call per gossip message.
+   */
+  private deferred: Uint8Array[] = [];
+  private deferredHashes = new Set<string>();
 
   constructor(readonly id: ShardId) {}
 
@@ -91,7 +104,9 @@ export class Shard {
   }
 
   get handle(): DocHandle | null {
-    return this.doc ? handleOf(this.doc as A.Doc<StudyDoc>) : null;
+    if (!this.doc) return null;
+    this.applyDeferred();
+    return handleOf(this.doc as A.Doc<StudyDoc>);
   }
 
   open(): DocHandle {
@@ -100,18 +115,61 @@ export class Shard {
   }
 
   has(hash: string): boolean {
-    const h = this.handle;
-    return h ? hasChanges(h, [hash]) : this.heads.includes(hash);
+    if (this.deferredHashes.has(hash)) return true;
+    return this.doc ? hasChanges(handleOf(this.doc as A.Doc<StudyDoc>), [hash]) : this.heads.includes(hash);
+  }
+
+  /** The heads of everything merged, deferred changes included, without applying them. */
+  currentHeads(): string[] {
+    if (this.deferred.length > 0 || !this.doc) return this.heads;
+    return handleOf(this.doc as A.Doc<StudyDoc>).getHeads();
   }
 
   refreshHeads(): void {
-    const h = this.handle;
-    if (h) this.heads = h.getHeads();
+    if (this.doc && this.deferred.length === 0) this.heads = handleOf(this.doc as A.Doc<StudyDoc>).getHeads();
+  }
+
+  /**
+   * Takes merged changes of an open shard for a later apply: `raws` in causal order, each depending on
+   * every head before it, so the last one is the shard's only head (`Replica.applyShard` checks that).
+   */
+  defer(raws: Uint8Array[], hashes: string[]): void {
+    this.deferred.push(...raws);
+    for (const x of hashes) this.deferredHashes.add(x);
+    this.heads = [hashes.at(-1)!];
+  }
+
+  private applyDeferred(): void {
+    if (this.deferred.length === 0) return;
+    const h = handleOf(this.doc as A.Doc<StudyDoc>);
+    const raws = this.deferred;
+    const hashes = this.deferredHashes;
+    this.deferred = [];
+    this.deferredHashes = new Set();
+    try {
+      h.applyChanges(raws);
+      noteChanges(h, hashes);
+    } catch (e) {
+      // They were decoded, bounded and inspected when they arrived, with their dependencies present,
+      // so this is not expected; what applies is kept, and anti-entropy asks peers for the rest.
+      logger.warn(`Shard ${this.key.slice(0, 80)}: ${raws.length} merged change(s) could not be applied to its document (${(e as Error).message}); peers will resend what is missing`);
+      for (const c of raws) {
+        try {
+          h.applyChanges([c]);
+        } catch {
+          /* skipped */
+        }
+      }
+    }
+    this.heads = h.getHeads();
   }
 
   evict(): void {
     if (this.doc) A.free(this.doc);
     this.doc = null;
+    // Deferred changes are in `unsaved` or already on disk, which is what a reopened shard reads.
+    this.deferred = [];
+    this.deferredHashes = new Set();
   }
 }
 
@@ -308,11 +366,10 @@ export class Replica {
 
   /** Checks changes to one shard against the merge rules and the owner's quota, applying nothing; throws RejectedChange. */
   inspectShard(s: Shard, decoded: DecodedChange[], vouched?: (hash: string) => boolean): ShardInspected {
-    const h = s.open();
     // Past the owner's quota nothing is decoded or verified further (issue 15 F15): refused, counted, not charged.
-    if (this.pastQuota(s, h, decoded)) return { fresh: [], trials: new Set(), records: new Map() };
+    if (this.pastQuota(s, decoded)) return { fresh: [], trials: new Set(), records: new Map() };
     return inspectShardChanges(
-      { studyId: this.studyId, shard: s.id, directions: this.meta?.directions.length, has: (x) => hasChanges(h, [x]), current: (id) => this.held(s, id), vouched },
+      { studyId: this.studyId, shard: s.id, directions: this.meta?.directions.length, has: (x) => s.has(x), current: (id) => this.held(s, id), vouched },
       decoded,
     );
   }
@@ -323,7 +380,7 @@ export class Replica {
    * trials rule exactly as `applyShard` applies it, the bytes rule by a lower bound (a change's values
    * are part of its bytes). Changes of any other shape go to the merge rules (which refuse them).
    */
-  private pastQuota(s: Shard, h: DocHandle, decoded: DecodedChange[]): boolean {
+  private pastQuota(s: Shard, decoded: DecodedChange[]): boolean {
     const owner = s.id.owner;
     if (owner === this.self || !this.policy) return false;
     const q = this.policy.ownerQuota;
@@ -331,6 +388,7 @@ export class Replica {
     let bytes = this.ownerBytes.get(owner) ?? 0;
     const ops = decoded.reduce((n, c) => n + c.ops.length, 0);
     if (trials + ops <= q.trials && bytes + LIMITS.changeBytes * decoded.length <= q.bytes) return false; // far from it: no need to look
+    const h = s.open();
     const fresh = new Set<string>();
     for (const c of decoded) {
       if (hasChanges(h, [c.hash!])) continue;
@@ -377,7 +435,6 @@ export class Replica {
    * Returns the records that changed, or null if nothing was new; throws RejectedChange.
    */
   applyShard(s: Shard, raws: Uint8Array[], decoded: DecodedChange[], inspected?: ShardInspected): TrialRecord[] | null {
-    const h = s.open();
     const result = inspected ?? this.inspectShard(s, decoded);
     if (result.fresh.length === 0) return null;
     const freshRaw: Uint8Array[] = [];
@@ -405,7 +462,7 @@ export class Replica {
     // A change whose dependencies include every head of the shard follows all of its history, so each
     // key it sets has one value afterwards. An honest owner writes its shard in one line: then the
     // conflict check below (a read per trial) is not needed.
-    let heads: string[] = h.getHeads();
+    let heads: string[] = s.currentHeads();
     let linear = true;
     for (const c of result.fresh) {
       if (!heads.every((x) => c.deps.includes(x))) {
@@ -414,22 +471,31 @@ export class Replica {
       }
       heads = [c.hash!];
     }
-    try {
-      h.applyChanges(freshRaw);
-    } catch (e) {
-      throw new RejectedChange('apply-failed', `a change could not be applied: ${(e as Error).message}`);
+    // In one line, the inspected records are the shard's: the document can take the changes later
+    // (Shard.defer), in one apply with the ones after them. Otherwise they are applied now and the
+    // keys they touch are read back for conflicts.
+    let h: DocHandle | null = null;
+    if (linear) {
+      if (!s.doc) s.open(); // a new shard: an empty document, nothing to apply yet
+      s.defer(freshRaw, result.fresh.map((d) => d.hash!));
+    } else {
+      h = s.open();
+      try {
+        h.applyChanges(freshRaw);
+      } catch (e) {
+        throw new RejectedChange('apply-failed', `a change could not be applied: ${(e as Error).message}`);
+      }
+      noteChanges(h, freshSet);
+      s.refreshHeads();
     }
-    noteChanges(h, freshSet);
     this.chargeOwner(owner, bytes, newTrials);
     s.changes += freshRaw.length;
     s.unsaved.push(...freshRaw);
-    s.refreshHeads();
     this.invalidateDigest();
     const out: TrialRecord[] = [];
     for (const id of result.trials) {
       // Concurrent values under one key only come from replays of the owner's own records: pick the highest version.
-      const conflicted = !linear && h.getAll('_root', id).length > 1;
-      const rec = conflicted ? readShardTrial(h, id) : result.records.get(id);
+      const rec = h !== null && h.getAll('_root', id).length > 1 ? readShardTrial(h, id) : result.records.get(id);
       if (rec) {
         out.push(rec);
         this.applied.set(rec.id, rec);
