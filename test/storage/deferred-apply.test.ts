@@ -32,9 +32,8 @@ test('changes taken by gossip and applied later: same heads as the owner, served
   await oStudy.optimize((t) => t.suggestFloat('x', 0, 1), { nTrials: 66 });
   const running = oStudy.ask();
   running.suggestFloat('x', 0, 1);
-  const ownerView = () => JSON.stringify(oStudy.trials.map((t) => [t.trialId, t.number, t.state, t.values, t.params]));
   const viewOf = (s: typeof oStudy) => JSON.stringify(s.trials.map((t) => [t.trialId, t.number, t.state, t.values, t.params]));
-  await waitFor('the relay to hold the owner\'s 67 trials as the owner shows them', 20_000, () => viewOf(rStudy) === ownerView());
+  await waitFor('the relay to hold the owner\'s 67 trials as the owner shows them', 20_000, () => viewOf(rStudy) === viewOf(oStudy));
   assert.ok((relay.stats().counters['gossip:accepted'] ?? 0) >= 1, 'the trials came by gossip');
   await waitFor('the relay\'s heads to be the owner\'s', 10_000, () => replicaHeads(relay, sid) === replicaHeads(owner, sid));
   await waitFor('the first shard sealed on the relay', 10_000, () => (relay.stats().studies.find((s) => s.studyId === sid)?.sealedShards ?? 0) >= 1);

@@ -79,12 +79,9 @@ export class Inbox {
       // bytes before this runs, so the owner signed every change of its shard in it, as a voucher would.
       for (const p of ready) {
         if (!p.shard) continue;
-        if (p.shard.id.owner === from) {
-          p.inspected = r.inspectShard(p.shard, p.decoded, () => true);
-          continue;
-        }
-        const vouched = p.voucher ? openVoucher(p.voucher, r.studyId, p.shard.id) : null;
-        p.inspected = r.inspectShard(p.shard, p.decoded, vouched ? (h) => vouched.has(h) : undefined);
+        const byOwner = p.shard.id.owner === from;
+        const vouched = !byOwner && p.voucher ? openVoucher(p.voucher, r.studyId, p.shard.id) : null;
+        p.inspected = r.inspectShard(p.shard, p.decoded, byOwner ? () => true : vouched ? (h) => vouched.has(h) : undefined);
       }
       let fresh = false;
       const records: TrialRecord[] = [];
