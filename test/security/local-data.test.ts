@@ -178,7 +178,7 @@ test("HOLE-10 (fixed) the study's creator keeps its study across a restart (and 
   assert.equal(again.getAllTrials(study.value.studyId).length, 3);
 });
 
-// Issue 8: the sharded layout is replica format 2. A data dir of format 1 (one Automerge document per
+// Issue 8: the sharded layout is replica format 2 (3 since sealed histories moved to `z/`). A data dir of format 1 (one Automerge document per
 // study) is refused before anything is written to it, with a message naming both formats and what to do.
 test('a data dir written in replica format 1 is refused with a message naming the versions, and left as it was', async (t) => {
   const dir = await tempDir();
@@ -190,7 +190,7 @@ test('a data dir written in replica format 1 is refused with a message naming th
   await db.put('s/s0123456789abcdef01234567/name', new TextEncoder().encode('old-study'));
   await db.put('s/s0123456789abcdef01234567/snap', new Uint8Array([1, 2, 3]));
   await db.close();
-  await assert.rejects(openPeer(dataDir, { listen: [] }), (e: Error) => /format 1/.test(e.message) && /format 2/.test(e.message) && /move .*db aside/.test(e.message));
+  await assert.rejects(openPeer(dataDir, { listen: [] }), (e: Error) => /format 1/.test(e.message) && /format 3/.test(e.message) && /move .*db aside/.test(e.message));
   const again = new Level<string, Uint8Array>(join(dataDir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view' });
   await again.open();
   const keys: string[] = [];

@@ -166,7 +166,14 @@ export class PeerStorage implements Storage {
 
   async [START](): Promise<void> {
     const ctx = this.#ctx;
-    const { studies, deleted } = await ctx.db.loadAll();
+    // A sealed shard's records decode as they are read (all or none: otherwise it loads from its changes).
+    const { studies, deleted } = await ctx.db.loadAll((bytes) => {
+      try {
+        return bytes.map((b) => decodeTrial(b, false));
+      } catch {
+        return null;
+      }
+    });
     this.#ae.deleted = deleted;
     for (const s of studies) {
       const r = this.#load(s);
@@ -194,7 +201,7 @@ export class PeerStorage implements Storage {
   }
 
   /** A stored study into memory: sealed shards from their final records (no Automerge), open ones from their changes. */
-  #load(s: StoredStudy): Replica {
+  #load(s: StoredStudy<TrialRecord[]>): Replica {
     const ctx = this.#ctx;
     let doc: A.Doc<StudyDoc> = A.init<StudyDoc>();
     if (s.meta) {
@@ -214,25 +221,14 @@ export class PeerStorage implements Storage {
       if (!id) continue;
       const sh = new Shard(id);
       r.shards.set(st.key, sh);
-      if (st.sealed && st.sealed.batches === st.batches.length) {
-        let ok = true;
-        const recs: TrialRecord[] = [];
-        for (const b of st.sealed.records) {
-          try {
-            recs.push(decodeTrial(b, false));
-          } catch {
-            ok = false;
-          }
-        }
-        if (ok) {
-          sh.heads = st.sealed.heads;
-          sh.changes = st.sealed.changes;
-          sh.sealed = true;
-          sh.sealPersisted = true;
-          records.push(...recs);
-          r.chargeOwner(id.owner, st.sealed.records.reduce((n, b) => n + b.byteLength, 0), recs.length);
-          continue;
-        }
+      if (st.sealed) {
+        sh.heads = st.sealed.heads;
+        sh.changes = st.sealed.changes;
+        sh.sealed = true;
+        sh.sealPersisted = true;
+        for (const rec of st.sealed.records) records.push(rec);
+        r.chargeOwner(id.owner, st.sealed.bytes, st.sealed.records.length);
+        continue;
       }
       const changes: Uint8Array[] = [];
       for (const b of st.batches) {

@@ -1,17 +1,24 @@
 /**
- * The replica on disk (format 2): one level database per data directory (level allows one process
+ * The replica on disk (format 3): one level database per data directory (level allows one process
  * per directory, which is also what keeps two processes from sharing a peer identity). Per study it
  * keeps the study document (meta and attrs, saved whole: it is small and rarely written) and, per
  * trial shard, the raw Automerge changes in the order they were applied (append-only batches), so
  * a peer catching up is served straight from disk without loading any document. A sealed shard
- * also keeps its final records (`r/`), so loading it builds no Automerge document at all.
+ * keeps its final records (`r/`), so loading it builds no Automerge document at all, and its whole
+ * history as one batch outside the study's key range (`z/`), so loading never reads it.
  * The stable libp2p identity lives next to it in `peer.key` (0600).
  *
- * Keys: `format` = "2"; `s/<study>/name`; `s/<study>/meta`; `s/<study>/c/<shard>/<seq>` = msgpack
- * list of changes; `s/<study>/r/<shard>` = msgpack { h: heads, n: changes, r: [record bytes] };
+ * Keys: `format` = "3"; `s/<study>/name`; `s/<study>/meta`; `s/<study>/c/<shard>/<seq>` = msgpack
+ * list of changes; `s/<study>/r/<shard>` = msgpack { h: heads, n: changes, r: [record bytes], b }
+ * where b is how many `c/` batches the seal covers; `z/<study>/<shard>` = msgpack list of every change
+ * of a shard sealed here (written with its `r/`, its `c/` batches deleted in the same write);
  * `s/<study>/v/<shard>` = the owner's voucher this replica took the shard's changes under (schema.ts
- * `openVoucher`; read only to serve the shard); `del/<study>`. A database of format 1 (one Automerge
- * document per study, peertune before the sharded layout) is refused with a message naming both versions.
+ * `openVoucher`; read only to serve the shard); `del/<study>`.
+ *
+ * Format 2 (sealed shards kept their history as `c/` batches, so loading read all of it) is upgraded
+ * in place when opened: per sealed shard, one atomic write moves its batches to `z/`. A database of
+ * format 1 (one Automerge document per study, peertune before the sharded layout), or of a format newer
+ * than this peertune's, is refused with a message naming both versions.
  */
 import { readFile, writeFile, chmod, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -24,24 +31,35 @@ import { pack, unpackUntrusted } from '../../net/wire.js';
 // Signing (our records, gossipsub messages) and gossipsub's signature checks through cached key objects.
 import '../../net/ed25519.js';
 
-export const REPLICA_FORMAT = 2;
+export const REPLICA_FORMAT = 3;
+/** An older layout this peertune upgrades when it opens it. */
+const UPGRADABLE_FORMAT = 2;
 
-export interface StoredShard {
+export interface StoredShard<R> {
   key: string;
-  /** Batches of raw changes, in the order they were appended. */
+  /** Batches of raw changes, in the order they were appended (the history first, when it is read). */
   batches: Uint8Array[];
-  sealed: { heads: string[]; changes: number; records: Uint8Array[]; batches: number } | null;
+  /** A sealed shard: its final records as the caller decoded them, and their size in bytes. */
+  sealed: { heads: string[]; changes: number; records: R; bytes: number } | null;
 }
 
-export interface StoredStudy {
+export interface StoredStudy<R> {
   studyId: string;
   name: string;
   meta: Uint8Array | null;
-  shards: Map<string, StoredShard>;
+  shards: Map<string, StoredShard<R>>;
 }
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+
+/** A shard sealed in a write: its heads and change count, final records, and every change it holds. */
+export interface SealedWrite {
+  heads: string[];
+  changes: number;
+  records: Uint8Array[];
+  history: Uint8Array[];
+}
 
 type Op = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string };
 
@@ -80,6 +98,7 @@ export class ReplicaDb {
     const v = await this.db.get('format').catch(() => undefined);
     if (v !== undefined && v !== null) {
       const n = Number(dec.decode(v));
+      if (n === UPGRADABLE_FORMAT) return this.upgrade();
       if (n !== REPLICA_FORMAT) {
         throw new StorageError(`data directory ${this.dataDir} holds a replica of format ${dec.decode(v).slice(0, 20)}; this peertune reads format ${REPLICA_FORMAT}. Use the peertune version that wrote it, or move ${path.join(this.dataDir, 'db')} aside to start empty (peers resend their trials).`);
       }
@@ -95,64 +114,107 @@ export class ReplicaDb {
   }
 
   /**
-   * Everything stored, without reading the change batches of sealed shards (their final records are
-   * enough to load; the batches are read only to serve a peer that lacks the shard).
+   * Format 2 -> 3: each sealed shard's `c/` batches become its `z/` history, one atomic write per
+   * shard, then the format key. Interrupted, it resumes on the next open (moved shards have no `c/`
+   * batches left to move).
    */
-  async loadAll(): Promise<{ studies: StoredStudy[]; deleted: Set<string> }> {
-    const studies = new Map<string, StoredStudy>();
-    const deleted = new Set<string>();
-    const small: string[] = [];
+  private async upgrade(): Promise<void> {
     const batchKeys = new Map<string, string[]>(); // `${study}/${shard}` -> batch keys in order
-    for await (const key of this.db.keys()) {
+    const sealedKeys: string[] = [];
+    for await (const key of this.db.keys({ gte: 's/', lt: 's/~' })) {
       const parts = key.split('/');
-      if (parts[0] === 'del') deleted.add(parts[1]!);
-      if (parts[0] !== 's') continue;
-      if (parts[2] === 'v') continue; // vouchers are read when the shard is served
-      const id = parts[1]!;
-      if (!studies.has(id)) studies.set(id, { studyId: id, name: '', meta: null, shards: new Map() });
+      const k = `${parts[1]}/${parts[3]}`;
       if (parts[2] === 'c' && parts.length === 5) {
-        const k = `${id}/${parts[3]}`;
         let l = batchKeys.get(k);
         if (!l) batchKeys.set(k, (l = []));
-        l.push(key); // keys sort by their zero-padded sequence
-        this.seq.set(k, Math.max(this.seq.get(k) ?? 0, parseInt(parts[4]!, 10) + 1));
-      } else small.push(key);
+        l.push(key);
+      } else if (parts[2] === 'r' && parts.length === 4) sealedKeys.push(key);
     }
-    const values = small.length ? await this.db.getMany(small) : [];
-    const shardOf = (s: StoredStudy, k: string): StoredShard => {
+    for (const rKey of sealedKeys) {
+      const parts = rKey.split('/');
+      const keys = batchKeys.get(`${parts[1]}/${parts[3]}`) ?? [];
+      const value = await this.db.get(rKey).catch(() => undefined);
+      if (!value || keys.length === 0) continue;
+      let o: Record<string, unknown>;
+      try {
+        o = unpackUntrusted(value, { maxBytes: 1 << 30, maxDepth: 4, maxNodes: 1_000_000 }) as Record<string, unknown>;
+      } catch {
+        continue; // a damaged cache: the shard keeps loading from its changes
+      }
+      if (o['b'] !== keys.length) continue; // written to after its seal: it loads from its changes
+      const history: Uint8Array[] = [];
+      for (const b of await this.db.getMany(keys)) {
+        const list = b ? unpackUntrusted(b, { maxBytes: 1 << 30, maxDepth: 2, maxNodes: 10_000_000 }) : null;
+        if (Array.isArray(list)) for (const c of list) if (c instanceof Uint8Array) history.push(c);
+      }
+      const ops: Op[] = keys.map((key) => ({ type: 'del', key }));
+      ops.push({ type: 'put', key: `z/${parts[1]}/${parts[3]}`, value: pack(history) });
+      ops.push({ type: 'put', key: rKey, value: pack({ ...o, b: 0 }) });
+      await this.db.batch(ops, { sync: false } as never);
+    }
+    // The deleted batches stay in the table files (and in every scan of `s/`) until compacted.
+    if (sealedKeys.length) await (this.db as unknown as { compactRange(a: string, b: string): Promise<void> }).compactRange('s/', 's/~');
+    await this.db.put('format', enc.encode(String(REPLICA_FORMAT)), { sync: true } as never);
+  }
+
+  /**
+   * Everything stored, in one pass over the studies' range, without reading the history of sealed
+   * shards: their final records are enough to load (`z/` is read only to serve a peer that lacks the
+   * shard, to reopen it, or when its records do not decode). Each shard's records are handed to
+   * `decode` as they are read (null: unreadable), so the raw bytes of a big replica are never all
+   * held at once.
+   */
+  async loadAll<R>(decode: (records: Uint8Array[]) => R | null): Promise<{ studies: StoredStudy<R>[]; deleted: Set<string> }> {
+    const studies = new Map<string, StoredStudy<R>>();
+    const deleted = new Set<string>();
+    for await (const key of this.db.keys({ gte: 'del/', lt: 'del/~' })) deleted.add(key.slice(4));
+    const covered = new Map<StoredShard<R>, number>(); // sealed shard -> the `c/` batches its seal covers
+    const shardOf = (s: StoredStudy<R>, k: string): StoredShard<R> => {
       let sh = s.shards.get(k);
       if (!sh) s.shards.set(k, (sh = { key: k, batches: [], sealed: null }));
       return sh;
     };
-    small.forEach((key, i) => {
-      const value = values[i];
-      if (!value) return;
+    for await (const [key, value] of this.db.iterator({ gte: 's/', lt: 's/~' })) {
       const parts = key.split('/');
-      const s = studies.get(parts[1]!)!;
-      if (parts[2] === 'name') {
+      const id = parts[1]!;
+      if (parts[2] === 'v' || deleted.has(id)) continue; // vouchers are read when the shard is served
+      let s = studies.get(id);
+      if (!s) studies.set(id, (s = { studyId: id, name: '', meta: null, shards: new Map() }));
+      if (parts[2] === 'c' && parts.length === 5) {
+        shardOf(s, parts[3]!).batches.push(value); // keys sort by their zero-padded sequence
+        const k = `${id}/${parts[3]}`;
+        this.seq.set(k, Math.max(this.seq.get(k) ?? 0, parseInt(parts[4]!, 10) + 1));
+      } else if (parts[2] === 'name') {
         s.name = dec.decode(value);
-        this.named.add(s.studyId);
+        this.named.add(id);
       } else if (parts[2] === 'meta') s.meta = value;
       else if (parts[2] === 'r' && parts.length === 4) {
+        const sh = shardOf(s, parts[3]!);
         try {
           const o = unpackUntrusted(value, { maxBytes: 1 << 30, maxDepth: 4, maxNodes: 1_000_000 }) as { h: string[]; n: number; r: Uint8Array[]; b: number };
-          if (Array.isArray(o.h) && Array.isArray(o.r) && typeof o.n === 'number') shardOf(s, parts[3]!).sealed = { heads: o.h, changes: o.n, records: o.r, batches: o.b };
+          if (!Array.isArray(o.h) || !Array.isArray(o.r) || typeof o.n !== 'number') continue;
+          const records = decode(o.r);
+          if (records === null) continue; // a damaged cache: the shard loads from its changes instead
+          sh.sealed = { heads: o.h, changes: o.n, records, bytes: o.r.reduce((n, b) => n + b.byteLength, 0) };
+          covered.set(sh, o.b);
         } catch {
-          /* a damaged cache: the shard loads from its changes instead */
+          /* as above */
         }
       }
-    });
-    for (const [k, keys] of batchKeys) {
-      const [id, shard] = [k.slice(0, k.indexOf('/')), k.slice(k.indexOf('/') + 1)];
-      const sh = shardOf(studies.get(id)!, shard);
-      if (sh.sealed && sh.sealed.batches === keys.length) {
-        sh.batches = new Array(keys.length); // counted, not read
-        continue;
-      }
-      sh.sealed = null;
-      sh.batches = (await this.db.getMany(keys)).filter((v): v is Uint8Array => v !== undefined);
     }
-    return { studies: [...studies.values()].filter((s) => !deleted.has(s.studyId)), deleted };
+    for (const s of studies.values()) {
+      for (const sh of s.shards.values()) {
+        if (sh.sealed && covered.get(sh) === sh.batches.length) {
+          sh.batches = [];
+          continue;
+        }
+        // Open, written to after its seal, or its records unreadable: it loads from its changes.
+        sh.sealed = null;
+        const history = await this.db.get(`z/${s.studyId}/${sh.key}`).catch(() => undefined);
+        if (history) sh.batches.unshift(history);
+      }
+    }
+    return { studies: [...studies.values()], deleted };
   }
 
   private nameOp(studyId: string, name: string, ops: Op[]): void {
@@ -163,26 +225,35 @@ export class ReplicaDb {
 
   /**
    * One atomic batch: the study document (when it changed), new changes per shard, and shards sealed
-   * now (their final records; their change batches are merged into one).
+   * now: their final records and, as `history`, every change they hold, which replaces their `c/`
+   * batches (the new changes of a shard sealed in this write are in its history).
    */
   async write(
     studyId: string,
     name: string,
-    w: { meta?: Uint8Array | null; changes?: Map<string, Uint8Array[]>; sealed?: Map<string, { heads: string[]; changes: number; records: Uint8Array[] }> },
+    w: { meta?: Uint8Array | null; changes?: Map<string, Uint8Array[]>; sealed?: Map<string, SealedWrite> },
     sync: boolean,
   ): Promise<void> {
     const ops: Op[] = [];
     this.nameOp(studyId, name, ops);
     if (w.meta) ops.push({ type: 'put', key: `s/${studyId}/meta`, value: w.meta });
     for (const [shard, list] of w.changes ?? []) {
-      if (list.length === 0) continue;
+      if (list.length === 0 || w.sealed?.has(shard)) continue;
       const k = `${studyId}/${shard}`;
       const seq = this.seq.get(k) ?? 0;
       this.seq.set(k, seq + 1);
       ops.push({ type: 'put', key: `s/${studyId}/c/${shard}/${String(seq).padStart(10, '0')}`, value: pack(list) });
     }
-    // `b`: the change batches the seal covers; a shard written to after its seal has more and loads from its changes.
-    for (const [shard, s] of w.sealed ?? []) ops.push({ type: 'put', key: `s/${studyId}/r/${shard}`, value: pack({ h: s.heads, n: s.changes, r: s.records, b: this.seq.get(`${studyId}/${shard}`) ?? 0 }) });
+    // `b`: the change batches the seal covers (none: the history moved to `z/`); a shard written to
+    // after its seal has batches again and loads from its history and them.
+    for (const [shard, s] of w.sealed ?? []) {
+      const k = `${studyId}/${shard}`;
+      const prefix = `s/${studyId}/c/${shard}/`;
+      for (let seq = 0; seq < (this.seq.get(k) ?? 0); seq++) ops.push({ type: 'del', key: `${prefix}${String(seq).padStart(10, '0')}` });
+      this.seq.delete(k);
+      ops.push({ type: 'put', key: `z/${studyId}/${shard}`, value: pack(s.history) });
+      ops.push({ type: 'put', key: `s/${studyId}/r/${shard}`, value: pack({ h: s.heads, n: s.changes, r: s.records, b: 0 }) });
+    }
     if (ops.length === 0 && !sync) return;
     await this.db.batch(ops, { sync } as never);
   }
@@ -191,6 +262,11 @@ export class ReplicaDb {
   async shardChanges(studyId: string, shard: string): Promise<Uint8Array[]> {
     const out: Uint8Array[] = [];
     const prefix = `s/${studyId}/c/${shard}/`;
+    const history = await this.db.get(`z/${studyId}/${shard}`).catch(() => undefined);
+    if (history) {
+      const list = unpackUntrusted(history, { maxBytes: 1 << 30, maxDepth: 2, maxNodes: 10_000_000 });
+      if (Array.isArray(list)) for (const c of list) if (c instanceof Uint8Array) out.push(c);
+    }
     for await (const v of this.db.values({ gte: prefix, lt: prefix + '~' })) {
       const list = unpackUntrusted(v, { maxBytes: 1 << 30, maxDepth: 2, maxNodes: 10_000_000 });
       if (Array.isArray(list)) for (const c of list) if (c instanceof Uint8Array) out.push(c);
@@ -215,19 +291,9 @@ export class ReplicaDb {
     await this.db.put(`s/${studyId}/v/${shard}`, voucher);
   }
 
-  /** Replaces a shard's change batches with one (its compacted history), atomically. */
-  async compactShard(studyId: string, shard: string, changes: Uint8Array[]): Promise<void> {
-    const ops: Op[] = [];
-    const prefix = `s/${studyId}/c/${shard}/`;
-    for await (const key of this.db.keys({ gte: prefix, lt: prefix + '~' })) ops.push({ type: 'del', key });
-    ops.push({ type: 'put', key: `${prefix}${String(0).padStart(10, '0')}`, value: pack(changes) });
-    this.seq.set(`${studyId}/${shard}`, 1);
-    await this.db.batch(ops, { sync: false } as never);
-  }
-
   async markDeleted(studyId: string): Promise<void> {
     const ops: Op[] = [];
-    for await (const key of this.db.keys({ gte: `s/${studyId}/`, lt: `s/${studyId}/~` })) ops.push({ type: 'del', key });
+    for (const prefix of [`s/${studyId}/`, `z/${studyId}/`]) for await (const key of this.db.keys({ gte: prefix, lt: `${prefix}~` })) ops.push({ type: 'del', key });
     ops.push({ type: 'put', key: `del/${studyId}`, value: new Uint8Array([1]) });
     await this.db.batch(ops, { sync: true } as never);
   }

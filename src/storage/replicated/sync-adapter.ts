@@ -369,7 +369,7 @@ export class SyncAdapter {
     s.sealed = true;
     s.sealPersisted = true;
     r.invalidateDigest();
-    const sealed = new Map([[s.key, { heads, changes: raws.length, records: finals }]]);
+    const sealed = new Map([[s.key, { heads, changes: raws.length, records: finals, history: raws }]]);
     // Until the write lands, what reads the shard from disk waits for it (`landed`).
     const k = `${r.studyId}/${s.key}`;
     const p = this.ctx.enqueueWrite(`study ${r.name}`, () => this.ctx.db.write(r.studyId, r.name, { changes: new Map([[s.key, raws]]), sealed }, false));

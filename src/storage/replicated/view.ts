@@ -20,7 +20,7 @@
  * After a partition heals, both sides' trials interleave by creation time: numbers change on both
  * sides, and the replica logs which (`NumberChange`s from `put`, counter `numbers:changed`).
  */
-import { frozenTrial, OwnedMap, type FrozenTrial, type TrialState } from '../storage.js';
+import { frozenTrial, OwnedMap, PackedStepMap, type FrozenTrial, type TrialState } from '../storage.js';
 import type { IntermediateList, TrialRecord } from './schema.js';
 
 /**
@@ -342,8 +342,8 @@ function lowerBound(order: readonly TrialRecord[], r: TrialRecord): number {
 
 /** A frozen trial's step -> value map, from the record's pairs or packed values (schema.ts IntermediateList). */
 function stepMap(iv: IntermediateList): OwnedMap {
+  if (iv instanceof Float64Array) return new PackedStepMap(iv);
   const m = new OwnedMap();
-  if (iv instanceof Float64Array) for (let i = 0; i < iv.length; i += 2) m.set(iv[i]!, iv[i + 1]!);
-  else for (const [step, value] of iv) m.set(step, value);
+  for (const [step, value] of iv) m.set(step, value);
   return m;
 }

@@ -11,6 +11,7 @@ import { StorageError, type TrialTemplate } from '../storage.js';
 import { checkAttrs, checkNewTrialState, copyAttr } from '../contract.js';
 import { OUTBOX_GAP_MS, topicOf } from './options.js';
 import type { Ctx, Replica, Shard } from './replica.js';
+import type { SealedWrite } from './persist.js';
 import { LIMITS, SHARD_TRIALS, changeHash, currentAttr, docParts, makeVoucher, seal, shardKeyOf, wireRecord, writeRecords, writeShardRecords, type TrialRecord } from './schema.js';
 
 export class Writer {
@@ -226,7 +227,7 @@ export class Writer {
     const meta = r.studyDirty && r.meta ? r.study.save() : null;
     r.studyDirty = false;
     const changes = new Map<string, Uint8Array[]>();
-    const sealed = new Map<string, { heads: string[]; changes: number; records: Uint8Array[] }>();
+    const sealed = new Map<string, SealedWrite>();
     const evict: Shard[] = [];
     const dirtyShards = new Set([...r.dirty].map((id) => shardKeyOf(r.view.records.get(id)!.o, r.view.records.get(id)!.q)));
     for (const s of r.shards.values()) {
@@ -242,7 +243,7 @@ export class Writer {
           if (v instanceof Uint8Array) records.push(v);
         }
         s.sealed = true;
-        sealed.set(s.key, { heads: s.heads, changes: s.changes, records });
+        sealed.set(s.key, { heads: s.heads, changes: s.changes, records, history: h.getChanges([]) });
         evict.push(s);
       }
     }
