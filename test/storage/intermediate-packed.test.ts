@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openPeerStorage, type PeerStorage } from '../../src/storage/replicated/index.js';
 import { setVerbosity } from '../../src/index.js';
+import { PackedStepMap } from '../../src/storage/storage.js';
 import { inProcessPeers } from '../fixtures/in-process-peers.js';
 import { waitFor } from '../fixtures/wait.js';
 
@@ -51,4 +52,45 @@ test('intermediate values read the same on the writer, by gossip and after a res
   await waitFor('the attr on b', 10_000, () => b.getTrial(sid, t.trialId).userAttrs['note'] === 'after restart');
   assert.deepEqual(steps(b, sid, t.trialId), expected, 'on the other peer after the record was signed again');
   assert.equal(b.stats().counters['gossip:schema'] ?? 0, 0, 'no record was refused as malformed');
+});
+
+test('a packed step map reads as the Map of the same pairs: steps in order, out of order, repeated, and after writes to it', () => {
+  const cases: [number, number][][] = [
+    [],
+    [[0, 1.5]],
+    [[0, 1], [1, Number.NaN], [5, -2], [2 ** 40, 3]],
+    [[3, 1], [1, 2], [2, 3]], // out of order
+    [[0, 1], [2, 2], [2, 7], [4, 3]], // a step twice: the later value, as Map.set
+  ];
+  for (const pairs of cases) {
+    const packed = new PackedStepMap(Float64Array.from(pairs.flat()));
+    const map = new Map(pairs);
+    const what = JSON.stringify(pairs);
+    assert.ok(packed instanceof Map, what);
+    assert.equal(packed.size, map.size, `size of ${what}`);
+    assert.deepEqual([...packed], [...map], `entries of ${what}`);
+    assert.deepEqual([...packed.keys()], [...map.keys()], `keys of ${what}`);
+    assert.deepEqual([...packed.values()], [...map.values()], `values of ${what}`);
+    const seen: [number, number][] = [];
+    packed.forEach((v, k, m) => {
+      assert.equal(m, packed);
+      seen.push([k, v]);
+    });
+    assert.deepEqual(seen, [...map], `forEach of ${what}`);
+    for (const step of [-1, 0, 1, 2, 3, 4, 5, 6, 2 ** 40]) {
+      assert.equal(packed.has(step), map.has(step), `has(${step}) in ${what}`);
+      assert.deepEqual(packed.get(step), map.get(step), `get(${step}) in ${what}`);
+    }
+    assert.deepEqual(new Map(packed), map, `a copy of ${what}`);
+    // Written to, it is an ordinary map of the same entries plus the write.
+    packed.set(9, 0.25);
+    map.set(9, 0.25);
+    packed.delete(0);
+    map.delete(0);
+    assert.deepEqual([...packed], [...map], `after writes to ${what}`);
+    assert.equal(packed.get(9), 0.25);
+    packed.clear();
+    assert.equal(packed.size, 0);
+    assert.deepEqual([...packed], []);
+  }
 });
