@@ -98,9 +98,9 @@ export class OwnedMap extends Map<number, number> {}
  * into an ordinary map holding the same entries (a later value of a repeated step wins, as in `set`).
  */
 export class PackedStepMap extends OwnedMap {
-  #packed: Float64Array | null;
+  #packed: readonly number[] | null;
 
-  constructor(packed: Float64Array) {
+  constructor(packed: readonly number[]) {
     super();
     let increasing = true;
     for (let i = 2; i < packed.length && increasing; i += 2) increasing = packed[i]! > packed[i - 2]!;

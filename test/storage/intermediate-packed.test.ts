@@ -63,7 +63,7 @@ test('a packed step map reads as the Map of the same pairs: steps in order, out 
     [[0, 1], [2, 2], [2, 7], [4, 3]], // a step twice: the later value, as Map.set
   ];
   for (const pairs of cases) {
-    const packed = new PackedStepMap(Float64Array.from(pairs.flat()));
+    const packed = new PackedStepMap(pairs.flat());
     const map = new Map(pairs);
     const what = JSON.stringify(pairs);
     assert.ok(packed instanceof Map, what);

@@ -174,7 +174,7 @@ export class ReplicaDb {
       if (!sh) s.shards.set(k, (sh = { key: k, batches: [], sealed: null }));
       return sh;
     };
-    for await (const [key, value] of this.db.iterator({ gte: 's/', lt: 's/~' })) {
+    for await (const [key, value] of this.db.iterator({ gte: 's/', lt: 's/~', fillCache: false } as never)) {
       const parts = key.split('/');
       const id = parts[1]!;
       if (parts[2] === 'v' || deleted.has(id)) continue; // vouchers are read when the shard is served

@@ -125,16 +125,24 @@ export interface TrialRecord {
 
 /**
  * A trial's intermediate values. On the wire, and in a record this peer is still writing, a list of
- * [step, value] pairs; in a record decoded from bytes (gossip, catch-up, the disk), one Float64Array of
- * step, value, step, value... The signature covers the bytes, not this object, so the form in memory is
- * free: in a replica of 10,000 trials with 20 values each, the pairs were 200,000 two-element arrays
- * and as many boxed numbers, about 15 MB of a 56 MB heap; packed, they take 3.2 MB (issue 8, RSS).
+ * [step, value] pairs; in a record decoded from bytes (gossip, catch-up, the disk), one flat list of
+ * numbers step, value, step, value... (V8 keeps a list of numbers as unboxed doubles in the JS heap).
+ * The signature covers the bytes, not this object, so the form in memory is free: in a replica of
+ * 10,000 trials with 20 values each, the pairs were 200,000 two-element arrays and as many boxed
+ * numbers, about 15 MB of a 56 MB heap; packed, they take 3.2 MB (issue 8, RSS). A Float64Array
+ * would take as much plus two objects and a separate allocation outside the heap per trial, which
+ * left the C heap fragmented after a load.
  */
-export type IntermediateList = [number, number][] | Float64Array;
+export type IntermediateList = [number, number][] | number[];
+
+/** Whether the values are the packed flat list (an empty list reads the same either way). */
+export function ivPacked(iv: IntermediateList): iv is number[] {
+  return iv.length > 0 && typeof iv[0] === 'number';
+}
 
 /** The values as [step, value] pairs (a new list when packed). */
 export function ivPairs(iv: IntermediateList): [number, number][] {
-  if (!(iv instanceof Float64Array)) return iv;
+  if (!ivPacked(iv)) return iv as [number, number][];
   const out: [number, number][] = [];
   for (let i = 0; i < iv.length; i += 2) out.push([iv[i]!, iv[i + 1]!]);
   return out;
@@ -142,12 +150,12 @@ export function ivPairs(iv: IntermediateList): [number, number][] {
 
 /** How many intermediate values. */
 export function ivCount(iv: IntermediateList): number {
-  return iv instanceof Float64Array ? iv.length / 2 : iv.length;
+  return ivPacked(iv) ? iv.length / 2 : iv.length;
 }
 
 /** Whether a value was reported at `step`. */
 export function ivHasStep(iv: IntermediateList, step: number): boolean {
-  if (!(iv instanceof Float64Array)) return iv.some((e) => e[0] === step);
+  if (!ivPacked(iv)) return (iv as [number, number][]).some((e) => e[0] === step);
   for (let i = 0; i < iv.length; i += 2) if (iv[i] === step) return true;
   return false;
 }
@@ -155,17 +163,14 @@ export function ivHasStep(iv: IntermediateList, step: number): boolean {
 /** Packs checked pairs (an empty list stays as it is). */
 function packIv(pairs: [number, number][]): IntermediateList {
   if (pairs.length === 0) return pairs;
-  const out = new Float64Array(pairs.length * 2);
-  pairs.forEach((e, i) => {
-    out[2 * i] = e[0];
-    out[2 * i + 1] = e[1];
-  });
+  const out: number[] = [];
+  for (const e of pairs) out.push(e[0], e[1]);
   return out;
 }
 
 /** The record as it is encoded and signed: intermediate values as pairs. */
 export function wireRecord(r: TrialRecord): TrialRecord {
-  return r.iv instanceof Float64Array ? { ...r, iv: ivPairs(r.iv) } : r;
+  return ivPacked(r.iv) ? { ...r, iv: ivPairs(r.iv) } : r;
 }
 
 export interface AttrRecord {

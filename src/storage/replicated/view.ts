@@ -21,7 +21,7 @@
  * sides, and the replica logs which (`NumberChange`s from `put`, counter `numbers:changed`).
  */
 import { frozenTrial, OwnedMap, PackedStepMap, type FrozenTrial, type TrialState } from '../storage.js';
-import type { IntermediateList, TrialRecord } from './schema.js';
+import { ivPacked, type IntermediateList, type TrialRecord } from './schema.js';
 
 /**
  * What a replica reads of others' trials (issue 15 F7, F14): `hide` drops every record of an owner
@@ -342,8 +342,8 @@ function lowerBound(order: readonly TrialRecord[], r: TrialRecord): number {
 
 /** A frozen trial's step -> value map, from the record's pairs or packed values (schema.ts IntermediateList). */
 function stepMap(iv: IntermediateList): OwnedMap {
-  if (iv instanceof Float64Array) return new PackedStepMap(iv);
+  if (ivPacked(iv)) return new PackedStepMap(iv);
   const m = new OwnedMap();
-  for (const [step, value] of iv) m.set(step, value);
+  for (const [step, value] of iv as [number, number][]) m.set(step, value);
   return m;
 }
