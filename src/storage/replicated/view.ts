@@ -88,6 +88,8 @@ export class TrialView {
   hiddenRecords = 0;
   /** WAITING trial id -> every claim of it known. */
   private readonly claimsOf = new Map<string, Set<string>>();
+  /** Trials whose record is WAITING (enqueued, not run yet): few, and what every ask looks through. */
+  private readonly waiting = new Set<string>();
 
   constructor(
     private readonly self: string,
@@ -138,6 +140,8 @@ export class TrialView {
       if (prev && prev.v > rec.v) continue;
       this.completeRecords += Number(rec.s === 'COMPLETE') - Number(prev?.s === 'COMPLETE');
       this.records.set(rec.id, rec);
+      if (rec.s === 'WAITING') this.waiting.add(rec.id);
+      else this.waiting.delete(rec.id);
       touched.push(rec.id);
       // A claim far ahead of this clock (a member can sign any c) does not move ours: following it to
       // 2^53 would make every trial this peer creates unsafe-integer, refused by every other replica.
@@ -278,7 +282,14 @@ export class TrialView {
    * RUNNING claims. A released trial stays hidden behind its first claim; the new claim is shown too.
    */
   oldestUnclaimed(now = Date.now()): TrialRecord | null {
-    for (const r of this.order) if (r.s === 'WAITING' && !this.claimedBy.has(r.id)) return r;
+    // The first unclaimed WAITING trial in number order, found among the WAITING ones (an ask costs
+    // O(enqueued trials), not O(study)).
+    let first: TrialRecord | null = null;
+    for (const id of this.waiting) {
+      const r = this.records.get(id)!;
+      if (!this.claimedBy.has(id) && (!first || sortKey(r, first) < 0)) first = r;
+    }
+    if (first) return first;
     if (this.claimsOf.size === 0) return null;
     const overCap = this.claimsOverCap();
     let best: TrialRecord | null = null;
