@@ -581,36 +581,79 @@ export default async function (ctx: BenchContext): Promise<void> {
     if (!opt.ok) skips.push(opt.why!);
     const optPg: [number, OptunaRun | string][] = [];
     const optJournal: [number, OptunaRun | string][] = [];
-    const optunaRow = async (label: string, n: number, storage: OptunaStorage, into: [number, OptunaRun | string][]) => {
+    // Each row is the median of `reps` windows, the three systems alternated within each repetition
+    // (and their order reversed every other one): this machine's throughput drifts by tens of percent
+    // from one minute to the next, and one window per system let the drift decide the ratios.
+    const reps = q ? 1 : 3;
+    const optunaRun = async (label: string, n: number, storage: OptunaStorage): Promise<OptunaRun | string> => {
       try {
-        const r = await optunaThroughput(n, secs, storage, `tp-${label}-${n}`);
+        const r = await optunaThroughput(n, secs, storage, `tp-${label}-${n}-${Math.random().toString(36).slice(2, 8)}`);
         ctx.log(`Optuna ${opt.version} ${label}, ${n} workers: ${fmt(r.trialsPerSec)} trials/s (${r.total} complete, ${r.failed} failed, ${r.errors} storage errors${r.lastError ? `, last: ${r.lastError}` : ''})`);
-        into.push([n, r]);
+        return r;
       } catch (e) {
         ctx.log(`Optuna ${label}, ${n} workers: failed: ${(e as Error).message}`);
-        into.push([n, `error: ${(e as Error).message.slice(0, 200)}`]);
+        return `error: ${(e as Error).message.slice(0, 200)}`;
       }
+    };
+    /** The run of median trials/s (the lower middle one of an even count), or the last error. */
+    const medianRun = <T extends { trialsPerSec: number }>(runs: (T | string)[]): T | string | undefined => {
+      const ok = runs.filter((r): r is T => typeof r !== 'string').sort((a, b) => a.trialsPerSec - b.trialsPerSec);
+      return ok.length ? ok[(ok.length - 1) >> 1] : runs[runs.length - 1];
+    };
+    const runsOf = new Map<string, number[]>(); // `${system}/${n}` -> trials/s of every window
+    const keep = (system: string, n: number, r: { trialsPerSec: number } | string) => {
+      if (typeof r === 'string') return;
+      const k = `${system}/${n}`;
+      runsOf.set(k, [...(runsOf.get(k) ?? []), r.trialsPerSec]);
     };
     try {
       for (const n of counts) {
-        let r: Awaited<ReturnType<typeof throughput>>;
-        try {
-          r = await throughput(n, secs);
-        } catch (e) {
-          ctx.log(`throughput ${n} peer processes: failed: ${(e as Error).message}`);
-          continue;
+        const mine: Awaited<ReturnType<typeof throughput>>[] = [];
+        const pgRuns: (OptunaRun | string)[] = [];
+        const jRuns: (OptunaRun | string)[] = [];
+        for (let rep = 0; rep < reps; rep++) {
+          const steps: (() => Promise<void>)[] = [
+            async () => {
+              try {
+                const r = await throughput(n, secs);
+                const c = r.counters;
+                ctx.log(`throughput ${n} peer processes: ${fmt(r.trialsPerSec)} trials/s (${r.total} trials, replicas agree: ${r.agreed}; swarm: ${c['gossip:accepted'] ?? 0} gossip messages accepted, ${c['sync:sessions-started'] ?? 0} sync sessions, ${c['sync:accepted-changes'] ?? 0} sync messages with changes)`);
+                mine.push(r);
+                keep('peertune', n, r);
+              } catch (e) {
+                ctx.log(`throughput ${n} peer processes: failed: ${(e as Error).message}`);
+              }
+            },
+            async () => {
+              if (!opt.ok || 'skip' in pg) return;
+              const r = await optunaRun('postgresql', n, { kind: 'rdb', url: pg.url });
+              pgRuns.push(r);
+              keep('postgresql', n, r);
+            },
+            async () => {
+              if (!opt.ok) return;
+              const r = await optunaRun('journal', n, { kind: 'journal', path: path.join(await tempDir(), 'journal.log') });
+              jRuns.push(r);
+              keep('journal', n, r);
+            },
+          ];
+          if (rep % 2 === 1) steps.reverse();
+          for (const step of steps) await step();
         }
-        const c = r.counters;
-        ctx.log(`throughput ${n} peer processes: ${fmt(r.trialsPerSec)} trials/s (${r.total} trials, replicas agree: ${r.agreed}; swarm: ${c['gossip:accepted'] ?? 0} gossip messages accepted, ${c['sync:sessions-started'] ?? 0} sync sessions, ${c['sync:accepted-changes'] ?? 0} sync messages with changes)`);
-        tp.push([n, r]);
-        if (opt.ok && !('skip' in pg)) await optunaRow('postgresql', n, { kind: 'rdb', url: pg.url }, optPg);
-        if (opt.ok) await optunaRow('journal', n, { kind: 'journal', path: path.join(await tempDir(), 'journal.log') }, optJournal);
+        const m = medianRun(mine);
+        if (m && typeof m !== 'string') tp.push([n, { ...m, agreed: mine.every((r) => r.agreed) }]);
+        const mp = medianRun(pgRuns);
+        if (mp !== undefined) optPg.push([n, mp]);
+        const mj = medianRun(jRuns);
+        if (mj !== undefined) optJournal.push([n, mj]);
       }
     } finally {
       if (!('skip' in pg)) await pg.stop();
     }
     for (const s of skips) ctx.log(s);
+    const allRuns = Object.fromEntries(runsOf);
     data['throughput'] = Object.fromEntries(tp);
+    data['throughputRuns'] = { repetitions: reps, trialsPerSec: allRuns };
     data['optunaThroughput'] = { version: opt.version ?? null, seconds: secs, postgresql: Object.fromEntries(optPg), journalFile: Object.fromEntries(optJournal), skipped: skips };
     const cell = (rows: [number, OptunaRun | string][], n: number): [string, string] => {
       const r = rows.find((x) => x[0] === n)?.[1];
@@ -618,15 +661,17 @@ export default async function (ctx: BenchContext): Promise<void> {
       if (typeof r === 'string') return ['error', ''];
       return [fmt(r.trialsPerSec), `${r.failed} / ${r.errors}`];
     };
-    md.push(`### Throughput (${secs} s window, trivial objective \`(x - 2)^2\`, RandomSampler on both sides; peertune's window follows a ${THROUGHPUT_WARMUP_SECONDS} s untimed warm-up run in which gossip pacing settles)`, '');
+    const windows = (system: string, n: number) => (allRuns[`${system}/${n}`] ?? []).map((x) => fmt(x)).join(' / ');
+    md.push(`### Throughput (median of ${reps} window(s) of ${secs} s per row, the three systems alternated; trivial objective \`(x - 2)^2\`, RandomSampler on both sides; peertune's window follows a ${THROUGHPUT_WARMUP_SECONDS} s untimed warm-up run in which gossip pacing settles)`, '');
     md.push(
       table(
-        ['processes', 'peertune trials/s', 'replicas agree', `Optuna ${opt.version ?? ''} PostgreSQL trials/s`, 'failed / errors', `Optuna JournalFileStorage trials/s`, 'failed / errors', 'peertune / PostgreSQL', 'peertune / journal'],
-        tp.map(([n, r]) => {
+        ['processes', 'peertune trials/s', 'replicas agree', `Optuna ${opt.version ?? ''} PostgreSQL trials/s`, 'failed / errors', `Optuna JournalFileStorage trials/s`, 'failed / errors', 'peertune / PostgreSQL', 'peertune / journal', 'x the row before', 'windows: peertune; PostgreSQL; journal'],
+        tp.map(([n, r], i) => {
           const [pgTps, pgFail] = cell(optPg, n);
           const [jTps, jFail] = cell(optJournal, n);
           const ratio = (x: string) => (Number.isFinite(Number(x)) && Number(x) > 0 ? `x${fmt(r.trialsPerSec / Number(x))}` : '');
-          return [n, fmt(r.trialsPerSec), r.agreed ? 'yes' : 'NO', pgTps, pgFail, jTps, jFail, ratio(pgTps), ratio(jTps)];
+          const before = i > 0 ? `x${fmt(r.trialsPerSec / tp[i - 1]![1].trialsPerSec)}` : '';
+          return [n, fmt(r.trialsPerSec), r.agreed ? 'yes' : 'NO', pgTps, pgFail, jTps, jFail, ratio(pgTps), ratio(jTps), before, `${windows('peertune', n)}; ${windows('postgresql', n)}; ${windows('journal', n)}`];
         }),
       ),
       '',
