@@ -198,3 +198,24 @@ test('a data dir written in replica format 1 is refused with a message naming th
   await again.close();
   assert.deepEqual(keys.sort(), ['s/s0123456789abcdef01234567/name', 's/s0123456789abcdef01234567/snap'], 'nothing was written to the old database');
 });
+
+// Issue 8, format 3: a data dir written by a newer peertune (a format this one does not know) is refused
+// before anything is read or written, with a message naming both formats.
+test('a data dir of a newer replica format is refused with a message naming the versions, and left as it was', async (t) => {
+  const dir = await tempDir();
+  t.after(() => dir.remove());
+  const dataDir = join(dir.path, 'newer');
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const db = new Level<string, Uint8Array>(join(dataDir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view' });
+  await db.open();
+  await db.put('format', new TextEncoder().encode('4'));
+  await db.put('z/s0123456789abcdef01234567/x', new Uint8Array([1, 2, 3]));
+  await db.close();
+  await assert.rejects(openPeer(dataDir, { listen: [] }), (e: Error) => /format 4/.test(e.message) && /reads format 3/.test(e.message) && /move .*db aside/.test(e.message));
+  const again = new Level<string, Uint8Array>(join(dataDir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view' });
+  await again.open();
+  const entries: [string, string][] = [];
+  for await (const [k, v] of again.iterator()) entries.push([k, Buffer.from(v).toString('hex')]);
+  await again.close();
+  assert.deepEqual(entries.sort(), [['format', '34'], ['z/s0123456789abcdef01234567/x', '010203']], 'nothing was written to the newer database');
+});
