@@ -37,6 +37,7 @@ test('changes taken by gossip and applied later: same heads as the owner, served
   assert.ok((relay.stats().counters['gossip:accepted'] ?? 0) >= 1, 'the trials came by gossip');
   await waitFor('the relay\'s heads to be the owner\'s', 10_000, () => replicaHeads(relay, sid) === replicaHeads(owner, sid));
   await waitFor('the first shard sealed on the relay', 10_000, () => (relay.stats().studies.find((s) => s.studyId === sid)?.sealedShards ?? 0) >= 1);
+  assert.ok((relay.stats().counters['seal:from-deferred'] ?? 0) >= 1, 'the relay sealed the shard from its deferred changes, without applying them');
 
   // The open shard's document, read on the relay, holds each record byte for byte as the owner wrote it.
   const open = shardOfTrial(running.trialId);

@@ -96,6 +96,8 @@ export class Shard {
    */
   private deferred: Uint8Array[] = [];
   private deferredHashes = new Set<string>();
+  /** The last record bytes the deferred changes set, per trial id (what the document will hold). */
+  private deferredValues = new Map<string, Uint8Array>();
 
   constructor(readonly id: ShardId) {}
 
@@ -133,10 +135,30 @@ export class Shard {
    * Takes merged changes of an open shard for a later apply: `raws` in causal order, each depending on
    * every head before it, so the last one is the shard's only head (`Replica.applyShard` checks that).
    */
-  defer(raws: Uint8Array[], hashes: string[]): void {
+  defer(raws: Uint8Array[], hashes: string[], values?: ReadonlyMap<string, Uint8Array>): void {
     this.deferred.push(...raws);
     for (const x of hashes) this.deferredHashes.add(x);
+    if (values) for (const [id, v] of values) this.deferredValues.set(id, v);
+    else this.deferredValues.clear(); // not known: a seal reads the document
     this.heads = [hashes.at(-1)!];
+  }
+
+  /**
+   * A shard whose whole history is deferred (its document holds nothing yet: what a receiver of
+   * an owner's gossip has until it seals), sealed without applying it: the final records are the
+   * last bytes the changes set per trial, the history is the deferred changes in order. Null when the
+   * document holds changes or a record of `ids` is not known; then the seal reads the document.
+   */
+  sealDeferred(ids: readonly string[]): { records: Uint8Array[]; history: Uint8Array[] } | null {
+    if (!this.doc || this.deferred.length === 0 || this.deferred.length !== this.changes) return null;
+    if (handleOf(this.doc as A.Doc<StudyDoc>).getHeads().length > 0) return null;
+    const records: Uint8Array[] = [];
+    for (const id of ids) {
+      const v = this.deferredValues.get(id);
+      if (!v) return null;
+      records.push(v);
+    }
+    return { records, history: [...this.deferred] };
   }
 
   private applyDeferred(): void {
@@ -146,6 +168,7 @@ export class Shard {
     const hashes = this.deferredHashes;
     this.deferred = [];
     this.deferredHashes = new Set();
+    this.deferredValues = new Map();
     try {
       h.applyChanges(raws);
       noteChanges(h, hashes);
@@ -170,6 +193,7 @@ export class Shard {
     // Deferred changes are in `unsaved` or already on disk, which is what a reopened shard reads.
     this.deferred = [];
     this.deferredHashes = new Set();
+    this.deferredValues = new Map();
   }
 }
 
@@ -477,7 +501,7 @@ export class Replica {
     let h: DocHandle | null = null;
     if (linear) {
       if (!s.doc) s.open(); // a new shard: an empty document, nothing to apply yet
-      s.defer(freshRaw, result.fresh.map((d) => d.hash!));
+      s.defer(freshRaw, result.fresh.map((d) => d.hash!), result.values);
     } else {
       h = s.open();
       try {

@@ -236,14 +236,22 @@ export class Writer {
       s.unsaved = [];
       // Only shards that just changed can have become sealable.
       if (s.doc && !dirtyShards.has(s.key) && r.sealable(s)) {
-        const h = s.handle!;
-        const records: Uint8Array[] = [];
-        for (let q = s.id.bucket * SHARD_TRIALS; q < (s.id.bucket + 1) * SHARD_TRIALS; q++) {
-          const v = h.get('_root', `${s.id.owner}:${q}`);
-          if (v instanceof Uint8Array) records.push(v);
+        const ids: string[] = [];
+        for (let q = s.id.bucket * SHARD_TRIALS; q < (s.id.bucket + 1) * SHARD_TRIALS; q++) ids.push(`${s.id.owner}:${q}`);
+        // Another owner's shard taken by gossip is sealed from its deferred changes, never applied.
+        let done = s.sealDeferred(ids);
+        if (done) this.ctx.count('seal:from-deferred');
+        else {
+          const h = s.handle!;
+          const records: Uint8Array[] = [];
+          for (const id of ids) {
+            const v = h.get('_root', id);
+            if (v instanceof Uint8Array) records.push(v);
+          }
+          done = { records, history: h.getChanges([]) };
         }
         s.sealed = true;
-        sealed.set(s.key, { heads: s.heads, changes: s.changes, records, history: h.getChanges([]) });
+        sealed.set(s.key, { heads: s.heads, changes: s.changes, ...done });
         evict.push(s);
       }
     }
