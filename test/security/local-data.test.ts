@@ -178,25 +178,41 @@ test("HOLE-10 (fixed) the study's creator keeps its study across a restart (and 
   assert.equal(again.getAllTrials(study.value.studyId).length, 3);
 });
 
+/** A data dir holding only these raw entries (as another peertune version would have left it). */
+async function rawDataDir(root: string, entries: [string, Uint8Array][]): Promise<string> {
+  const dataDir = join(root, 'raw');
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const db = new Level<string, Uint8Array>(join(dataDir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view' });
+  await db.open();
+  for (const [k, v] of entries) await db.put(k, v);
+  await db.close();
+  return dataDir;
+}
+
+/** Every entry of a data dir's database, values in hex, sorted by key. */
+async function rawEntries(dataDir: string): Promise<[string, string][]> {
+  const db = new Level<string, Uint8Array>(join(dataDir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view' });
+  await db.open();
+  const out: [string, string][] = [];
+  for await (const [k, v] of db.iterator()) out.push([k, Buffer.from(v).toString('hex')]);
+  await db.close();
+  return out.sort((a, b) => (a[0] < b[0] ? -1 : 1));
+}
+
 // Issue 8: the sharded layout is replica format 2 (3 since sealed histories moved to `z/`). A data dir of format 1 (one Automerge document per
 // study) is refused before anything is written to it, with a message naming both formats and what to do.
 test('a data dir written in replica format 1 is refused with a message naming the versions, and left as it was', async (t) => {
   const dir = await tempDir();
   t.after(() => dir.remove());
-  const dataDir = join(dir.path, 'old');
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const db = new Level<string, Uint8Array>(join(dataDir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view' });
-  await db.open();
-  await db.put('s/s0123456789abcdef01234567/name', new TextEncoder().encode('old-study'));
-  await db.put('s/s0123456789abcdef01234567/snap', new Uint8Array([1, 2, 3]));
-  await db.close();
+  const entries: [string, Uint8Array][] = [
+    ['s/s0123456789abcdef01234567/name', new TextEncoder().encode('old-study')],
+    ['s/s0123456789abcdef01234567/snap', new Uint8Array([1, 2, 3])],
+  ];
+  const dataDir = await rawDataDir(dir.path, entries);
+  const before = await rawEntries(dataDir);
   await assert.rejects(openPeer(dataDir, { listen: [] }), (e: Error) => /format 1/.test(e.message) && /format 3/.test(e.message) && /move .*db aside/.test(e.message));
-  const again = new Level<string, Uint8Array>(join(dataDir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view' });
-  await again.open();
-  const keys: string[] = [];
-  for await (const k of again.keys()) keys.push(k);
-  await again.close();
-  assert.deepEqual(keys.sort(), ['s/s0123456789abcdef01234567/name', 's/s0123456789abcdef01234567/snap'], 'nothing was written to the old database');
+  assert.deepEqual(await rawEntries(dataDir), before, 'nothing was written to the old database');
+  assert.deepEqual(before.map(([k]) => k), entries.map(([k]) => k));
 });
 
 // Issue 8, format 3: a data dir written by a newer peertune (a format this one does not know) is refused
@@ -204,18 +220,10 @@ test('a data dir written in replica format 1 is refused with a message naming th
 test('a data dir of a newer replica format is refused with a message naming the versions, and left as it was', async (t) => {
   const dir = await tempDir();
   t.after(() => dir.remove());
-  const dataDir = join(dir.path, 'newer');
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const db = new Level<string, Uint8Array>(join(dataDir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view' });
-  await db.open();
-  await db.put('format', new TextEncoder().encode('4'));
-  await db.put('z/s0123456789abcdef01234567/x', new Uint8Array([1, 2, 3]));
-  await db.close();
+  const dataDir = await rawDataDir(dir.path, [
+    ['format', new TextEncoder().encode('4')],
+    ['z/s0123456789abcdef01234567/x', new Uint8Array([1, 2, 3])],
+  ]);
   await assert.rejects(openPeer(dataDir, { listen: [] }), (e: Error) => /format 4/.test(e.message) && /reads format 3/.test(e.message) && /move .*db aside/.test(e.message));
-  const again = new Level<string, Uint8Array>(join(dataDir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'view' });
-  await again.open();
-  const entries: [string, string][] = [];
-  for await (const [k, v] of again.iterator()) entries.push([k, Buffer.from(v).toString('hex')]);
-  await again.close();
-  assert.deepEqual(entries.sort(), [['format', '34'], ['z/s0123456789abcdef01234567/x', '010203']], 'nothing was written to the newer database');
+  assert.deepEqual(await rawEntries(dataDir), [['format', '34'], ['z/s0123456789abcdef01234567/x', '010203']], 'nothing was written to the newer database');
 });

@@ -74,6 +74,20 @@ async function layout(raw: RawDb, sid: string): Promise<Map<string, { c: string[
   return out;
 }
 
+/**
+ * Reopens the data dir: it must show `before` (trials, intermediate values, attrs); then a fresh peer
+ * that joins it alone must come to hold the same. Returns the reopened storage.
+ */
+async function reopenAndJoin(dataDir: string, name: string, before: string): Promise<PeerStorage> {
+  const again = peer.adopt(await openPeerStorage({ ...OPTS, dataDir }));
+  const reloaded = await loadStudy({ studyName: name, storage: again });
+  assert.equal(viewOf(reloaded), before, `the reopened peer shows the same trials of ${name}`);
+  const joiner = await peer(again.multiaddrs());
+  const joined = await loadStudy({ studyName: name, storage: joiner });
+  await waitFor(`a joiner to hold what the reopened peer shows of ${name}`, 30_000, () => viewOf(joined) === before);
+  return again;
+}
+
 test('a sealed shard keeps its history under z/ and no c/ batches; a restart and a joiner get every trial, a late attr on a sealed trial included', async () => {
   const { dataDir, study, storage } = await studyOf130('format3');
   const sid = study.studyId;
@@ -101,12 +115,7 @@ test('a sealed shard keeps its history under z/ and no c/ batches; a restart and
     await raw.db.close();
   }
 
-  const again = peer.adopt(await openPeerStorage({ ...OPTS, dataDir }));
-  const reloaded = await loadStudy({ studyName: 'format3', storage: again });
-  assert.equal(viewOf(reloaded), before, 'the restarted peer shows the same trials, intermediate values and attrs');
-  const joiner = await peer(again.multiaddrs());
-  const joined = await loadStudy({ studyName: 'format3', storage: joiner });
-  await waitFor('the joiner to hold what the restarted peer shows', 30_000, () => viewOf(joined) === before);
+  await reopenAndJoin(dataDir, 'format3', before);
 });
 
 test('a data dir of format 2 (sealed histories as c/ batches) is upgraded in place when opened, and loads and serves all of it', async () => {
@@ -135,13 +144,7 @@ test('a data dir of format 2 (sealed histories as c/ batches) is upgraded in pla
     await raw.db.close();
   }
 
-  const again = peer.adopt(await openPeerStorage({ ...OPTS, dataDir }));
-  const reloaded = await loadStudy({ studyName: 'format2', storage: again });
-  assert.equal(viewOf(reloaded), before, 'the upgraded replica shows the same trials');
-  const joiner = await peer(again.multiaddrs());
-  const joined = await loadStudy({ studyName: 'format2', storage: joiner });
-  await waitFor('the joiner to hold all of it, served from the upgraded replica', 30_000, () => viewOf(joined) === before);
-  await again.close();
+  await (await reopenAndJoin(dataDir, 'format2', before)).close();
 
   raw = await openRaw(dataDir);
   try {
