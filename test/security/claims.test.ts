@@ -36,6 +36,7 @@ describe('F14: claims of enqueued trials are released when their owner goes sile
   it('a live member holding every claim: a worker takes the enqueued trials over once the claim time limit passes', async () => {
     V = await Member.start({ dataDir: join(dir.path, 'v'), join: H.addrs, claimTimeoutMs: 3000 });
     await V.call('await', { studyId: sid });
+    await V.waitToHear([H]); // vitals count heartbeat gaps from a first hearing
     await waitFor("A's claims on V", 20_000, async () => (await V.trials(sid)).filter((t) => t.owner === A.peerId && t.claim).length === 6);
     // While the limit has not passed, A's claims hold (H, with the default 6 h limit, sees nothing to claim).
     assert.equal((await H.call<{ waiting: string | null }>('claimable', { studyId: sid })).waiting, null);
@@ -66,6 +67,7 @@ describe('F14: claims of enqueued trials are released when their owner goes sile
     await H.call('enqueue', { studyId: sid, n: 70, x: 100 });
     B = await Member.start({ dataDir: join(dir.path, 'b'), join: H.addrs });
     await B.call('await', { studyId: sid });
+    await H.waitToHear([B]); // H's vitals count B's heartbeat gaps from a first hearing
     await waitFor('the 70 enqueued trials on B', 30_000, async () => (await B.trials(sid)).filter((t) => t.state === 'WAITING').length === 70);
     assert.equal((await B.call<{ claimed: string[] }>('claimAll', { studyId: sid })).claimed.length, 70);
     await waitFor("B's 70 claims on H", 30_000, async () => (await H.trials(sid)).filter((t) => t.owner === B.peerId && t.claim && t.state === 'RUNNING').length === 70);

@@ -69,6 +69,7 @@ describe('F7: excluding a peer, trusting only some authors, and refusing values 
   it('a worker excluding the liar: none of its trials in the study, its budget counts the others only', async () => {
     V = await Member.start({ dataDir: join(dir.path, 'v'), join: H.addrs, excludePeers: [A.peerId] });
     await V.call('await', { studyId: sid });
+    await V.waitToHear([H]); // vitals count heartbeat gaps from a first hearing
     await waitFor("H's three trials on V", 20_000, async () => (await V.trials(sid)).length >= 3);
     // maxTrials 10: with A's 21 COMPLETE trials counted V would run none; it runs 7 (10 minus H's 3).
     await V.call('run', { studyId: sid, n: 50, maxTrials: 10, sampler: 'tpe', seed: 4 });

@@ -59,6 +59,7 @@ describe('F15: per-owner quotas bound what one member can make a replica store',
 
   it('after a restart the stored share still counts: more of the member\'s trials are refused, honest ones arrive', async () => {
     await V.call('await', { studyId: sid });
+    await V.waitToHear([H]); // the restarted V's vitals count heartbeat gaps from a first hearing
     const before = (await V.trials(sid)).filter((t) => t.owner === A.peerId).length;
     const refusedBefore = await V.counter('quota:trials', 'quota:bytes');
     await A.call('fat', { studyId: sid, n: 64, bytes: 1024 });

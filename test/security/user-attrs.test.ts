@@ -24,6 +24,7 @@ describe('issue 15: a member cannot pin a study user attr with a far-future time
     A = await Member.start({ dataDir: join(dir.path, 'a'), join: H.addrs });
     V = await Member.start({ dataDir: join(dir.path, 'v'), join: H.addrs });
     await Promise.all([A.call('await', { studyId: sid }), V.call('await', { studyId: sid })]);
+    await V.waitToHear([H]); // vitals count heartbeat gaps from a first hearing
   });
 
   after(async () => {
