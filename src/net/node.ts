@@ -13,6 +13,7 @@ import { createLibp2p, type Libp2p } from 'libp2p';
 import { tcp } from '@libp2p/tcp';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
+import './yamux-window.js';
 import { identify } from '@libp2p/identify';
 import { mdns } from '@libp2p/mdns';
 import { gossipsub, type GossipSub } from '@chainsafe/libp2p-gossipsub';
