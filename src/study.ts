@@ -546,26 +546,53 @@ export class Study {
 
     const bar = opts.showProgressBar ? (await import('./progress-bar.js')).progressBar(nTrials, timeout) : null;
     try {
+      // A trial that completed or was pruned waits, between its tell and the next ask, only for its disk
+      // write (finishTrial resolves once it is synced): the next trial starts meanwhile, and optimize
+      // resolves once every write has. Not with a scheduling pruner (PBT), whose turns follow the
+      // trials' tells; nor after a failure (it may end optimize, as in Optuna, before another trial).
+      const overlap = !this.pruner.admit;
       const worker = async (): Promise<void> => {
-        while (!this.stopRequested && !fatal && (nTrials === undefined || started < nTrials) && Date.now() < deadline) {
-          if (maxTrials !== undefined && this.countTowardsBudget() >= maxTrials) break;
-          // A scheduling pruner (PBT) may hold the loop until a continuation waits, or end it. No await
-          // between its last 'start' and ask(), so two jobs cannot both take the last place.
-          let turn = this.pruner.admit?.(this) ?? 'start';
-          while (turn === 'wait' && !this.stopRequested && !fatal && Date.now() < deadline) {
-            await this.historyChange(Math.min(1000, deadline - Date.now()));
-            turn = this.pruner.admit!(this);
+        let prior: Promise<unknown> | null = null;
+        try {
+          while (!this.stopRequested && !fatal && (nTrials === undefined || started < nTrials) && Date.now() < deadline) {
+            if (maxTrials !== undefined && this.countTowardsBudget() >= maxTrials) break;
+            // A scheduling pruner (PBT) may hold the loop until a continuation waits, or end it. No await
+            // between its last 'start' and ask(), so two jobs cannot both take the last place.
+            let turn = this.pruner.admit?.(this) ?? 'start';
+            while (turn === 'wait' && !this.stopRequested && !fatal && Date.now() < deadline) {
+              await this.historyChange(Math.min(1000, deadline - Date.now()));
+              turn = this.pruner.admit!(this);
+            }
+            if (turn !== 'start') break;
+            started++;
+            const { trialId, told, error } = await this.runOne(objective);
+            if (overlap && error === undefined) {
+              // The trial is finished in memory (the next trial's sampler and these callbacks see it); its
+              // disk write goes on while the next trial runs, and is awaited before that one is told.
+              const tail = told.then(() => bar?.update(this.bestText()));
+              tail.catch(() => {});
+              await prior;
+              prior = tail;
+              const frozen = this.storage.getTrial(this.studyId, trialId);
+              for (const cb of callbacks) await cb(this, frozen);
+              continue;
+            }
+            await prior;
+            prior = null;
+            const frozen = await told;
+            bar?.update(this.bestText());
+            // A failure that will be retried does not stop optimize (Ray's max_failures); others follow Optuna.
+            if (error !== undefined && !isCaught(error) && !this.willRetry(frozen)) {
+              fatal ??= { err: error };
+            }
+            for (const cb of callbacks) await cb(this, frozen);
           }
-          if (turn !== 'start') break;
-          started++;
-          const { frozen, error } = await this.runOne(objective);
-          bar?.update(this.bestText());
-          // A failure that will be retried does not stop optimize (Ray's max_failures); others follow Optuna.
-          if (error !== undefined && !isCaught(error) && !this.willRetry(frozen)) {
-            fatal ??= { err: error };
-          }
-          for (const cb of callbacks) await cb(this, frozen);
+        } catch (e) {
+          // A callback or the objective's tell threw: the last trial's write still ends before optimize does.
+          await prior?.catch(() => {});
+          throw e;
         }
+        await prior;
       };
       await Promise.all(Array.from({ length: nJobs }, () => worker()));
     } finally {
@@ -595,17 +622,21 @@ export class Study {
     return this.getTrials({ states: ['COMPLETE', 'PRUNED', 'RUNNING'] }).filter((t) => t.state !== 'RUNNING' || t.owner === self).length;
   }
 
-  private async runOne(objective: Objective): Promise<{ frozen: FrozenTrial; error?: unknown }> {
+  /**
+   * Runs one trial and tells it: `told` settles once the trial's finished state is durable; by the time
+   * this resolves the state is already applied in memory (tell's synchronous part).
+   */
+  private async runOne(objective: Objective): Promise<{ trialId: string; told: Promise<FrozenTrial>; error?: unknown }> {
     const trial = this.ask();
+    let result: unknown;
     try {
-      const result = await objective(trial);
-      return { frozen: await this.tell(trial, result as ObjectiveResult) };
+      result = await objective(trial);
     } catch (err) {
-      if (err instanceof TrialPruned) return { frozen: await this.tell(trial, null, { state: 'PRUNED' }) };
+      if (err instanceof TrialPruned) return { trialId: trial.trialId, told: this.tell(trial, null, { state: 'PRUNED' }) };
       const msg = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-      const frozen = await this.tell(trial, null, { state: 'FAIL', failReason: `the objective raised ${msg}` });
-      return { frozen, error: err };
+      return { trialId: trial.trialId, told: this.tell(trial, null, { state: 'FAIL', failReason: `the objective raised ${msg}` }), error: err };
     }
+    return { trialId: trial.trialId, told: this.tell(trial, result as ObjectiveResult) };
   }
 
   /** Validates an objective's result; returns the values, or a reason to fail the trial. */
