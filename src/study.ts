@@ -571,15 +571,19 @@ export class Study {
               // disk write goes on while the next trial runs, and is awaited before that one is told.
               const tail = told.then(() => bar?.update(this.bestText()));
               tail.catch(() => {});
-              await prior;
+              // The newest write is the one an error path waits for (writes end in order).
+              const last = prior;
               prior = tail;
+              await last;
               const frozen = this.storage.getTrial(this.studyId, trialId);
               for (const cb of callbacks) await cb(this, frozen);
               continue;
             }
-            await prior;
-            prior = null;
+            const last = prior;
+            prior = told;
+            await last;
             const frozen = await told;
+            prior = null;
             bar?.update(this.bestText());
             // A failure that will be retried does not stop optimize (Ray's max_failures); others follow Optuna.
             if (error !== undefined && !isCaught(error) && !this.willRetry(frozen)) {

@@ -26,6 +26,7 @@ interface WindowState {
   getSendFlags(): number;
   sendFrame(header: { type: number; flag: number; streamID: number; length: number }): void;
   _id: number;
+  config: { maxStreamWindowSize: number };
 }
 
 /** Yamux frame type of a window update (the spec's value). */
@@ -35,7 +36,13 @@ const WINDOW_UPDATE = 1;
 export const yamuxWindowUpdates = { sent: 0, skipped: 0 };
 
 const proto = YamuxStream.prototype as unknown as WindowState & { sendWindowUpdate(): void };
+const libraryRule = proto.sendWindowUpdate;
 proto.sendWindowUpdate = function sendWindowUpdate(this: WindowState): void {
+  // A later version of the library that keeps its window elsewhere keeps its own rule.
+  if (typeof this.recvWindow !== 'number' || typeof this.recvWindowCapacity !== 'number' || typeof this.config?.maxStreamWindowSize !== 'number') {
+    libraryRule.call(this);
+    return;
+  }
   const flags = this.getSendFlags();
   const now = Date.now();
   const rtt = this.getRTT();
@@ -47,7 +54,7 @@ proto.sendWindowUpdate = function sendWindowUpdate(this: WindowState): void {
   // As the library does: a stream read through within four round trips of its last update gets a
   // window up to twice as large.
   if (flags === 0 && rtt > -1 && now - this.epochStart < rtt * 4) {
-    this.recvWindow = Math.min(this.recvWindow * 2, (this as unknown as { config: { maxStreamWindowSize: number } }).config.maxStreamWindowSize);
+    this.recvWindow = Math.min(this.recvWindow * 2, this.config.maxStreamWindowSize);
   }
   const delta = this.recvWindow - this.recvWindowCapacity;
   if (delta <= 0 && flags === 0) return;
