@@ -191,6 +191,9 @@ describe('replicated studies', { concurrency: 1 }, () => {
     // The side whose trials moved says so in its log (counted as numbers:changed).
     const counts = await Promise.all([a, b, c].map(async (p) => ((await p.dump())['stats'] as Record<string, number>)['numbers:changed'] ?? 0));
     assert.ok(counts.some((n) => n > 0), `a replica logged the renumbering: ${JSON.stringify(counts)}`);
+    // The trials that moved were finished ones (each side ran its trials to the end before the heal).
+    const movedFinished = await Promise.all([a, b, c].map(async (p) => ((await p.dump())['stats'] as Record<string, number>)['numbers:moved-finished'] ?? 0));
+    assert.ok(movedFinished.some((n) => n > 0), `a replica counted the finished trials that moved: ${JSON.stringify(movedFinished)}`);
     await Promise.all([a, b, c].map((p) => p.quit()));
   });
 
@@ -227,6 +230,9 @@ describe('replicated studies', { concurrency: 1 }, () => {
     // peer event loops stall for 1-3 s at load average 20+, so gossip latency passes 100 ms: some numbers
     // move by one (44 of 600 at load average 15, 39 of 600 at 24-29; none on an idle machine).
     ctx.diagnostic(`numbers told that moved (the race): ${moved.length} of 600`);
+    // Each told number that moved is a finished trial whose owner's replica counted the move.
+    const movedFinished = (await Promise.all([a, b, c].map(async (p) => ((await p.dump())['stats'] as Record<string, number>)['numbers:moved-finished'] ?? 0))).reduce((x, y) => x + y, 0);
+    assert.ok(movedFinished >= moved.length, `${movedFinished} moves of finished trials counted, ${moved.length} told numbers moved`);
     assert.ok(moved.length <= 120, `at most 20% of the numbers told moved (the race): ${moved.length}: ${moved.join('; ')}`);
     await Promise.all([a, b, c].map((p) => p.quit()));
   });

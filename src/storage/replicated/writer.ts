@@ -7,7 +7,7 @@
  */
 import { logger } from '../../logging.js';
 import { pack } from '../../net/wire.js';
-import { StorageError, type TrialTemplate } from '../storage.js';
+import { StorageError, isFinished, type TrialTemplate } from '../storage.js';
 import { checkAttrs, checkNewTrialState, copyAttr } from '../contract.js';
 import { OUTBOX_GAP_MS, topicOf } from './options.js';
 import type { Ctx, Replica, Shard } from './replica.js';
@@ -271,6 +271,8 @@ export class Writer {
   logRenumbered(r: Replica, changes: { trialId: string; from: number; to: number }[]): void {
     if (changes.length === 0) return;
     this.ctx.count('numbers:changed');
+    // Finished trials whose number moved: numbers a user may already have read in a log (issue 8).
+    for (const c of changes) if (isFinished(r.view.records.get(c.trialId)?.s ?? 'RUNNING')) this.ctx.count('numbers:moved-finished');
     const shown = changes.slice(0, 10).map((c) => `#${c.from} -> #${c.to} (${c.trialId.slice(-12)})`).join(', ');
     logger.info(`Study ${r.name}: ${changes.length} trial number(s) changed after merging trials created concurrently elsewhere (rule: rank by claimed number, then trial id): ${shown}${changes.length > 10 ? ', ...' : ''}`);
   }
