@@ -521,9 +521,14 @@ export class PeerStorage implements Storage {
       if (info) {
         const r = ctx.replicas.get(info.studyId)!;
         foundAt ??= Date.now();
+        const alone = !ctx.node || (ctx.node.connectedPeers().length === 0 && ctx.opts.join.length === 0);
+        // A study can come by the first sync session before any peer's heartbeat has listed the others of
+        // its name (issue 15 F3: a name that two studies share must read as ambiguous): wait for one
+        // peer's list of studies too, for as long as for an announced one.
+        const heard = alone || this.#ae.peerStudies.size > 0 || Date.now() - foundAt >= 5000;
         const another = Date.now() - foundAt < 5000 && [...ctx.replicas.values()].some(arriving);
         // Caught up with at least one peer, or nobody to catch up with.
-        if (!another && (r.caughtUp || !ctx.node || (ctx.node.connectedPeers().length === 0 && ctx.opts.join.length === 0))) return info;
+        if (heard && !another && (r.caughtUp || alone)) return info;
       }
       const left = deadline - Date.now();
       if (left <= 0 || ctx.closed) return find();
