@@ -566,28 +566,27 @@ export class Study {
             if (turn !== 'start') break;
             started++;
             const { trialId, told, error } = await this.runOne(objective);
+            const written = told.then((t) => {
+              bar?.update(this.bestText());
+              return t;
+            });
+            written.catch(() => {});
+            // The newest write is the one an error path waits for (writes end in order).
+            const last = prior;
+            prior = written;
+            await last;
+            let frozen: FrozenTrial;
             if (overlap && error === undefined) {
               // The trial is finished in memory (the next trial's sampler and these callbacks see it); its
               // disk write goes on while the next trial runs, and is awaited before that one is told.
-              const tail = told.then(() => bar?.update(this.bestText()));
-              tail.catch(() => {});
-              // The newest write is the one an error path waits for (writes end in order).
-              const last = prior;
-              prior = tail;
-              await last;
-              const frozen = this.storage.getTrial(this.studyId, trialId);
-              for (const cb of callbacks) await cb(this, frozen);
-              continue;
-            }
-            const last = prior;
-            prior = told;
-            await last;
-            const frozen = await told;
-            prior = null;
-            bar?.update(this.bestText());
-            // A failure that will be retried does not stop optimize (Ray's max_failures); others follow Optuna.
-            if (error !== undefined && !isCaught(error) && !this.willRetry(frozen)) {
-              fatal ??= { err: error };
+              frozen = this.storage.getTrial(this.studyId, trialId);
+            } else {
+              frozen = await written;
+              prior = null;
+              // A failure that will be retried does not stop optimize (Ray's max_failures); others follow Optuna.
+              if (error !== undefined && !isCaught(error) && !this.willRetry(frozen)) {
+                fatal ??= { err: error };
+              }
             }
             for (const cb of callbacks) await cb(this, frozen);
           }

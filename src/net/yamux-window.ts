@@ -44,13 +44,13 @@ proto.sendWindowUpdate = function sendWindowUpdate(this: WindowState): void {
     return;
   }
   const flags = this.getSendFlags();
-  const now = Date.now();
-  const rtt = this.getRTT();
   const unannounced = this.recvWindow - this.recvWindowCapacity;
   if (flags === 0 && unannounced < this.recvWindow / 2) {
     yamuxWindowUpdates.skipped++;
     return;
   }
+  const now = Date.now();
+  const rtt = this.getRTT();
   // As the library does: a stream read through within four round trips of its last update gets a
   // window up to twice as large.
   if (flags === 0 && rtt > -1 && now - this.epochStart < rtt * 4) {

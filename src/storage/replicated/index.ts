@@ -525,8 +525,9 @@ export class PeerStorage implements Storage {
         // A study can come by the first sync session before any peer's heartbeat has listed the others of
         // its name (issue 15 F3: a name that two studies share must read as ambiguous): wait for one
         // peer's list of studies too, for as long as for an announced one.
-        const heard = alone || this.#ae.peerStudies.size > 0 || Date.now() - foundAt >= 5000;
-        const another = Date.now() - foundAt < 5000 && [...ctx.replicas.values()].some(arriving);
+        const settling = Date.now() - foundAt < 5000;
+        const heard = alone || this.#ae.peerStudies.size > 0 || !settling;
+        const another = settling && [...ctx.replicas.values()].some(arriving);
         // Caught up with at least one peer, or nobody to catch up with.
         if (heard && !another && (r.caughtUp || alone)) return info;
       }

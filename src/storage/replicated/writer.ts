@@ -272,7 +272,10 @@ export class Writer {
     if (changes.length === 0) return;
     this.ctx.count('numbers:changed');
     // Finished trials whose number moved: numbers a user may already have read in a log (issue 8).
-    for (const c of changes) if (isFinished(r.view.records.get(c.trialId)?.s ?? 'RUNNING')) this.ctx.count('numbers:moved-finished');
+    for (const c of changes) {
+      const state = r.view.records.get(c.trialId)?.s;
+      if (state && isFinished(state)) this.ctx.count('numbers:moved-finished');
+    }
     const shown = changes.slice(0, 10).map((c) => `#${c.from} -> #${c.to} (${c.trialId.slice(-12)})`).join(', ');
     logger.info(`Study ${r.name}: ${changes.length} trial number(s) changed after merging trials created concurrently elsewhere (rule: rank by claimed number, then trial id): ${shown}${changes.length > 10 ? ', ...' : ''}`);
   }
