@@ -110,6 +110,13 @@ export { StudyUsageError };
 
 const VALID_DIRECTIONS: readonly string[] = ['minimize', 'maximize'];
 
+/**
+ * How many finished trials of one optimize job may still be on their way to disk when its next trial
+ * starts. Their states are applied in memory (samplers and callbacks see them); a storage that
+ * commits in groups (the replicated one) then syncs trials that finished meanwhile in one write.
+ */
+export const OVERLAPPED_WRITES = 8;
+
 function checkDirections(opts: CreateStudyOptions): StudyDirection[] {
   if (opts.direction !== undefined && opts.directions !== undefined) {
     throw new StudyUsageError('give either direction or directions, not both');
@@ -546,13 +553,14 @@ export class Study {
 
     const bar = opts.showProgressBar ? (await import('./progress-bar.js')).progressBar(nTrials, timeout) : null;
     try {
-      // A trial that completed or was pruned waits, between its tell and the next ask, only for its disk
-      // write (finishTrial resolves once it is synced): the next trial starts meanwhile, and optimize
-      // resolves once every write has. Not with a scheduling pruner (PBT), whose turns follow the
-      // trials' tells; nor after a failure (it may end optimize, as in Optuna, before another trial).
+      // A trial that completed or was pruned does not hold the next ask for its disk write (finishTrial
+      // resolves once it is synced): the next trials start meanwhile, up to OVERLAPPED_WRITES writes
+      // behind, and optimize resolves once every write has. Not with a scheduling pruner (PBT), whose
+      // turns follow the trials' tells; nor after a failure (it may end optimize, as in Optuna).
       const overlap = !this.pruner.admit;
       const worker = async (): Promise<void> => {
-        let prior: Promise<unknown> | null = null;
+        // Writes of this worker's finished trials still on their way to disk, oldest first.
+        const writing: Promise<FrozenTrial>[] = [];
         try {
           while (!this.stopRequested && !fatal && (nTrials === undefined || started < nTrials) && Date.now() < deadline) {
             if (maxTrials !== undefined && this.countTowardsBudget() >= maxTrials) break;
@@ -571,18 +579,16 @@ export class Study {
               return t;
             });
             written.catch(() => {});
-            // The newest write is the one an error path waits for (writes end in order).
-            const last = prior;
-            prior = written;
-            await last;
+            writing.push(written);
+            while (writing.length > OVERLAPPED_WRITES) await writing.shift();
             let frozen: FrozenTrial;
             if (overlap && error === undefined) {
               // The trial is finished in memory (the next trial's sampler and these callbacks see it); its
-              // disk write goes on while the next trial runs, and is awaited before that one is told.
+              // disk write goes on while the next trials run.
               frozen = this.storage.getTrial(this.studyId, trialId);
             } else {
-              frozen = await written;
-              prior = null;
+              await Promise.all(writing.splice(0, writing.length - 1));
+              frozen = await writing.pop()!;
               // A failure that will be retried does not stop optimize (Ray's max_failures); others follow Optuna.
               if (error !== undefined && !isCaught(error) && !this.willRetry(frozen)) {
                 fatal ??= { err: error };
@@ -591,11 +597,11 @@ export class Study {
             for (const cb of callbacks) await cb(this, frozen);
           }
         } catch (e) {
-          // A callback or the objective's tell threw: the last trial's write still ends before optimize does.
-          await prior?.catch(() => {});
+          // A callback or the objective's tell threw: the trials' writes still end before optimize does.
+          await Promise.allSettled(writing);
           throw e;
         }
-        await prior;
+        await Promise.all(writing);
       };
       await Promise.all(Array.from({ length: nJobs }, () => worker()));
     } finally {

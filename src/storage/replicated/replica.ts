@@ -205,6 +205,9 @@ export class Replica {
   studyDirty = false;
   /** The last disk write of this study was a sync one (a finished trial is durable once its write is). */
   synced = true;
+  /** Writes of this study queued or on their way to level, and the one later calls join (writer.ts persist). */
+  writesInFlight = 0;
+  queuedWrite: { sync: boolean; done: Promise<void> } | null = null;
   readonly shards = new Map<string, Shard>();
   readonly view: TrialView;
   /** Own trials written since the last flush. */

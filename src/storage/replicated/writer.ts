@@ -222,8 +222,44 @@ export class Writer {
     }, 50);
   }
 
-  /** Queues what is unsaved (study document, shard changes, shards sealed now) for level, in order. */
+  /**
+   * Queues what is unsaved (study document, shard changes, shards sealed now) for level, in order.
+   * Group commit: while a write of this study is on its way, later calls share one queued write that
+   * takes everything unsaved when its turn comes (synced if any of them asked), so trials finished
+   * during one fsync share the next instead of each waiting for its own.
+   */
   persist(r: Replica, sync: boolean): Promise<void> {
+    const queued = r.queuedWrite;
+    if (queued) {
+      this.ctx.count('persist:grouped');
+      queued.sync ||= sync;
+      return queued.done;
+    }
+    if (r.writesInFlight === 0) {
+      const write = this.snapshot(r, sync);
+      return write ? this.track(r, this.ctx.enqueueWrite(`study ${r.name}`, write)) : Promise.resolve();
+    }
+    const job: { sync: boolean; done: Promise<void> } = { sync, done: Promise.resolve() };
+    r.queuedWrite = job;
+    job.done = this.track(
+      r,
+      this.ctx.enqueueWrite(`study ${r.name}`, () => {
+        r.queuedWrite = null;
+        return this.snapshot(r, job.sync)?.() ?? Promise.resolve();
+      }),
+    );
+    return job.done;
+  }
+
+  private track(r: Replica, p: Promise<void>): Promise<void> {
+    r.writesInFlight++;
+    const done = (): void => void r.writesInFlight--;
+    p.then(done, done);
+    return p;
+  }
+
+  /** Takes what is unsaved now (sealing full finished shards); returns the write that stores it (null: none needed). */
+  private snapshot(r: Replica, sync: boolean): (() => Promise<void>) | null {
     const meta = r.studyDirty && r.meta ? r.study.save() : null;
     r.studyDirty = false;
     const changes = new Map<string, Uint8Array[]>();
@@ -257,14 +293,14 @@ export class Writer {
     }
     const nothing = !meta && changes.size === 0 && sealed.size === 0;
     // Nothing new: a sync write is needed only if an earlier write went without one.
-    if (nothing && (!sync || r.synced)) return sync ? this.ctx.enqueueWrite(`study ${r.name}`, async () => {}) : Promise.resolve();
+    if (nothing && !sync) return null;
+    if (nothing && r.synced) return async () => {};
     r.synced = sync;
-    const p = this.ctx.enqueueWrite(`study ${r.name}`, () => this.ctx.db.write(r.studyId, r.name, { meta, changes, sealed }, sync));
-    // Sealed shards leave memory once on disk (their records stay in the view).
-    void p.then(() => {
+    return async () => {
+      await this.ctx.db.write(r.studyId, r.name, { meta, changes, sealed }, sync);
+      // Sealed shards leave memory once on disk (their records stay in the view).
       for (const s of evict) if (s.sealed && s.unsaved.length === 0) s.evict();
-    }).catch(() => {});
-    return p;
+    };
   }
 
   /** Logs display numbers that a merge changed (the documented race, or a healed partition). */
