@@ -617,7 +617,7 @@ export default async function (ctx: BenchContext): Promise<void> {
               try {
                 const r = await throughput(n, secs);
                 const c = r.counters;
-                ctx.log(`throughput ${n} peer processes: ${fmt(r.trialsPerSec)} trials/s (${r.total} trials, replicas agree: ${r.agreed}; swarm: ${c['gossip:accepted'] ?? 0} gossip messages accepted, ${c['sync:sessions-started'] ?? 0} sync sessions, ${c['sync:accepted-changes'] ?? 0} sync messages with changes)`);
+                ctx.log(`throughput ${n} peer processes: ${fmt(r.trialsPerSec)} trials/s (${r.total} trials, replicas agree: ${r.agreed}; swarm: ${c['gossip:accepted'] ?? 0} gossip messages accepted, ${c['sync:sessions-started'] ?? 0} sync sessions, ${c['sync:accepted-changes'] ?? 0} sync messages with changes, ${c['numbers:moved-finished'] ?? 0} numbers of finished trials moved, summed over the replicas)`);
                 mine.push(r);
                 keep('peertune', n, r);
               } catch (e) {
@@ -665,19 +665,21 @@ export default async function (ctx: BenchContext): Promise<void> {
     md.push(`### Throughput (median of ${reps} window(s) of ${secs} s per row, the three systems alternated; trivial objective \`(x - 2)^2\`, RandomSampler on both sides; peertune's window follows a ${THROUGHPUT_WARMUP_SECONDS} s untimed warm-up run in which gossip pacing settles)`, '');
     md.push(
       table(
-        ['processes', 'peertune trials/s', 'replicas agree', `Optuna ${opt.version ?? ''} PostgreSQL trials/s`, 'failed / errors', `Optuna JournalFileStorage trials/s`, 'failed / errors', 'peertune / PostgreSQL', 'peertune / journal', 'x the row before', 'windows: peertune; PostgreSQL; journal'],
+        ['processes', 'peertune trials/s', 'replicas agree', `Optuna ${opt.version ?? ''} PostgreSQL trials/s`, 'failed / errors', `Optuna JournalFileStorage trials/s`, 'failed / errors', 'peertune / PostgreSQL', 'peertune / journal', 'x the row before', 'finished numbers moved (sum over replicas; per trial)', 'windows: peertune; PostgreSQL; journal'],
         tp.map(([n, r], i) => {
           const [pgTps, pgFail] = cell(optPg, n);
           const [jTps, jFail] = cell(optJournal, n);
           const ratio = (x: string) => (Number.isFinite(Number(x)) && Number(x) > 0 ? `x${fmt(r.trialsPerSec / Number(x))}` : '');
           const before = i > 0 ? `x${fmt(r.trialsPerSec / tp[i - 1]![1].trialsPerSec)}` : '';
-          return [n, fmt(r.trialsPerSec), r.agreed ? 'yes' : 'NO', pgTps, pgFail, jTps, jFail, ratio(pgTps), ratio(jTps), before, `${windows('peertune', n)}; ${windows('postgresql', n)}; ${windows('journal', n)}`];
+          const moved = r.counters['numbers:moved-finished'] ?? 0;
+          return [n, fmt(r.trialsPerSec), r.agreed ? 'yes' : 'NO', pgTps, pgFail, jTps, jFail, ratio(pgTps), ratio(jTps), before, `${moved}; ${fmt(moved / Math.max(1, r.total))}`, `${windows('peertune', n)}; ${windows('postgresql', n)}; ${windows('journal', n)}`];
         }),
       ),
       '',
     );
     md.push(
-      'peertune: one peer process each (a PeerStorage on its own data dir, TCP loopback), every trial in level with a sync write before tell returns. ' +
+      'peertune: one peer process each (a PeerStorage on its own data dir, TCP loopback), every trial in level with a sync write before tell returns (trials finished during one write share the next: group commit). ' +
+        '"finished numbers moved": display numbers of finished trials that a merge changed (counter numbers:moved-finished), summed over every replica, and that sum per trial of the window (warm-up included in the sum). ' +
         'Optuna: one worker process each, all loading the study before the common start; PostgreSQL is a fresh cluster started by the bench on 127.0.0.1 (fsync on, default settings), the journal is one file on local disk. ' +
         '"failed / errors" = trials left FAIL or RUNNING in the storage + exceptions that escaped `optimize` (lock or serialization errors). All processes share the 2 cores.',
       '',
