@@ -28,7 +28,10 @@ export type StudyDirection = 'minimize' | 'maximize';
 export interface FrozenTrial {
   /** `owner:seq`; unique across the swarm. */
   readonly trialId: string;
-  /** Display number, unique within the study and stable once shown. */
+  /**
+   * Display number: 0, 1, 2, ... unique within the study (the replicated storage: the same on every
+   * replica that holds the same trials; a trial created elsewhere just before can move it, see view.ts).
+   */
   readonly number: number;
   /** Peer id (or `local` for in-memory studies) of the trial's owner, the only writer of its fields. */
   readonly owner: string;

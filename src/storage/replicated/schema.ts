@@ -119,7 +119,7 @@ export interface TrialRecord {
   t0: number | null; // startedAt, ms since epoch
   t1: number | null; // completedAt
   claim: string | null; // the WAITING trial this one runs (enqueued trials)
-  c: number; // claimed display number at creation (see "Display numbers" above)
+  c: number; // claimed clock at creation, ms (hybrid logical); numbers rank by it (see "Display numbers" above)
   ca: number; // creation time, ms (a claim copies the claimed trial's): the first tie-break of c
 }
 
