@@ -293,9 +293,11 @@ describe('replicated studies', { concurrency: 1 }, () => {
       const a = await Peer.start({ dataDir: await tempDir(), create: true, studyName: name, sampler, seed: 11 });
       const others = await Promise.all([2, 3, 4].map(async (s) => Peer.start({ dataDir: await tempDir(), join: a.addrs, studyName: name, sampler, seed: s * 7 })));
       const peers = [a, ...others];
-      // The gossip mesh must be formed so RUNNING trials propagate.
+      // The gossip mesh must be formed so RUNNING trials propagate. 25 trials a peer (about 92 asks
+      // with trials in flight): with 15 (52 asks), a CI run under load once saw the liar's rate 0.25
+      // against 0.48 without; here with two cores busy, 0.18 against 0.62.
       await waitFor('a full mesh of 4', 10_000, async () => (await Promise.all(peers.map((p) => p.dump()))).every((d) => (d['peers'] as string[]).length === 3));
-      const ran = await Promise.all(peers.map((p) => p.send({ cmd: 'run', n: 15, sleepMs: 200 })));
+      const ran = await Promise.all(peers.map((p) => p.send({ cmd: 'run', n: 25, sleepMs: 200 })));
       await Promise.all(peers.map((p) => p.quit()));
       let dups = 0;
       let asks = 0;
