@@ -117,6 +117,9 @@ const VALID_DIRECTIONS: readonly string[] = ['minimize', 'maximize'];
  */
 export const OVERLAPPED_WRITES = 8;
 
+/** Longest run of trials (ms) optimize goes without handing the event loop a turn. */
+export const LOOP_TURN_MS = 20;
+
 function checkDirections(opts: CreateStudyOptions): StudyDirection[] {
   if (opts.direction !== undefined && opts.directions !== undefined) {
     throw new StudyUsageError('give either direction or directions, not both');
@@ -552,6 +555,10 @@ export class Study {
     let fatal: { err: unknown } | null = null;
 
     const bar = opts.showProgressBar ? (await import('./progress-bar.js')).progressBar(nTrials, timeout) : null;
+    // When the event loop last ran a timer (this one): the trial loop hands it a turn when it is late.
+    let lastTurn = Date.now();
+    const turns = setInterval(() => void (lastTurn = Date.now()), 5);
+    turns.unref();
     try {
       // A trial that completed or was pruned does not hold the next ask for its disk write (finishTrial
       // resolves once it is synced): the next trials start meanwhile, up to OVERLAPPED_WRITES writes
@@ -581,6 +588,9 @@ export class Study {
             written.catch(() => {});
             writing.push(written);
             while (writing.length > OVERLAPPED_WRITES) await writing.shift();
+            // A synchronous objective never hands the event loop a turn by itself (and a write may already
+            // be done): give it one (timers, sockets, gossip, heartbeats) once none came for LOOP_TURN_MS.
+            if (Date.now() - lastTurn > LOOP_TURN_MS) await new Promise((r) => setTimeout(r, 0));
             let frozen: FrozenTrial;
             if (overlap && error === undefined) {
               // The trial is finished in memory (the next trial's sampler and these callbacks see it); its
@@ -605,6 +615,7 @@ export class Study {
       };
       await Promise.all(Array.from({ length: nJobs }, () => worker()));
     } finally {
+      clearInterval(turns);
       bar?.stop();
     }
     if (fatal) throw (fatal as { err: unknown }).err;

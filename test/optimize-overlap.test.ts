@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createStudy, InMemoryStorage, RandomSampler, setVerbosity } from '../src/index.js';
-import { OVERLAPPED_WRITES } from '../src/study.js';
+import { LOOP_TURN_MS, OVERLAPPED_WRITES } from '../src/study.js';
 
 setVerbosity('warning');
 
@@ -87,4 +87,27 @@ test('a failed trial is not overlapped: optimize ends on it, as in Optuna, and n
     study.trials.map((x) => x.state),
     ['COMPLETE', 'FAIL'],
   );
+});
+
+test('a synchronous objective still hands the event loop a turn between trials (timers run)', async () => {
+  // InMemoryStorage's writes need no I/O, so nothing else would return to the loop between trials.
+  const study = await createStudy({ storage: new InMemoryStorage(), sampler: new RandomSampler({ seed: 5 }) });
+  let ticks = 0;
+  const ticker = setInterval(() => ticks++, 1);
+  const atStart: number[] = [];
+  try {
+    await study.optimize(
+      (tr) => {
+        atStart.push(ticks);
+        const until = performance.now() + 2 * LOOP_TURN_MS;
+        while (performance.now() < until); // a CPU-bound objective that never awaits
+        return tr.suggestFloat('x', 0, 1);
+      },
+      { nTrials: 5 },
+    );
+  } finally {
+    clearInterval(ticker);
+  }
+  // Every trial took longer than LOOP_TURN_MS, so a timer ran between each two.
+  for (let k = 1; k < atStart.length; k++) assert.ok(atStart[k]! > atStart[k - 1]!, `ticks at each trial start: ${atStart.join(', ')}`);
 });
