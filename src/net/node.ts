@@ -26,7 +26,9 @@ import { allowlistGater } from '../security/allowlist.js';
 import { swarmProtector } from '../security/swarm-key.js';
 import { readFrames, frame, pushable } from './wire.js';
 import { HEARTBEAT_TOPIC } from './liveness.js';
-import { PeertuneError } from '../errors.js';
+import { NetError, parseJoinAddress, type QuarantineOptions } from './addresses.js';
+
+export { NetError, DEFAULT_QUARANTINE, parseJoinAddress, type QuarantineOptions } from './addresses.js';
 
 export const SYNC_PROTOCOL = '/peertune/sync/1.0.0';
 /** Largest gossip message accepted (gossipsub itself refuses to publish above 4 MiB). */
@@ -68,25 +70,7 @@ interface NeighbourList {
 /** A connection is listed as a neighbour once it has been open this long (one that a gater refuses never is). */
 const NEIGHBOUR_AFTER_MS = 1000;
 
-export class NetError extends PeertuneError {
-  override name = 'NetError';
-}
 
-/**
- * When a connected peer counts as a repeat offender. Rejects are charged to the peer that delivered
- * the message (gossip's propagation source, the sync stream's remote), never to the signed author:
- * authors are free to make up, connections are not. Honest peers do not forward what they reject, so
- * they only get here by a bug on their side.
- */
-export interface QuarantineOptions {
-  /** Rejected messages from one peer within `windowMs` that trigger a quarantine. */
-  maxRejects: number;
-  windowMs: number;
-  /** How long a quarantined peer is disconnected and refused. */
-  blockMs: number;
-}
-
-export const DEFAULT_QUARANTINE: Readonly<QuarantineOptions> = { maxRejects: 32, windowMs: 60_000, blockMs: 10 * 60_000 };
 /** Peers whose recent rejects are remembered (the oldest is forgotten first). */
 const MAX_TRACKED_OFFENDERS = 4096;
 /**
@@ -136,18 +120,6 @@ interface Wanted {
   reached?: boolean;
 }
 
-/** Parses a join address, naming the problem if it is not a dialable /p2p/ multiaddr. */
-export function parseJoinAddress(addr: string): { ma: Multiaddr; peerId: string | null } {
-  if (typeof addr !== 'string' || addr.length === 0) throw new NetError(`join address must be a multiaddr string, got ${JSON.stringify(addr)}`);
-  let ma: Multiaddr;
-  try {
-    ma = multiaddr(addr);
-  } catch (e) {
-    throw new NetError(`join address "${addr}" is not a multiaddr (${(e as Error).message}); expected something like /ip4/192.168.1.10/tcp/4001/p2p/12D3KooW...`);
-  }
-  const peerId = ma.getPeerId();
-  return { ma, peerId };
-}
 
 function channel(stream: Stream, remotePeer: string, onInvalid: (peerId: string, reason: string) => void): Channel {
   const out = pushable();

@@ -14,7 +14,7 @@ import { CHECKPOINTS_ATTR, type CheckpointRef } from '../../checkpoints/refs.js'
 import type { CheckpointSwarm } from '../../checkpoints/swarm.js';
 import type { Distribution, ParamValue } from '../../distributions.js';
 import { logger } from '../../logging.js';
-import { PeerNode, type Channel } from '../../net/node.js';
+import type { Channel } from '../../net/node.js';
 import { HEARTBEAT_TOPIC, LivenessTable } from '../../net/liveness.js';
 import { runSyncSession } from '../../net/sync.js';
 import { unpackUntrusted } from '../../net/wire.js';
@@ -276,6 +276,8 @@ export class PeerStorage implements Storage {
   async #startNetwork(): Promise<void> {
     const ctx = this.#ctx;
     const o = ctx.opts;
+    // libp2p and its transports load only here: a replica without a network never imports them.
+    const { PeerNode } = await import('../../net/node.js');
     const node = await PeerNode.start(
       {
         privateKey: ctx.key,

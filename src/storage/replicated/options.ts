@@ -3,7 +3,7 @@
  * valid, before anything is opened), and the module-wide limits of the replicated storage.
  */
 import { multiaddr } from '@multiformats/multiaddr';
-import { DEFAULT_QUARANTINE, parseJoinAddress, type QuarantineOptions } from '../../net/node.js';
+import { DEFAULT_QUARANTINE, parseJoinAddress, type QuarantineOptions } from '../../net/addresses.js';
 import { parsePeerIds } from '../../security/allowlist.js';
 import { parseSwarmKey } from '../../security/swarm-key.js';
 import { StorageError } from '../storage.js';
