@@ -1,7 +1,8 @@
 /**
  * The public entry point stays light: `import { createStudy } from 'peertune'` must not load libp2p,
  * Automerge or level (hundreds of milliseconds), which only `peertune/peer` and the first
- * `openPeerStorage()` call bring in. Checked in a child process that records every module it resolves.
+ * `openPeerStorage()` call bring in; libp2p and its transports only once a replica starts its network.
+ * Checked in a child process that records every module it resolves.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -31,10 +32,43 @@ test("importing 'peertune' loads no network, replica or database package", () =>
   assert.deepEqual(urls.filter((u) => u.includes('node_modules/cli-progress/')), [], 'the progress bar loads only when shown');
 });
 
-test("'peertune/peer' (and the first openPeerStorage call) load them", () => {
-  const urls = loadsOf(`
-    await import('./src/peer.ts');
-    console.log(JSON.stringify(await globalThis.loadedModules()));
-  `);
-  for (const pkg of ['libp2p', '@automerge', 'level']) assert.ok(urls.some((u) => u.includes(`node_modules/${pkg}/`)), `${pkg} is loaded`);
+test("'peertune/peer' loads Automerge and level; libp2p comes with the first replica that has a network", () => {
+  const run = spawnSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '--import',
+      recorder,
+      '--input-type=module',
+      '-e',
+      `
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const { openPeerStorage } = await import('./src/peer.ts');
+    const dirs = [1, 2].map(() => fs.mkdtempSync(path.join(os.tmpdir(), 'peertune-loads-')));
+    const atImport = await globalThis.loadedModules();
+    // A replica without a network (every offline CLI read opens one so) never loads libp2p.
+    const off = await openPeerStorage({ dataDir: dirs[0], listen: [] });
+    await off.createStudy({ studyName: 'offline', directions: ['minimize'] });
+    const offline = await globalThis.loadedModules();
+    await off.close();
+    const on = await openPeerStorage({ dataDir: dirs[1], listen: ['/ip4/127.0.0.1/tcp/0'] });
+    const online = await globalThis.loadedModules();
+    await on.close();
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+    console.log(JSON.stringify({ atImport, offline, online }));
+    process.exit(0);
+  `,
+    ],
+    { cwd: root, encoding: 'utf8' },
+  );
+  assert.equal(run.status, 0, run.stderr);
+  const r = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as Record<'atImport' | 'offline' | 'online', string[]>;
+  const has = (urls: string[], pkg: string) => urls.some((u) => u.includes(`node_modules/${pkg}/`));
+  for (const pkg of ['@automerge', 'level']) assert.ok(has(r.atImport, pkg), `${pkg} is loaded with peertune/peer`);
+  const NETWORK = ['libp2p', '@chainsafe/libp2p-gossipsub', '@chainsafe/libp2p-noise', '@chainsafe/libp2p-yamux', '@libp2p/tcp'];
+  assert.deepEqual(NETWORK.filter((pkg) => has(r.offline, pkg)), [], 'a replica without a network loads none of the network packages');
+  assert.deepEqual(NETWORK.filter((pkg) => !has(r.online, pkg)), [], 'a replica with a network loads all of them');
 });
