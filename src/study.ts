@@ -555,10 +555,14 @@ export class Study {
     let fatal: { err: unknown } | null = null;
 
     const bar = opts.showProgressBar ? (await import('./progress-bar.js')).progressBar(nTrials, timeout) : null;
-    // When the event loop last ran a timer (this one): the trial loop hands it a turn when it is late.
+    // When the event loop last had a turn, as seen by an immediate queued after a trial (one at a time,
+    // so nothing wakes the process while an objective runs): the trial loop hands it one when it is late.
     let lastTurn = Date.now();
-    const turns = setInterval(() => void (lastTurn = Date.now()), 5);
-    turns.unref();
+    let marking = false;
+    const mark = (): void => {
+      marking = false;
+      lastTurn = Date.now();
+    };
     try {
       // A trial that completed or was pruned does not hold the next ask for its disk write (finishTrial
       // resolves once it is synced): the next trials start meanwhile, up to OVERLAPPED_WRITES writes
@@ -591,14 +595,17 @@ export class Study {
             // A synchronous objective never hands the event loop a turn by itself (and a write may already
             // be done): give it one (timers, sockets, gossip, heartbeats) once none came for LOOP_TURN_MS.
             if (Date.now() - lastTurn > LOOP_TURN_MS) await new Promise((r) => setTimeout(r, 0));
+            if (!marking) {
+              marking = true;
+              setImmediate(mark);
+            }
             let frozen: FrozenTrial;
             if (overlap && error === undefined) {
               // The trial is finished in memory (the next trial's sampler and these callbacks see it); its
               // disk write goes on while the next trials run.
               frozen = this.storage.getTrial(this.studyId, trialId);
             } else {
-              await Promise.all(writing.splice(0, writing.length - 1));
-              frozen = await writing.pop()!;
+              frozen = (await Promise.all(writing.splice(0))).at(-1)!;
               // A failure that will be retried does not stop optimize (Ray's max_failures); others follow Optuna.
               if (error !== undefined && !isCaught(error) && !this.willRetry(frozen)) {
                 fatal ??= { err: error };
@@ -615,7 +622,6 @@ export class Study {
       };
       await Promise.all(Array.from({ length: nJobs }, () => worker()));
     } finally {
-      clearInterval(turns);
       bar?.stop();
     }
     if (fatal) throw (fatal as { err: unknown }).err;
