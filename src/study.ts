@@ -173,7 +173,9 @@ export async function createStudy(opts: CreateStudyOptions = {}): Promise<Study>
 /** The study with this id (waiting for it like loadStudy when the storage replicates), checked against `name`. */
 async function studyById(storage: Storage, studyId: string, name?: string): Promise<StudyInfo> {
   if (typeof studyId !== 'string' || studyId.length === 0) throw new StudyUsageError(`studyId must be a non-empty string, got ${JSON.stringify(studyId)}`);
-  const info = storage.listStudies().find((s) => s.studyId === studyId) ?? (await storage.waitForStudyId?.(studyId)) ?? null;
+  // A replicating storage is asked even when it lists the study: one that just arrived is listed as soon
+  // as its genesis is in, before its first sync has brought the trials (waitForStudyId waits for that).
+  const info = (await storage.waitForStudyId?.(studyId)) ?? storage.listStudies().find((s) => s.studyId === studyId) ?? null;
   if (!info) {
     const ids = storage.listStudies().map((s) => `${s.studyName} (${s.studyId})`);
     throw new StudyNotFoundError(`no study with id "${studyId}" in this storage${ids.length ? `; studies here: ${ids.join(', ')}` : ' (it has no studies)'}`);
@@ -203,7 +205,7 @@ export async function loadStudy(opts: {
     return new Study(byId, await readThrough(opts.storage, opts), opts.sampler ?? defaultSampler(), opts.pruner ?? defaultPruner(), { checkpointConfig: opts.checkpointConfig, maxRetries: opts.maxRetries, retryFailed: opts.retryFailed });
   }
   if (typeof opts.studyName !== 'string') throw new StudyUsageError('loadStudy() needs studyName or studyId');
-  const info = opts.storage.getStudy(opts.studyName) ?? (await opts.storage.waitForStudy?.(opts.studyName)) ?? null;
+  const info = (await opts.storage.waitForStudy?.(opts.studyName)) ?? opts.storage.getStudy(opts.studyName) ?? null;
   if (!info) {
     const names = opts.storage.listStudies().map((s) => s.studyName);
     throw new StudyNotFoundError(

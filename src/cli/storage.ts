@@ -169,8 +169,9 @@ export async function findStudy(opened: OpenedStorage, ref: string | StudyRef, w
   if (name === undefined) throw new UsageError('--study-name (or --study-id) is required');
   let info: StudyInfo | null;
   try {
-    info = storage.getStudy(name);
-    if (!info && joining && storage.waitForStudy) info = await storage.waitForStudy(name, waitSeconds * 1000);
+    // Joining, the wait runs even for a study already listed: one that just arrived is listed before its
+    // first sync has brought its trials (see PeerStorage.waitForStudy).
+    info = joining && storage.waitForStudy ? await storage.waitForStudy(name, waitSeconds * 1000) : storage.getStudy(name);
   } catch (e) {
     if ((e as Error)?.name === 'AmbiguousStudyError') throw new UsageError((e as Error).message);
     throw e;
@@ -195,8 +196,7 @@ export async function findStudy(opened: OpenedStorage, ref: string | StudyRef, w
 async function findStudyById(opened: OpenedStorage, id: string, name: string | undefined, waitSeconds: number, joining: boolean): Promise<StudyInfo> {
   const { storage } = opened;
   const byId = () => storage.listStudies().find((s) => s.studyId === id) ?? null;
-  let info = byId();
-  if (!info && joining && storage.waitForStudyId) info = await storage.waitForStudyId(id, waitSeconds * 1000);
+  const info = joining && storage.waitForStudyId ? await storage.waitForStudyId(id, waitSeconds * 1000) : byId();
   if (!info) {
     const known = storage.listStudies().map((s) => `${s.studyName} (${s.studyId})`);
     const where = opened.temporary ? `the joined peers within ${waitSeconds} s` : `${opened.dataDir ? `data dir ${opened.dataDir}` : 'this storage'}${joining ? ` or from the joined peers within ${waitSeconds} s` : ''}`;

@@ -302,7 +302,8 @@ export interface Storage {
 
   /**
    * Optional, for storages whose studies arrive from elsewhere (a replica catching up from peers):
-   * resolves with the study once it is known locally, or null after the timeout. `loadStudy` uses it.
+   * resolves with the study once it is known locally and caught up, or null after the timeout. `loadStudy`
+   * calls it even for a study the storage already lists.
    */
   waitForStudy?(studyName: string, timeoutMs?: number): Promise<StudyInfo | null>;
   /** Optional: `waitForStudy` by study id (loadStudy's `studyId`). */

@@ -500,7 +500,7 @@ export class PeerStorage implements Storage {
 
   /**
    * Resolves with the study once it is here and caught up (or nobody is there to catch up with), null
-   * after the timeout. While another study offered under the same name is still arriving, it waits for
+   * after the timeout; at once for a study this replica held before it was heard of on the network. While another study offered under the same name is still arriving, it waits for
    * that one too (up to 5 s more), so two studies of one name make an AmbiguousStudyError here instead
    * of the first to arrive winning.
    */
@@ -530,8 +530,11 @@ export class PeerStorage implements Storage {
         const settling = Date.now() - foundAt < 5000;
         const heard = alone || this.#ae.peerStudies.size > 0 || !settling;
         const another = settling && [...ctx.replicas.values()].some(arriving);
-        // Caught up with at least one peer, or nobody to catch up with.
-        if (heard && !another && (r.caughtUp || alone)) return info;
+        // Caught up with at least one peer, or nobody to catch up with. A replica this peer already held
+        // (created here, or read from its data dir) is usable as it is, offline too; one that arrived from
+        // the network in this process waits for its first sync, or loadStudy would show a study without
+        // the trials on their way.
+        if (r.offeredBy === null || (heard && !another && (r.caughtUp || alone))) return info;
       }
       const left = deadline - Date.now();
       if (left <= 0 || ctx.closed) return find();
