@@ -334,7 +334,16 @@ export async function partitionHeal(perSide: number): Promise<{ ms: number; tota
     a!.unblockPeers([b!.peerId]);
     b!.unblockPeers([a!.peerId]);
     const want = 2 * perSide;
-    await until(() => a!.getAllTrials(sid).length === want && b!.getAllTrials(sid).length === want, 60_000, 'heal');
+    try {
+      await until(() => a!.getAllTrials(sid).length === want && b!.getAllTrials(sid).length === want, 60_000, 'heal');
+    } catch (e) {
+      // What each side holds, whom it is connected to and what it counted: the figures to read a heal that stalls by.
+      const side = (s: PeerStorage) => {
+        const st = s.stats();
+        return { trials: s.getAllTrials(sid).length, connected: st.connectedPeers.length, counters: st.counters, study: st.studies.find((x) => x.studyId === sid) };
+      };
+      throw new Error(`${(e as Error).message}; a: ${JSON.stringify(side(a!))}; b: ${JSON.stringify(side(b!))}`);
+    }
     return { ms: performance.now() - t0, total: want };
   } finally {
     await a!.close();

@@ -251,7 +251,7 @@ export class SyncAdapter {
     }
     if (ops > LIMITS.opsPerMessage) throw new RejectedChange('too-many-ops', `a sync piece holds ${ops} operations (limit ${LIMITS.opsPerMessage})`);
     try {
-      await this.apply(r, p as [string, Uint8Array[], Uint8Array?][]);
+      await this.applyInTurn(r, p as [string, Uint8Array[], Uint8Array?][]);
     } catch (e) {
       if (e instanceof RejectedChange) {
         r.pruneEmpty();
@@ -440,6 +440,31 @@ export class SyncAdapter {
     return queue;
   }
 
+  /** Per study, the piece being applied: pieces of one study apply one at a time, whichever session brought them. */
+  private readonly applying = new Map<string, Promise<void>>();
+
+  /**
+   * `apply`, after any piece of the same study still applying. Two sessions (one each way after a
+   * partition heals) bring the same shards at once, and `apply` awaits the disk between looking at a
+   * shard and applying to it: interleaved, one could take a shard whole while the other, or a refusal's
+   * `pruneEmpty`, left it as it was before, and every later piece of that shard was refused for good
+   * (the bench's partition heal, session 13).
+   */
+  private async applyInTurn(r: Replica, piece: [string, Uint8Array[], Uint8Array?][]): Promise<void> {
+    const before = this.applying.get(r.studyId);
+    const turn = (async () => {
+      if (before) await before.catch(() => {});
+      await this.apply(r, piece);
+    })();
+    const mine = turn.catch(() => {});
+    this.applying.set(r.studyId, mine);
+    try {
+      await turn;
+    } finally {
+      if (this.applying.get(r.studyId) === mine) this.applying.delete(r.studyId);
+    }
+  }
+
   /** Applies a piece: per shard in order, inspected before each apply; missing dependencies are refused. */
   private async apply(r: Replica, piece: [string, Uint8Array[], Uint8Array?][]): Promise<void> {
     const records: TrialRecord[] = [];
@@ -464,20 +489,31 @@ export class SyncAdapter {
           if (r.refused) return; // dropped by the per-creator cap: not the sender's fault
           throw new RejectedChange('no-genesis', 'a sync piece carries trials before the study document');
         }
-        const s = r.shard(key);
-        if (!s) throw new RejectedChange('bad-shard', `a sync piece names shard "${key.slice(0, 80)}", which is not <owner>.<bucket> (or the study has too many shards)`);
-        if (!s.doc && s.changes > 0) {
+        const first = r.shard(key);
+        if (!first) throw new RejectedChange('bad-shard', `a sync piece names shard "${key.slice(0, 80)}", which is not <owner>.<bucket> (or the study has too many shards)`);
+        const vouched = voucher ? await this.takeVoucher(r, key, voucher, first.id) : null;
+        // Every wait comes before the shard is looked at for good: from the loop's last check to the
+        // apply nothing else runs, so what the checks saw (open, held sealed, or empty; still the
+        // replica's shard of that key: a gossip refusal's pruneEmpty may have dropped an empty one) holds.
+        let s: Shard | null = first;
+        for (;;) {
+          s = r.shard(key);
+          if (!s) throw new RejectedChange('bad-shard', `a sync piece names shard "${key.slice(0, 80)}", and the study has too many shards`);
+          if (s.doc || s.changes === 0) break;
           // The whole history of a shard held sealed here, again (two sessions sending it at once): nothing is new.
-          if (s.changes === decoded.length && sameSet(headsOf(decoded), s.heads)) continue;
+          if (s.changes === decoded.length && sameSet(headsOf(decoded), s.heads)) {
+            s = null;
+            break;
+          }
           await this.landed(r, key);
           if (!s.doc) await this.writer.reopen(r, s);
         }
+        if (!s) continue;
         const known = new Set(decoded.map((d) => d.hash!));
         if (!decoded.every((d) => d.deps.every((x) => known.has(x) || s.has(x)))) {
           if (r.refusedAsDependent(s)) continue; // what they lack, the owner's quota refused here (replica.ts)
           throw new RejectedChange('missing-deps', `a sync piece carries changes of shard ${key.slice(0, 80)} whose dependencies are missing`);
         }
-        const vouched = voucher ? await this.takeVoucher(r, key, voucher, s.id) : null;
         if (vouched) this.ctx.count('sync:vouched-shards');
         const empty = !s.doc && s.changes === 0 && s.unsaved.length === 0;
         // The voucher's changes are not checked one record signature each (schema.ts on vouchers).
