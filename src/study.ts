@@ -624,6 +624,7 @@ export class Study {
       };
       await Promise.all(Array.from({ length: nJobs }, () => worker()));
     } finally {
+      await this.flushLog();
       bar?.stop();
     }
     if (fatal) throw (fatal as { err: unknown }).err;
@@ -700,6 +701,45 @@ export class Study {
   private logFinished(t: FrozenTrial, reason?: string): void {
     // The best trial is a pass over every trial: not worth it for a line nobody sees.
     if (t.state !== 'FAIL' && !logsAt('info')) return;
+    const settle = this.storage.whenNumbersSettled;
+    if (settle) {
+      // A replicated study: the line waits until its numbers (this trial's, the best's) can no longer
+      // move while peers stay connected, and then reads them (a trial of another peer created just
+      // before this one may still be on its way: view.ts, the numbering's race).
+      const best = t.state === 'COMPLETE' && !this.isMultiObjective ? this.bestOrNull() : null;
+      const line: Promise<void> = settle
+        .call(this.storage, this.studyId, best ? [t.trialId, best.trialId] : [t.trialId])
+        .catch(() => false)
+        .then(() => {
+          let now = t;
+          try {
+            now = this.storage.getTrial(this.studyId, t.trialId);
+          } catch {
+            /* the storage closed meanwhile: the numbers as they were */
+          }
+          this.writeFinished(now, reason);
+        })
+        .catch(() => {})
+        .finally(() => this.lines.delete(line));
+      this.lines.add(line);
+      return;
+    }
+    this.writeFinished(t, reason);
+  }
+
+  /** Log lines of finished trials waiting for their numbers to settle (logFinished); optimize resolves after them. */
+  private readonly lines = new Set<Promise<void>>();
+
+  /**
+   * Resolves once the log lines of the trials told so far are written: in a replicated study a line
+   * waits until the trial's number can no longer move (a few ms while peers work, at most a couple of
+   * heartbeats). `optimize` waits for them itself; call it after `tell` before a process exits.
+   */
+  async flushLog(): Promise<void> {
+    await Promise.all(this.lines);
+  }
+
+  private writeFinished(t: FrozenTrial, reason?: string): void {
     const params = formatParams(t.params);
     if (t.state === 'COMPLETE') {
       if (this.isMultiObjective) {

@@ -308,6 +308,11 @@ export interface Storage {
   waitForStudy?(studyName: string, timeoutMs?: number): Promise<StudyInfo | null>;
   /** Optional: `waitForStudy` by study id (loadStudy's `studyId`). */
   waitForStudyId?(studyId: string, timeoutMs?: number): Promise<StudyInfo | null>;
+  /**
+   * Optional, for replicated storages: resolves once these trials' numbers can no longer move while
+   * peers stay connected (false after a timeout). The log line of a finished trial waits for it.
+   */
+  whenNumbersSettled?(studyId: string, trialIds: readonly string[], timeoutMs?: number): Promise<boolean>;
   /** Optional: the peers this replica knows for a study (replicated storages only). */
   peers?(studyId: string): PeerInfo[];
   /**

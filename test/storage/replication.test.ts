@@ -10,6 +10,7 @@ import readline from 'node:readline';
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { waitFor } from '../fixtures/wait.js';
+import { formatParams } from '../../src/logging.js';
 
 const FIXTURE = path.join(import.meta.dirname, '..', 'fixtures', 'replication-peer.ts');
 
@@ -205,7 +206,7 @@ describe('replicated studies', { concurrency: 1 }, () => {
     ]);
     await waitFor('a full mesh', 10_000, async () => (await Promise.all([a, b, c].map((p) => p.dump()))).every((d) => (d['peers'] as string[]).length === 2));
     // Each peer records the number its trial had when it finished (the number Optuna logs).
-    const runs = await Promise.all([a, b, c].map((p) => p.send({ cmd: 'run', n: 200, sleepMs: 100 })));
+    const runs = await Promise.all([a, b, c].map((p) => p.send({ cmd: 'run', n: 200, sleepMs: 100, logged: true })));
     const all = await eventually('all replicas have 600 finished trials', 20_000, () => Promise.all([a, b, c].map((p) => p.trials())), (rs) => rs.every((r) => finished(r).length === 600));
     const numbering = (r: TrialDump[]) => r.map((t) => `${t.number} ${t.trialId}`).sort().join('\n');
     for (const r of all) assert.equal(numbering(r), numbering(all[0]!), 'same numbers on every replica');
@@ -234,6 +235,25 @@ describe('replicated studies', { concurrency: 1 }, () => {
     const movedFinished = (await Promise.all([a, b, c].map(async (p) => ((await p.dump())['stats'] as Record<string, number>)['numbers:moved-finished'] ?? 0))).reduce((x, y) => x + y, 0);
     assert.ok(movedFinished >= moved.length, `${movedFinished} moves of finished trials counted, ${moved.length} told numbers moved`);
     assert.ok(moved.length <= 120, `at most 20% of the numbers told moved (the race): ${moved.length}: ${moved.join('; ')}`);
+    // The log lines wait until their numbers settle (PeerStorage.whenNumbersSettled): the trial a line
+    // names by number is, in the end, the trial it describes, on every replica. A line may show a number
+    // that moved only if its wait timed out (counted); on this machine none should.
+    const byNumber = new Map(all[0]!.map((t) => [t.number, t]));
+    let wrong = 0;
+    const wrongLines: string[] = [];
+    for (const [k, run] of runs.entries()) {
+      const logged = run['logged'] as [number, string][];
+      assert.equal(logged.length, 200, `peer ${k} logged a line for each of its 200 trials`);
+      for (const [n, params] of logged) {
+        const t = byNumber.get(n);
+        if (t && formatParams(t.params) === params) continue;
+        wrong++;
+        wrongLines.push(`#${n} ${params}, final #${n} is ${t ? formatParams(t.params) : 'absent'}`);
+      }
+    }
+    const timeouts = (await Promise.all([a, b, c].map(async (p) => ((await p.dump())['stats'] as Record<string, number>)['numbers:settle-timeout'] ?? 0))).reduce((x, y) => x + y, 0);
+    ctx.diagnostic(`log lines whose number moved: ${wrong} of 600; settle waits timed out: ${timeouts}`);
+    assert.ok(wrong <= timeouts, `${wrong} log lines show a number that is not the final one, ${timeouts} settle waits timed out: ${wrongLines.slice(0, 10).join('; ')}`);
     await Promise.all([a, b, c].map((p) => p.quit()));
   });
 

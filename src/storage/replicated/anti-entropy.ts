@@ -51,7 +51,8 @@ export class AntiEntropy {
     for (const r of all.length > MAX_STUDIES ? all.sort((a, b) => mine(b) - mine(a)) : all) {
       if (!r.meta) continue;
       const d = r.digest();
-      studies.push([r.studyId, r.name, `${d.digest}:${d.count}`]);
+      // Then this peer's own trials here and the least claim of any it creates next (view.ts settledFor).
+      studies.push([r.studyId, r.name, `${d.digest}:${d.count}:${r.view.trialsOf(this.ctx.peerId)}:${r.view.promiseClaim()}`]);
     }
     await node.publish(HEARTBEAT_TOPIC, encodeHeartbeat({ ts: Date.now(), addrs: node.multiaddrs().slice(0, 16), studies: studies.slice(0, MAX_STUDIES), neighbours: node.neighbourTags(), gap: this.askGap() }));
   }
@@ -77,6 +78,7 @@ export class AntiEntropy {
     const studies = new Map<string, string>();
     const now = Date.now();
     let needSync = false;
+    let frontiers = false;
     for (const [id, name, state] of hb.studies) {
       studies.set(id, state);
       const r = ctx.replicas.get(id);
@@ -85,8 +87,15 @@ export class AntiEntropy {
         if (this.offer([id, name], via)) needSync = true;
         continue;
       }
-      const [digest, countText] = state.split(':');
+      const [digest, countText, ownText, clockText] = state.split(':');
       const count = Number(countText);
+      const own = Number(ownText);
+      const clock = Number(clockText);
+      // Its frontier (view.ts settledFor): bounded by the peers remembered; what a liar says only moves when this replica logs.
+      if (from !== ctx.peerId && Number.isSafeInteger(own) && own >= 0 && Number.isSafeInteger(clock) && (r.frontiers.has(from) || r.frontiers.size < MAX_KNOWN_PEERS)) {
+        r.frontiers.set(from, { n: own, clock });
+        frontiers = true;
+      }
       const mine = r.digest();
       if (digest === mine.digest || !Number.isSafeInteger(count)) {
         r.remote.delete(from);
@@ -109,6 +118,7 @@ export class AntiEntropy {
     }
     this.peerStudies.set(from, studies);
     if (needSync && ctx.node?.isConnected(from)) this.syncWith(from);
+    if (frontiers) ctx.notify();
     return 'accept';
   }
 

@@ -538,17 +538,61 @@ export class PeerStorage implements Storage {
       }
       const left = deadline - Date.now();
       if (left <= 0 || ctx.closed) return find();
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(done, Math.min(left, 250));
-        const waiters = this.#waiters;
-        function done(): void {
-          clearTimeout(t);
-          waiters.delete(done);
-          resolve();
-        }
-        waiters.add(done);
-      });
+      await this.#nextNotify(left);
     }
+  }
+
+  /** Resolves at the next `notify` (something merged, a study arrived, a heartbeat's frontier), or after `ms` (at most 250). */
+  #nextNotify(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(done, Math.min(ms, 250));
+      const waiters = this.#waiters;
+      function done(): void {
+        clearTimeout(t);
+        waiters.delete(done);
+        resolve();
+      }
+      waiters.add(done);
+    });
+  }
+
+  /**
+   * Resolves true once the numbers of these trials can no longer move while the peers stay connected:
+   * every live peer of the study has shown that none of its trials still on the way sorts before them
+   * (view.ts settledFor: its later trials, or the frontier its heartbeat announces). False after
+   * `timeoutMs` (counted, `numbers:settle-timeout`): a peer silent since, or gossip slower than that.
+   * The study's log line of a finished trial waits for it, so the number it shows is the final one.
+   */
+  async whenNumbersSettled(studyId: string, trialIds: readonly string[], timeoutMs?: number): Promise<boolean> {
+    const ctx = this.#ctx;
+    const r = ctx.replicas.get(studyId);
+    if (!r || !ctx.node) return true;
+    let c = -Infinity;
+    for (const id of trialIds) c = Math.max(c, r.view.records.get(id)?.c ?? -Infinity);
+    if (c === -Infinity) return true;
+    // Two heartbeats of this swarm's pace: an idle peer's frontier comes with each.
+    const deadline = Date.now() + (timeoutMs ?? Math.max(2000, 2 * ctx.opts.heartbeatMs * this.#heartbeatEvery + 1000));
+    for (;;) {
+      if (ctx.closed || this.#settled(r, c)) return true;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        ctx.count('numbers:settle-timeout');
+        return false;
+      }
+      await this.#nextNotify(left);
+    }
+  }
+
+  #settled(r: Replica, c: number): boolean {
+    const ctx = this.#ctx;
+    const now = Date.now();
+    for (const [peer, studies] of this.#ae.peerStudies) {
+      if (peer === this.peerId || !studies.has(r.studyId) || r.view.policy.hide?.(peer)) continue;
+      const last = ctx.liveness.get(peer);
+      if (last === undefined || now - last > ctx.opts.staleMs) continue;
+      if (!r.view.settledFor(peer, c, r.frontiers.get(peer))) return false;
+    }
+    return true;
   }
 
   // ================================================================ trials: writes

@@ -16,7 +16,9 @@
  * are connected new trials append. The one race: a trial created elsewhere shortly before one of ours,
  * and not yet arrived when ours was created, sorts before ours; when it arrives (within one gossip
  * latency of its creation, so shortly after ours was created) our trial and those shown after it move
- * up by one. A trial that runs longer than the gossip latency is told under its final number.
+ * up by one. A trial that runs longer than the gossip latency is told under its final number, and
+ * the log line of a finished trial waits until no such trial can still come (`settledFor`,
+ * PeerStorage.whenNumbersSettled), so the number it shows is final while peers stay connected.
  * After a partition heals, both sides' trials interleave by creation time: numbers change on both
  * sides, and the replica logs which (`NumberChange`s from `put`, counter `numbers:changed`).
  */
@@ -117,6 +119,50 @@ export class TrialView {
   }
   private maxClaim = -1;
 
+  /**
+   * The least claim any trial this replica creates from now on will have (heartbeats announce it,
+   * `settledFor`): the clock moves to it, so the promise holds whatever the wall clock does next.
+   */
+  promiseClaim(now = Date.now()): number {
+    const c = this.nextClaim(now);
+    if (c - 1 > this.maxClaim) this.maxClaim = c - 1;
+    return c;
+  }
+
+  /** Per owner: trials held, the highest sequence number q held, and that trial's claim. */
+  private readonly owners = new Map<string, { count: number; maxQ: number; claimAtMax: number }>();
+
+  private noteOwner(rec: TrialRecord): void {
+    const o = this.owners.get(rec.o);
+    if (!o) this.owners.set(rec.o, { count: 1, maxQ: rec.q, claimAtMax: rec.c });
+    else {
+      o.count++;
+      if (rec.q > o.maxQ) {
+        o.maxQ = rec.q;
+        o.claimAtMax = rec.c;
+      }
+    }
+  }
+
+  /** How many trials of `owner` this view holds. */
+  trialsOf(owner: string): number {
+    return this.owners.get(owner)?.count ?? 0;
+  }
+
+  /**
+   * Whether every trial of `owner` that could sort before claim `c` is here, so none still on its way
+   * can move the numbers up to `c` (the numbering's one race, above). An owner's fresh claims grow
+   * with its sequence number q (its clock counts its own claims), so it holds once this view has all
+   * of the owner's trials 0..q and the claim of q is past `c`; or once the owner announced (`frontier`,
+   * in its heartbeat) that each trial it creates from then on claims at least `clock` > `c`, and this
+   * view holds as many of its trials as it had then (`n`; a crash can leave gaps in q, not in n).
+   */
+  settledFor(owner: string, c: number, frontier?: { n: number; clock: number }): boolean {
+    const o = this.owners.get(owner);
+    if (o && o.count === o.maxQ + 1 && o.claimAtMax > c) return true;
+    return frontier !== undefined && frontier.clock > c && (o?.count ?? 0) >= frontier.n;
+  }
+
   numberOf(id: string): number {
     return this.index.get(id) ?? -1;
   }
@@ -140,6 +186,7 @@ export class TrialView {
       if (prev && prev.v > rec.v) continue;
       this.completeRecords += Number(rec.s === 'COMPLETE') - Number(prev?.s === 'COMPLETE');
       this.records.set(rec.id, rec);
+      if (!prev) this.noteOwner(rec);
       if (rec.s === 'WAITING') this.waiting.add(rec.id);
       else this.waiting.delete(rec.id);
       touched.push(rec.id);
