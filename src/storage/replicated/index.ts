@@ -500,9 +500,10 @@ export class PeerStorage implements Storage {
 
   /**
    * Resolves with the study once it is here and caught up (or nobody is there to catch up with), null
-   * after the timeout; at once for a study this replica held before it was heard of on the network. While another study offered under the same name is still arriving, it waits for
-   * that one too (up to 5 s more), so two studies of one name make an AmbiguousStudyError here instead
-   * of the first to arrive winning.
+   * after the timeout; at once for a study this replica held before it heard of it on the network.
+   * While another study offered under the same name is still arriving, it waits for that one too (up
+   * to 5 s more), so two studies of one name make an AmbiguousStudyError here instead of the first to
+   * arrive winning.
    */
   async waitForStudy(name: string, timeoutMs = 30_000): Promise<StudyInfo | null> {
     return this.#waitFor(() => this.getStudy(name), (r) => !r.meta && r.name === name, timeoutMs);
