@@ -118,7 +118,19 @@ interface Wanted {
   failures: number;
   /** Reached at least once: losing it later (the peer ended its run) is not "cannot reach yet". */
   reached?: boolean;
+  /** When it was first dialled, and whether "cannot reach" was logged for it (once). */
+  since?: number;
+  warned?: boolean;
 }
+
+/**
+ * A join address not reached yet is warned about once its dials have failed for this long (a dial
+ * that times out takes as long), or at once when nobody listens there (ECONNREFUSED): many peers
+ * started on one machine at once all dial the peer they join, libp2p lets one host open 5
+ * connections a second and drops the rest mid-handshake, and a later attempt gets through (16 peers:
+ * within about 3 s). Those first failures are not worth a warning.
+ */
+const UNREACHED_WARN_MS = 5000;
 
 
 function channel(stream: Stream, remotePeer: string, onInvalid: (peerId: string, reason: string) => void): Channel {
@@ -338,6 +350,7 @@ export class PeerNode {
       if (!w.permanent && room <= 0) continue;
       room--;
       this.dialing.add(key);
+      w.since ??= now;
       const target = w.addrs.length === 1 ? w.addrs[0]! : w.addrs;
       this.libp2p
         .dial(target, { signal: AbortSignal.timeout(5000) })
@@ -358,7 +371,10 @@ export class PeerNode {
           w.nextAt = Date.now() + w.backoff;
           w.backoff = Math.min(w.backoff * 2, 5000);
           if (w.failures === 1 && w.permanent && w.reached) logger.debug(`Lost ${w.addrs[0]!.toString()} (${e.message}); redialling in the background.`);
-          else if (w.failures === 1 && w.permanent) logger.warn(`Cannot reach ${w.addrs[0]!.toString()} yet (${e.message}); retrying in the background.`);
+          else if (w.permanent && !w.reached && !w.warned && (/ECONNREFUSED/.test(e.message) || Date.now() - w.since! >= UNREACHED_WARN_MS)) {
+            w.warned = true;
+            logger.warn(`Cannot reach ${w.addrs[0]!.toString()} yet (${e.message}, ${w.failures} attempt(s)); retrying in the background.`);
+          } else if (w.failures === 1 && w.permanent && !w.reached) logger.debug(`Cannot reach ${w.addrs[0]!.toString()} yet (${e.message}); retrying.`);
           if (!w.permanent && w.failures > 10) this.wanted.delete(key);
         })
         .finally(() => this.dialing.delete(key));
