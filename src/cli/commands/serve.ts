@@ -327,6 +327,8 @@ class Server {
   }
 
   async closeAll(): Promise<void> {
+    // The log lines of trials told last wait for their numbers to settle (Study.flushLog): written before the storages close.
+    await Promise.all([...this.studies.values()].map((st) => st.flushLog()));
     for (const s of this.storages.values()) await s.close().catch(() => {});
     this.storages.clear();
   }
