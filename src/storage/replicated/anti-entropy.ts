@@ -3,7 +3,9 @@
  * shard's heads) and its change count. A peer whose count stays above ours for longer than gossip
  * needs to deliver (two heartbeats) holds changes we lack: we run a catch-up session with it
  * (sync-adapter.ts), which sends only the shards that differ. Equal counts with different digests
- * (replicas that diverged) are settled the same way. Also: the table of peers heard from (addresses,
+ * (replicas that diverged) are settled the same way. Each study's entry also carries the sender's
+ * frontier for the numbering (its own trials here and the least claim of any it creates next: view.ts
+ * settledFor), which a finished trial's log line waits on. Also: the table of peers heard from (addresses,
  * studies), study offers (empty replicas for studies peers announce), and housekeeping of what
  * strangers can make us hold.
  */
@@ -18,7 +20,7 @@ import type { StudyDoc } from './schema.js';
 
 export class AntiEntropy {
   readonly peerAddrs = new Map<string, string[]>();
-  /** Per peer: the studies it announced, each with its advertised replica state (`<digest>:<changes>`). */
+  /** Per peer: the studies it announced, each with its advertised replica state (`<digest>:<changes>:<own trials>:<next claim>`; older peers send the first two). */
   readonly peerStudies = new Map<string, Map<string, string>>();
   deleted = new Set<string>();
   /** Per peer: the gap between gossip messages it asks for in its heartbeats (pacing.ts). */
