@@ -706,26 +706,33 @@ export class Study {
       // A replicated study: the line waits until its numbers (this trial's, the best's) can no longer
       // move while peers stay connected, and then reads them (a trial of another peer created just
       // before this one may still be on its way: view.ts, the numbering's race).
+      // Lines go out in the order the trials finished, each after the one before (a newer trial's number
+      // settles later), and "Best is" names the best as of this trial's finish.
       const best = t.state === 'COMPLETE' && !this.isMultiObjective ? this.bestOrNull() : null;
-      const line: Promise<void> = settle
-        .call(this.storage, this.studyId, best ? [t.trialId, best.trialId] : [t.trialId])
-        .catch(() => false)
+      const settled = settle.call(this.storage, this.studyId, best ? [t.trialId, best.trialId] : [t.trialId]).catch(() => false);
+      const before = this.lastLine;
+      const line: Promise<void> = Promise.all([before, settled])
         .then(() => {
-          let now = t;
-          try {
-            now = this.storage.getTrial(this.studyId, t.trialId);
-          } catch {
-            /* the storage closed meanwhile: the numbers as they were */
-          }
-          this.writeFinished(now, reason);
+          const read = (x: FrozenTrial): FrozenTrial => {
+            try {
+              return this.storage.getTrial(this.studyId, x.trialId);
+            } catch {
+              return x; // the storage closed meanwhile: the numbers as they were
+            }
+          };
+          this.writeFinished(read(t), reason, best ? read(best) : null);
         })
         .catch(() => {})
         .finally(() => this.lines.delete(line));
       this.lines.add(line);
+      this.lastLine = line;
       return;
     }
-    this.writeFinished(t, reason);
+    this.writeFinished(t, reason, t.state === 'COMPLETE' && !this.isMultiObjective ? this.bestOrNull() : null);
   }
+
+  /** The last log line queued (logFinished): the next one goes out after it. */
+  private lastLine: Promise<void> = Promise.resolve();
 
   /** Log lines of finished trials waiting for their numbers to settle (logFinished); optimize resolves after them. */
   private readonly lines = new Set<Promise<void>>();
@@ -739,13 +746,13 @@ export class Study {
     await Promise.all(this.lines);
   }
 
-  private writeFinished(t: FrozenTrial, reason?: string): void {
+  private writeFinished(t: FrozenTrial, reason: string | undefined, best: FrozenTrial | null): void {
     const params = formatParams(t.params);
     if (t.state === 'COMPLETE') {
       if (this.isMultiObjective) {
         logger.info(`Trial ${t.number} finished with values: [${t.values!.join(', ')}] and parameters: ${params}.`);
       } else {
-        const best = this.bestOrNull(); // none while every trial breaks a constraint
+        // `best`: none while every trial breaks a constraint.
         const tail = best ? ` Best is trial ${best.number} with value: ${best.values![0]}.` : '';
         logger.info(`Trial ${t.number} finished with value: ${t.values![0]} and parameters: ${params}.${tail}`);
       }

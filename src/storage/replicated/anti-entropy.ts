@@ -95,7 +95,7 @@ export class AntiEntropy {
       const clock = Number(clockText);
       // Its frontier (view.ts settledFor): bounded by the peers remembered; what a liar says only moves when this replica logs.
       if (from !== ctx.peerId && Number.isSafeInteger(own) && own >= 0 && Number.isSafeInteger(clock) && (r.frontiers.has(from) || r.frontiers.size < MAX_KNOWN_PEERS)) {
-        r.frontiers.set(from, { n: own, clock });
+        r.frontiers.set(from, { n: own, clock, since: r.frontiers.get(from)?.since ?? now });
         frontiers = true;
       }
       const mine = r.digest();

@@ -61,6 +61,8 @@ export async function openPeerStorage(opts: PeerStorageOptions): Promise<PeerSto
   return storage;
 }
 
+/** A peer that announced a study this long without a trial in it counts as an observer (whenNumbersSettled). */
+const OBSERVER_AFTER_MS = 5000;
 const CONSTRUCT = Symbol('construct');
 const START = Symbol('start');
 
@@ -589,6 +591,14 @@ export class PeerStorage implements Storage {
     const now = Date.now();
     for (const [peer, studies] of this.#ae.peerStudies) {
       if (peer === this.peerId || !studies.has(r.studyId) || r.view.policy.hide?.(peer)) continue;
+      // A peer that has announced the study for a while without a trial in it (a dashboard, a CLI query
+      // joined to the swarm) is not waited for: its heartbeat would hold every line up to a heartbeat.
+      // A peer new to the study is (workers all start at once). Left: such an idle peer's first trial
+      // racing ours.
+      if (r.view.trialsOf(peer) === 0) {
+        const f = r.frontiers.get(peer);
+        if (!f || now - f.since > OBSERVER_AFTER_MS) continue;
+      }
       const last = ctx.liveness.get(peer);
       if (last === undefined || now - last > ctx.opts.staleMs) continue;
       if (!r.view.settledFor(peer, c, r.frontiers.get(peer))) return false;

@@ -219,7 +219,7 @@ export class Replica {
   refused = false;
   readonly createdAt = Date.now();
   /** Per peer: what it last announced of its own trials here, their count and the least claim of any it creates next (view.ts settledFor). */
-  readonly frontiers = new Map<string, { n: number; clock: number }>();
+  readonly frontiers = new Map<string, { n: number; clock: number; since: number }>();
   /** Per peer: anti-entropy bookkeeping (anti-entropy.ts). */
   readonly remote = new Map<string, { since: number; count: number; digest: string }>();
   /** Gossiped changes waiting for dependencies, by hash (inbox.ts). */

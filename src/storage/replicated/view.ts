@@ -18,7 +18,9 @@
  * latency of its creation, so shortly after ours was created) our trial and those shown after it move
  * up by one. A trial that runs longer than the gossip latency is told under its final number, and
  * the log line of a finished trial waits until no such trial can still come (`settledFor`,
- * PeerStorage.whenNumbersSettled), so the number it shows is final while peers stay connected.
+ * PeerStorage.whenNumbersSettled), so the number it shows is final while peers stay connected; but
+ * for the first trial of a peer that announced the study for a while without running one (such a
+ * peer is not waited for, so a dashboard or a CLI query joined to the swarm does not hold lines up).
  * After a partition heals, both sides' trials interleave by creation time: numbers change on both
  * sides, and the replica logs which (`NumberChange`s from `put`, counter `numbers:changed`).
  */
