@@ -701,6 +701,7 @@ export class Study {
   private logFinished(t: FrozenTrial, reason?: string): void {
     // The best trial is a pass over every trial: not worth it for a line nobody sees.
     if (t.state !== 'FAIL' && !logsAt('info')) return;
+    const best = t.state === 'COMPLETE' && !this.isMultiObjective ? this.bestOrNull() : null;
     const settle = this.storage.whenNumbersSettled;
     if (settle) {
       // A replicated study: the line waits until its numbers (this trial's, the best's) can no longer
@@ -708,10 +709,8 @@ export class Study {
       // before this one may still be on its way: view.ts, the numbering's race).
       // Lines go out in the order the trials finished, each after the one before (a newer trial's number
       // settles later), and "Best is" names the best as of this trial's finish.
-      const best = t.state === 'COMPLETE' && !this.isMultiObjective ? this.bestOrNull() : null;
       const settled = settle.call(this.storage, this.studyId, best ? [t.trialId, best.trialId] : [t.trialId]).catch(() => false);
-      const before = this.lastLine;
-      const line: Promise<void> = Promise.all([before, settled])
+      this.lastLine = Promise.all([this.lastLine, settled])
         .then(() => {
           const read = (x: FrozenTrial): FrozenTrial => {
             try {
@@ -722,20 +721,14 @@ export class Study {
           };
           this.writeFinished(read(t), reason, best ? read(best) : null);
         })
-        .catch(() => {})
-        .finally(() => this.lines.delete(line));
-      this.lines.add(line);
-      this.lastLine = line;
+        .catch(() => {});
       return;
     }
-    this.writeFinished(t, reason, t.state === 'COMPLETE' && !this.isMultiObjective ? this.bestOrNull() : null);
+    this.writeFinished(t, reason, best);
   }
 
-  /** The last log line queued (logFinished): the next one goes out after it. */
+  /** The last log line queued (logFinished): the next one goes out after it, so it is written once all before it are. */
   private lastLine: Promise<void> = Promise.resolve();
-
-  /** Log lines of finished trials waiting for their numbers to settle (logFinished); optimize resolves after them. */
-  private readonly lines = new Set<Promise<void>>();
 
   /**
    * Resolves once the log lines of the trials told so far are written: in a replicated study a line
@@ -743,7 +736,7 @@ export class Study {
    * heartbeats). `optimize` waits for them itself; call it after `tell` before a process exits.
    */
   async flushLog(): Promise<void> {
-    await Promise.all(this.lines);
+    await this.lastLine;
   }
 
   private writeFinished(t: FrozenTrial, reason: string | undefined, best: FrozenTrial | null): void {

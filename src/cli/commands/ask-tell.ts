@@ -74,7 +74,7 @@ async function tellCommand(o: CommonOpts & { trialNumber?: number; values?: numb
     const values = o.values === undefined ? null : o.values.length === 1 ? o.values[0]! : o.values;
     const told = await study.tell(trialNumber, values, state ? { state } : {});
     await study.flushLog(); // and the number read after it is settled
-    const done = study.trials.find((x) => x.trialId === told.trialId) ?? told;
+    const done = study.storage.getTrial(study.studyId, told.trialId);
     out(`Told trial ${done.number} with ${done.values ? `values: [${done.values.join(', ')}]` : 'no values'} and state: ${done.state}.`);
   });
 }

@@ -587,7 +587,6 @@ export class PeerStorage implements Storage {
   }
 
   #settled(r: Replica, c: number): boolean {
-    const ctx = this.#ctx;
     const now = Date.now();
     for (const [peer, studies] of this.#ae.peerStudies) {
       if (peer === this.peerId || !studies.has(r.studyId) || r.view.policy.hide?.(peer)) continue;
@@ -595,13 +594,10 @@ export class PeerStorage implements Storage {
       // joined to the swarm) is not waited for: its heartbeat would hold every line up to a heartbeat.
       // A peer new to the study is (workers all start at once). Left: such an idle peer's first trial
       // racing ours.
-      if (r.view.trialsOf(peer) === 0) {
-        const f = r.frontiers.get(peer);
-        if (!f || now - f.since > OBSERVER_AFTER_MS) continue;
-      }
-      const last = ctx.liveness.get(peer);
-      if (last === undefined || now - last > ctx.opts.staleMs) continue;
-      if (!r.view.settledFor(peer, c, r.frontiers.get(peer))) return false;
+      const f = r.frontiers.get(peer);
+      if (r.view.trialsOf(peer) === 0 && (!f || now - f.since > OBSERVER_AFTER_MS)) continue;
+      if (!r.view.policy.live?.(peer)) continue; // silent past the liveness window
+      if (!r.view.settledFor(peer, c, f)) return false;
     }
     return true;
   }
