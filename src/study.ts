@@ -474,8 +474,35 @@ export class Study {
   /**
    * Finishes a trial asked with `ask()`. Give values (a number or one per direction), or a state.
    * Bad values (NaN, Infinity, wrong count) fail the trial with the reason logged, as Optuna does.
+   * In a replicated study the trial it returns carries its settled number (settledTrial).
    */
   async tell(
+    trial: Trial | number,
+    values?: ObjectiveResult | null,
+    opts: { state?: 'COMPLETE' | 'PRUNED' | 'FAIL'; failReason?: string } = {},
+  ): Promise<FrozenTrial> {
+    return this.settledTrial(await this.tellNow(trial, values, opts));
+  }
+
+  /**
+   * The trial as stored once its number is settled (PeerStorage.whenNumbersSettled: every live peer of
+   * the study has shown that none of its trials still on the way sorts before it): a few ms while peers
+   * work, at most a couple of heartbeats when they are idle; on a timeout, the number it has then.
+   * Without replication, the trial as given.
+   */
+  private async settledTrial(t: FrozenTrial): Promise<FrozenTrial> {
+    const settle = this.storage.whenNumbersSettled;
+    if (!settle) return t;
+    await settle.call(this.storage, this.studyId, [t.trialId]).catch(() => false);
+    try {
+      return this.storage.getTrial(this.studyId, t.trialId);
+    } catch {
+      return t; // the storage closed meanwhile: the number as it was
+    }
+  }
+
+  /** tell() without the wait for the settled number: optimize's own trials (their lines and callbacks wait on their own). */
+  private async tellNow(
     trial: Trial | number,
     values?: ObjectiveResult | null,
     opts: { state?: 'COMPLETE' | 'PRUNED' | 'FAIL'; failReason?: string } = {},
@@ -613,6 +640,10 @@ export class Study {
                 fatal ??= { err: error };
               }
             }
+            // Callbacks see the trial's settled number (as its log line does): the number this trial keeps
+            // on every replica while peers stay connected. Only when there are callbacks: the wait costs
+            // this worker a few ms per trial in a busy swarm (bench/RESULTS.md).
+            if (callbacks.length > 0) frozen = await this.settledTrial(frozen);
             for (const cb of callbacks) await cb(this, frozen);
           }
         } catch (e) {
@@ -661,11 +692,11 @@ export class Study {
     try {
       result = await objective(trial);
     } catch (err) {
-      if (err instanceof TrialPruned) return { trialId: trial.trialId, told: this.tell(trial, null, { state: 'PRUNED' }) };
+      if (err instanceof TrialPruned) return { trialId: trial.trialId, told: this.tellNow(trial, null, { state: 'PRUNED' }) };
       const msg = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-      return { trialId: trial.trialId, told: this.tell(trial, null, { state: 'FAIL', failReason: `the objective raised ${msg}` }), error: err };
+      return { trialId: trial.trialId, told: this.tellNow(trial, null, { state: 'FAIL', failReason: `the objective raised ${msg}` }), error: err };
     }
-    return { trialId: trial.trialId, told: this.tell(trial, result as ObjectiveResult) };
+    return { trialId: trial.trialId, told: this.tellNow(trial, result as ObjectiveResult) };
   }
 
   /** Validates an objective's result; returns the values, or a reason to fail the trial. */

@@ -198,43 +198,35 @@ describe('replicated studies', { concurrency: 1 }, () => {
     await Promise.all([a, b, c].map((p) => p.quit()));
   });
 
-  test('connected run of 3 peers x 200 trials: numbers told are final (but for the documented race), and all replicas agree', async (ctx) => {
+  test('connected run of 3 peers x 200 trials: the numbers callbacks and log lines show are final, and all replicas agree', async (ctx) => {
     const a = await Peer.start({ dataDir: await tempDir(), create: true, studyName: 'stable', seed: 1 });
     const [b, c] = await Promise.all([
       Peer.start({ dataDir: await tempDir(), join: a.addrs, studyName: 'stable', seed: 2 }),
       Peer.start({ dataDir: await tempDir(), join: a.addrs, studyName: 'stable', seed: 3 }),
     ]);
     await waitFor('a full mesh', 10_000, async () => (await Promise.all([a, b, c].map((p) => p.dump()))).every((d) => (d['peers'] as string[]).length === 2));
-    // Each peer records the number its trial had when it finished (the number Optuna logs).
+    // Each peer records the number its callback saw, and the number its log line printed.
     const runs = await Promise.all([a, b, c].map((p) => p.send({ cmd: 'run', n: 200, sleepMs: 100, logged: true })));
     const all = await eventually('all replicas have 600 finished trials', 20_000, () => Promise.all([a, b, c].map((p) => p.trials())), (rs) => rs.every((r) => finished(r).length === 600));
     const numbering = (r: TrialDump[]) => r.map((t) => `${t.number} ${t.trialId}`).sort().join('\n');
     for (const r of all) assert.equal(numbering(r), numbering(all[0]!), 'same numbers on every replica');
     const final = new Map(all[0]!.map((t) => [t.trialId, t]));
-    // A number told that differs from the final one is the documented race (view.ts): a trial created
-    // elsewhere shortly before, still in flight when this one was created. Each such move must be
-    // explained by that many trials of other peers created within the second before it; on an idle
-    // machine (gossip in a few ms, trials of 100 ms) there are none.
+    // Callbacks receive the trial once its number is settled (study.ts settledTrial, as its log line):
+    // every live peer has shown that none of its trials still on the way sorts before it. A number a
+    // callback saw may differ from the final one only where that wait timed out (counted). Without the
+    // wait (the trial as of its tell), numbers moved whenever gossip took longer than a trial's 100 ms:
+    // none on an idle machine, 9 of 600 beside six busy loops, 44 of 600 at load average 15.
     const moved: string[] = [];
     for (const run of runs) {
       for (const [id, n] of run['told'] as [string, number][]) {
         const t = final.get(id)!;
-        if (t.number === n) continue;
-        const concurrent = all[0]!.filter((o) => o.owner !== t.owner && o.start !== null && t.start !== null && o.start <= t.start && o.start > t.start - 1000 && o.number < t.number).length;
-        moved.push(`${id.slice(-10)} told #${n}, final #${t.number}, ${concurrent} concurrent`);
-        assert.ok(t.number > n && t.number - n <= concurrent, `trial ${id} moved from #${n} to #${t.number} without concurrent trials to explain it`);
+        if (t.number !== n) moved.push(`${id.slice(-10)} told #${n}, final #${t.number}`);
       }
     }
-    // The race, precisely: a told number moves iff a trial of another peer with a smaller claim (created
-    // before ours by the hybrid clock) was still not here when ours was told, i.e. its gossip took longer
-    // than (our tell - its creation) >= our trial's 100 ms. On this 2-core machine shared with other work,
-    // peer event loops stall for 1-3 s at load average 20+, so gossip latency passes 100 ms: some numbers
-    // move by one (44 of 600 at load average 15, 39 of 600 at 24-29; none on an idle machine).
-    ctx.diagnostic(`numbers told that moved (the race): ${moved.length} of 600`);
-    // Each told number that moved is a finished trial whose owner's replica counted the move.
-    const movedFinished = (await Promise.all([a, b, c].map(async (p) => ((await p.dump())['stats'] as Record<string, number>)['numbers:moved-finished'] ?? 0))).reduce((x, y) => x + y, 0);
-    assert.ok(movedFinished >= moved.length, `${movedFinished} moves of finished trials counted, ${moved.length} told numbers moved`);
-    assert.ok(moved.length <= 120, `at most 20% of the numbers told moved (the race): ${moved.length}: ${moved.join('; ')}`);
+    const settleTimeouts = (await Promise.all([a, b, c].map(async (p) => ((await p.dump())['stats'] as Record<string, number>)['numbers:settle-timeout'] ?? 0))).reduce((x, y) => x + y, 0);
+    ctx.diagnostic(`numbers callbacks saw that moved: ${moved.length} of 600; settle waits timed out: ${settleTimeouts}`);
+    assert.equal(runs.reduce((k, run) => k + (run['told'] as unknown[]).length, 0), 600, 'a callback for each trial');
+    assert.ok(moved.length <= settleTimeouts, `${moved.length} numbers callbacks saw are not the final ones, ${settleTimeouts} settle waits timed out: ${moved.slice(0, 10).join('; ')}`);
     // The log lines wait until their numbers settle (PeerStorage.whenNumbersSettled): the trial a line
     // names by number is, in the end, the trial it describes, on every replica. A line may show a number
     // that moved only if its wait timed out (counted); on this machine none should.
@@ -251,9 +243,8 @@ describe('replicated studies', { concurrency: 1 }, () => {
         wrongLines.push(`#${n} ${params}, final #${n} is ${t ? formatParams(t.params) : 'absent'}`);
       }
     }
-    const timeouts = (await Promise.all([a, b, c].map(async (p) => ((await p.dump())['stats'] as Record<string, number>)['numbers:settle-timeout'] ?? 0))).reduce((x, y) => x + y, 0);
-    ctx.diagnostic(`log lines whose number moved: ${wrong} of 600; settle waits timed out: ${timeouts}`);
-    assert.ok(wrong <= timeouts, `${wrong} log lines show a number that is not the final one, ${timeouts} settle waits timed out: ${wrongLines.slice(0, 10).join('; ')}`);
+    ctx.diagnostic(`log lines whose number moved: ${wrong} of 600`);
+    assert.ok(wrong <= settleTimeouts, `${wrong} log lines show a number that is not the final one, ${settleTimeouts} settle waits timed out: ${wrongLines.slice(0, 10).join('; ')}`);
     await Promise.all([a, b, c].map((p) => p.quit()));
   });
 

@@ -16,9 +16,10 @@
  * are connected new trials append. The one race: a trial created elsewhere shortly before one of ours,
  * and not yet arrived when ours was created, sorts before ours; when it arrives (within one gossip
  * latency of its creation, so shortly after ours was created) our trial and those shown after it move
- * up by one. A trial that runs longer than the gossip latency is told under its final number, and
- * the log line of a finished trial waits until no such trial can still come (`settledFor`,
- * PeerStorage.whenNumbersSettled), so the number it shows is final while peers stay connected; but
+ * up by one. The log line of a finished trial, the trial `tell` returns and the one callbacks get
+ * wait until no such trial can still come (`settledFor`, PeerStorage.whenNumbersSettled), so the
+ * number they show is final while peers stay connected (`trial.number` inside a running objective
+ * is not: it is final once the trial has run longer than the gossip latency); but
  * for the first trial of a peer that announced the study for a while without running one (such a
  * peer is not waited for, so a dashboard or a CLI query joined to the swarm does not hold lines up).
  * After a partition heals, both sides' trials interleave by creation time: numbers change on both
