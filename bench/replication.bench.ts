@@ -134,7 +134,8 @@ function child(cfg: object, flags: string[] = []): Child {
 /** Seconds of untimed trials before a peertune throughput window (see throughput()). */
 export const THROUGHPUT_WARMUP_SECONDS = 6;
 
-export async function throughput(n: number, seconds: number, heartbeatIntervalMs = 1000): Promise<{ trialsPerSec: number; total: number; agreed: boolean; counters: Record<string, number> }> {
+/** `callback`: each peer's optimize has one callback (which waits for its trial's settled number: study.ts). */
+export async function throughput(n: number, seconds: number, heartbeatIntervalMs = 1000, callback = false): Promise<{ trialsPerSec: number; total: number; agreed: boolean; counters: Record<string, number> }> {
   const name = `tp-${n}`;
   const first = child({ dataDir: await tempDir(), create: true, studyName: name, sampler: 'random', seed: 1, heartbeatIntervalMs, staleAfterMs: 30_000 }, PEER_FLAGS);
   const r = await first.ready;
@@ -164,10 +165,10 @@ export async function throughput(n: number, seconds: number, heartbeatIntervalMs
   await sleep(2 * heartbeatIntervalMs + 500);
   // Warm-up, not timed: a saturated swarm's gossip pacing (src/storage/replicated/pacing.ts) settles
   // within a few heartbeats (the gap doubles once per heartbeat), as it does at the start of any run.
-  const warm = await Promise.all(peers.map((p) => p.send({ cmd: 'run', timeout: THROUGHPUT_WARMUP_SECONDS, trivial: true })));
+  const warm = await Promise.all(peers.map((p) => p.send({ cmd: 'run', timeout: THROUGHPUT_WARMUP_SECONDS, trivial: true, callback })));
   const warmTotal = warm.reduce((s, m) => s + (m['done'] as number), 0);
   const t0 = performance.now();
-  const ran = await Promise.all(peers.map((p) => p.send({ cmd: 'run', timeout: seconds, trivial: true })));
+  const ran = await Promise.all(peers.map((p) => p.send({ cmd: 'run', timeout: seconds, trivial: true, callback })));
   const wall = (performance.now() - t0) / 1000;
   const total = ran.reduce((s, m) => s + (m['done'] as number), 0);
   // Every replica converges on the same count.
@@ -694,6 +695,34 @@ export default async function (ctx: BenchContext): Promise<void> {
       '',
     );
     for (const s of skips) md.push(`Skipped: ${s}`, '');
+    await save();
+
+    // What a callback costs: it receives its trial once the trial's number is settled (study.ts
+    // settledTrial), so a worker with callbacks waits for the other peers' later trials or heartbeats.
+    // Not a target; the same 4 processes with and without one callback, alternated.
+    const cbRuns: { callback: boolean; trialsPerSec: number }[] = [];
+    for (let rep = 0; rep < reps; rep++) {
+      for (const callback of rep % 2 ? [true, false] : [false, true]) {
+        try {
+          const r = await throughput(4, secs, 1000, callback);
+          ctx.log(`throughput 4 peer processes ${callback ? 'with' : 'without'} a callback: ${fmt(r.trialsPerSec)} trials/s (replicas agree: ${r.agreed}; ${r.counters['numbers:settle-timeout'] ?? 0} settle timeouts)`);
+          cbRuns.push({ callback, trialsPerSec: r.trialsPerSec });
+        } catch (e) {
+          ctx.log(`throughput 4 peer processes ${callback ? 'with' : 'without'} a callback: failed: ${(e as Error).message}`);
+        }
+      }
+    }
+    const med = (xs: number[]): number => {
+      const v = [...xs].sort((a, b) => a - b);
+      return v.length ? v[(v.length - 1) >> 1]! : NaN;
+    };
+    const withCb = med(cbRuns.filter((r) => r.callback).map((r) => r.trialsPerSec));
+    const withoutCb = med(cbRuns.filter((r) => !r.callback).map((r) => r.trialsPerSec));
+    data['callbackThroughput'] = { processes: 4, withCallback: withCb, without: withoutCb, runs: cbRuns };
+    md.push(
+      `A callback's wait for its trial's settled number (4 processes, median of ${reps} window(s) each, alternated): ${fmt(withCb)} trials/s with one callback per peer, ${fmt(withoutCb)} without (x${fmt(withCb / withoutCb)}). Not a target: a trivial objective is the worst case, since each trial waits for the other peers' next trials.`,
+      '',
+    );
     await save();
 
     // Receiving cost per remote trial event, and a joiner catching up, in processes.

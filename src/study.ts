@@ -601,6 +601,8 @@ export class Study {
       const worker = async (): Promise<void> => {
         // Writes of this worker's finished trials still on their way to disk, oldest first.
         const writing: Promise<FrozenTrial>[] = [];
+        // Callbacks of this worker's trials that wait for their trial's settled number, in finish order.
+        const behind: Promise<void>[] = [];
         try {
           while (!this.stopRequested && !fatal && (nTrials === undefined || started < nTrials) && Date.now() < deadline) {
             if (maxTrials !== undefined && this.countTowardsBudget() >= maxTrials) break;
@@ -640,17 +642,38 @@ export class Study {
                 fatal ??= { err: error };
               }
             }
-            // Callbacks see the trial's settled number (as its log line does): the number this trial keeps
-            // on every replica while peers stay connected. Only when there are callbacks: the wait costs
-            // this worker a few ms per trial in a busy swarm (bench/RESULTS.md).
-            if (callbacks.length > 0) frozen = await this.settledTrial(frozen);
-            for (const cb of callbacks) await cb(this, frozen);
+            if (callbacks.length === 0) continue;
+            // Callbacks see the trial's settled number, as its log line does: the number it keeps on every
+            // replica while peers stay connected. Settled already (a trial that ran longer than a gossip
+            // round, or no replication): they run now, before the next trial starts, as in Optuna.
+            // Otherwise (a trial shorter than the round the settling takes: tens of ms in a busy swarm)
+            // the next trials start meanwhile, up to OVERLAPPED_WRITES callbacks behind, and these run
+            // in finish order once settled; a stop() in them ends optimize after the trials started by
+            // then. optimize resolves after every callback.
+            const id = frozen.trialId;
+            if (behind.length === 0 && (this.storage.numbersSettled?.(this.studyId, [id]) ?? true)) {
+              frozen = this.storage.getTrial(this.studyId, id);
+              for (const cb of callbacks) await cb(this, frozen);
+              continue;
+            }
+            const prev = behind.at(-1) ?? Promise.resolve();
+            const ran = Promise.all([prev, this.settledTrial(frozen)]).then(async ([, f]) => {
+              for (const cb of callbacks) await cb(this, f);
+            });
+            ran.catch((err) => {
+              fatal ??= { err };
+            });
+            behind.push(ran);
+            const done = (): void => void behind.splice(behind.indexOf(ran), 1);
+            ran.then(done, done);
+            while (behind.length > OVERLAPPED_WRITES) await behind[0]!.catch(() => {});
           }
         } catch (e) {
-          // A callback or the objective's tell threw: the trials' writes still end before optimize does.
-          await Promise.allSettled(writing);
+          // A callback or the objective's tell threw: the trials' writes (and the callbacks behind) still end before optimize does.
+          await Promise.allSettled([...writing, ...behind]);
           throw e;
         }
+        await Promise.allSettled(behind);
         await Promise.all(writing);
       };
       await Promise.all(Array.from({ length: nJobs }, () => worker()));

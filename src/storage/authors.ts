@@ -44,6 +44,7 @@ export class AuthorFilteredStorage implements Storage {
     if (inner.waitForStudyId) this.waitForStudyId = inner.waitForStudyId.bind(inner);
     if (inner.peers) this.peers = inner.peers.bind(inner);
     if (inner.whenNumbersSettled) this.whenNumbersSettled = inner.whenNumbersSettled.bind(inner);
+    if (inner.numbersSettled) this.numbersSettled = inner.numbersSettled.bind(inner);
     if (inner.fetchCheckpointBlobs) this.fetchCheckpointBlobs = inner.fetchCheckpointBlobs.bind(inner);
   }
 
@@ -51,6 +52,7 @@ export class AuthorFilteredStorage implements Storage {
   readonly waitForStudyId?: (studyId: string, timeoutMs?: number) => Promise<StudyInfo | null>;
   readonly peers?: (studyId: string) => PeerInfo[];
   readonly whenNumbersSettled?: (studyId: string, trialIds: readonly string[], timeoutMs?: number) => Promise<boolean>;
+  readonly numbersSettled?: (studyId: string, trialIds: readonly string[]) => boolean;
   readonly fetchCheckpointBlobs?: (ref: CheckpointRef, blobs: { hash: string; size: number }[]) => Promise<void>;
 
   /** Whether trials owned by `owner` are left out. */

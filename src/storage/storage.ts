@@ -313,6 +313,8 @@ export interface Storage {
    * peers stay connected (false after a timeout). The log line of a finished trial waits for it.
    */
   whenNumbersSettled?(studyId: string, trialIds: readonly string[], timeoutMs?: number): Promise<boolean>;
+  /** Optional, with `whenNumbersSettled`: whether these trials' numbers are settled now. */
+  numbersSettled?(studyId: string, trialIds: readonly string[]): boolean;
   /** Optional: the peers this replica knows for a study (replicated storages only). */
   peers?(studyId: string): PeerInfo[];
   /**

@@ -61,6 +61,13 @@ export async function openPeerStorage(opts: PeerStorageOptions): Promise<PeerSto
   return storage;
 }
 
+/** The latest claim of these trials (-Infinity for none held): their numbers are settled once it is. */
+function latestClaim(r: Replica, trialIds: readonly string[]): number {
+  let c = -Infinity;
+  for (const id of trialIds) c = Math.max(c, r.view.records.get(id)?.c ?? -Infinity);
+  return c;
+}
+
 /** A peer that announced a study this long without a trial in it counts as an observer (whenNumbersSettled). */
 const OBSERVER_AFTER_MS = 5000;
 const CONSTRUCT = Symbol('construct');
@@ -570,8 +577,7 @@ export class PeerStorage implements Storage {
     const ctx = this.#ctx;
     const r = ctx.replicas.get(studyId);
     if (!r || !ctx.node) return true;
-    let c = -Infinity;
-    for (const id of trialIds) c = Math.max(c, r.view.records.get(id)?.c ?? -Infinity);
+    const c = latestClaim(r, trialIds);
     if (c === -Infinity) return true;
     // Two heartbeats of this swarm's pace: an idle peer's frontier comes with each.
     const deadline = Date.now() + (timeoutMs ?? Math.max(2000, 2 * ctx.opts.heartbeatMs * this.#heartbeatEvery + 1000));
@@ -584,6 +590,14 @@ export class PeerStorage implements Storage {
       }
       await this.#nextNotify(left);
     }
+  }
+
+  /** Whether these trials' numbers are settled now (whenNumbersSettled without the wait). */
+  numbersSettled(studyId: string, trialIds: readonly string[]): boolean {
+    const r = this.#ctx.replicas.get(studyId);
+    if (!r || !this.#ctx.node || this.#ctx.closed) return true;
+    const c = latestClaim(r, trialIds);
+    return c === -Infinity || this.#settled(r, c);
   }
 
   #settled(r: Replica, c: number): boolean {
