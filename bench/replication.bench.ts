@@ -135,7 +135,12 @@ function child(cfg: object, flags: string[] = []): Child {
 export const THROUGHPUT_WARMUP_SECONDS = 6;
 
 /** `callback`: each peer's optimize has one callback (which waits for its trial's settled number: study.ts). */
-export async function throughput(n: number, seconds: number, heartbeatIntervalMs = 1000, callback = false): Promise<{ trialsPerSec: number; total: number; agreed: boolean; counters: Record<string, number> }> {
+export async function throughput(
+  n: number,
+  seconds: number,
+  heartbeatIntervalMs = 1000,
+  callback = false,
+): Promise<{ trialsPerSec: number; total: number; agreed: boolean; counters: Record<string, number>; cpuMsPerTrial: number; ceiling: number; idleCpuMsPerSec: number }> {
   const name = `tp-${n}`;
   const first = child({ dataDir: await tempDir(), create: true, studyName: name, sampler: 'random', seed: 1, heartbeatIntervalMs, staleAfterMs: 30_000 }, PEER_FLAGS);
   const r = await first.ready;
@@ -167,9 +172,19 @@ export async function throughput(n: number, seconds: number, heartbeatIntervalMs
   // within a few heartbeats (the gap doubles once per heartbeat), as it does at the start of any run.
   const warm = await Promise.all(peers.map((p) => p.send({ cmd: 'run', timeout: THROUGHPUT_WARMUP_SECONDS, trivial: true, callback })));
   const warmTotal = warm.reduce((s, m) => s + (m['done'] as number), 0);
+  // CPU time of each peer process over the window (process.cpuUsage, all its threads): what the
+  // swarm spends per trial, and what its busiest peer does (with a core per peer, that one bounds it).
+  const cpuOf = async (): Promise<number[]> => (await Promise.all(peers.map((p) => p.send({ cmd: 'count' })))).map((m) => ((m['cpu'] as { user: number }).user + (m['cpu'] as { system: number }).system) / 1000);
+  // Each process's CPU rate with no trials running (heartbeats, timers) over 2 s, to tell it from the per-trial part.
+  const idle0 = await cpuOf();
+  const i0 = performance.now();
+  await sleep(2000);
+  const idleMsPerSec = (await cpuOf()).map((c, i) => (c - idle0[i]!) / ((performance.now() - i0) / 1000));
+  const cpu0 = await cpuOf();
   const t0 = performance.now();
   const ran = await Promise.all(peers.map((p) => p.send({ cmd: 'run', timeout: seconds, trivial: true, callback })));
   const wall = (performance.now() - t0) / 1000;
+  const cpuMs = (await cpuOf()).map((c, i) => c - cpu0[i]!);
   const total = ran.reduce((s, m) => s + (m['done'] as number), 0);
   // Every replica converges on the same count.
   let agreed = false;
@@ -184,7 +199,10 @@ export async function throughput(n: number, seconds: number, heartbeatIntervalMs
   }
   await Promise.all(peers.map((p) => p.send({ cmd: 'quit' })));
   await Promise.all(peers.map((p) => p.exited));
-  return { trialsPerSec: total / wall, total, agreed, counters };
+  // With a core of its own, process i spends idle_i + v_i x per second at swarm throughput x (v_i: its CPU
+  // per swarm trial beyond its idle rate), so the swarm cannot pass min_i (1000 - idle_i) / v_i.
+  const ceiling = Math.min(...cpuMs.map((c, i) => (1000 - idleMsPerSec[i]!) / Math.max(1e-6, (c - idleMsPerSec[i]! * wall) / total)));
+  return { trialsPerSec: total / wall, total, agreed, counters, cpuMsPerTrial: cpuMs.reduce((a, b) => a + b, 0) / total, ceiling, idleCpuMsPerSec: idleMsPerSec.reduce((a, b) => a + b, 0) };
 }
 
 // ---------------------------------------------------------------- Optuna side by side
@@ -627,7 +645,7 @@ export default async function (ctx: BenchContext): Promise<void> {
               try {
                 const r = await throughput(n, secs);
                 const c = r.counters;
-                ctx.log(`throughput ${n} peer processes: ${fmt(r.trialsPerSec)} trials/s (${r.total} trials, replicas agree: ${r.agreed}; swarm: ${c['gossip:accepted'] ?? 0} gossip messages accepted, ${c['sync:sessions-started'] ?? 0} sync sessions, ${c['sync:accepted-changes'] ?? 0} sync messages with changes, ${c['numbers:moved-finished'] ?? 0} numbers of finished trials moved, summed over the replicas)`);
+                ctx.log(`throughput ${n} peer processes: ${fmt(r.trialsPerSec)} trials/s (${r.total} trials, replicas agree: ${r.agreed}; swarm CPU ${fmt(r.cpuMsPerTrial)} ms per trial (idle ${fmt(r.idleCpuMsPerSec)} ms/s in all), ceiling with a core per peer ${fmt(r.ceiling)} trials/s; swarm: ${c['gossip:accepted'] ?? 0} gossip messages accepted, ${c['sync:sessions-started'] ?? 0} sync sessions, ${c['sync:accepted-changes'] ?? 0} sync messages with changes, ${c['numbers:moved-finished'] ?? 0} numbers of finished trials moved, summed over the replicas)`);
                 mine.push(r);
                 keep('peertune', n, r);
               } catch (e) {
@@ -675,20 +693,22 @@ export default async function (ctx: BenchContext): Promise<void> {
     md.push(`### Throughput (median of ${reps} window(s) of ${secs} s per row, the three systems alternated; trivial objective \`(x - 2)^2\`, RandomSampler on both sides; peertune's window follows a ${THROUGHPUT_WARMUP_SECONDS} s untimed warm-up run in which gossip pacing settles)`, '');
     md.push(
       table(
-        ['processes', 'peertune trials/s', 'replicas agree', `Optuna ${opt.version ?? ''} PostgreSQL trials/s`, 'failed / errors', `Optuna JournalFileStorage trials/s`, 'failed / errors', 'peertune / PostgreSQL', 'peertune / journal', 'x the row before', 'finished numbers moved (sum over replicas; per trial)', 'windows: peertune; PostgreSQL; journal'],
+        ['processes', 'peertune trials/s', 'replicas agree', 'swarm CPU ms per trial', 'ceiling with a core per peer, trials/s', `Optuna ${opt.version ?? ''} PostgreSQL trials/s`, 'failed / errors', `Optuna JournalFileStorage trials/s`, 'failed / errors', 'peertune / PostgreSQL', 'peertune / journal', 'x the row before', 'finished numbers moved (sum over replicas; per trial)', 'windows: peertune; PostgreSQL; journal'],
         tp.map(([n, r], i) => {
           const [pgTps, pgFail] = cell(optPg, n);
           const [jTps, jFail] = cell(optJournal, n);
           const ratio = (x: string) => (Number.isFinite(Number(x)) && Number(x) > 0 ? `x${fmt(r.trialsPerSec / Number(x))}` : '');
           const before = i > 0 ? `x${fmt(r.trialsPerSec / tp[i - 1]![1].trialsPerSec)}` : '';
           const moved = r.counters['numbers:moved-finished'] ?? 0;
-          return [n, fmt(r.trialsPerSec), r.agreed ? 'yes' : 'NO', pgTps, pgFail, jTps, jFail, ratio(pgTps), ratio(jTps), before, `${moved}; ${fmt(moved / Math.max(1, r.total))}`, `${windows('peertune', n)}; ${windows('postgresql', n)}; ${windows('journal', n)}`];
+          return [n, fmt(r.trialsPerSec), r.agreed ? 'yes' : 'NO', fmt(r.cpuMsPerTrial), fmt(r.ceiling), pgTps, pgFail, jTps, jFail, ratio(pgTps), ratio(jTps), before, `${moved}; ${fmt(moved / Math.max(1, r.total))}`, `${windows('peertune', n)}; ${windows('postgresql', n)}; ${windows('journal', n)}`];
         }),
       ),
       '',
     );
     md.push(
       'peertune: one peer process each (a PeerStorage on its own data dir, TCP loopback), every trial in level with a sync write before tell returns (trials finished during one write share the next: group commit). ' +
+        '"swarm CPU ms per trial": CPU time of every peer process over the window (process.cpuUsage, all threads) over the trials of the window; on this 2-core host the swarm cannot pass 2,000 / that figure. ' +
+        '"ceiling with a core per peer": each process\'s CPU over the window split into its idle rate (heartbeats, timers; measured for 2 s with no trials just before) and a part per swarm trial v_i; with a core of its own it would spend idle_i + v_i x ms per second at swarm throughput x, so the swarm cannot pass min_i (1,000 - idle_i) / v_i. A bound from measured costs, not a measurement: on one core per peer, waits and batching differ. ' +
         '"finished numbers moved": display numbers of finished trials that a merge changed (counter numbers:moved-finished), summed over every replica, and that sum per trial of the window (warm-up included in the sum). ' +
         'Optuna: one worker process each, all loading the study before the common start; PostgreSQL is a fresh cluster started by the bench on 127.0.0.1 (fsync on, default settings), the journal is one file on local disk. ' +
         '"failed / errors" = trials left FAIL or RUNNING in the storage + exceptions that escaped `optimize` (lock or serialization errors). All processes share the 2 cores.',
