@@ -651,7 +651,8 @@ export class Study {
             // in finish order once settled; a stop() in them ends optimize after the trials started by
             // then. optimize resolves after every callback.
             const id = frozen.trialId;
-            if (behind.length === 0 && (this.storage.numbersSettled?.(this.studyId, [id]) ?? true)) {
+            const settledNow = this.storage.numbersSettled ? this.storage.numbersSettled(this.studyId, [id]) : !this.storage.whenNumbersSettled;
+            if (behind.length === 0 && settledNow) {
               frozen = this.storage.getTrial(this.studyId, id);
               for (const cb of callbacks) await cb(this, frozen);
               continue;

@@ -310,7 +310,8 @@ export interface Storage {
   waitForStudyId?(studyId: string, timeoutMs?: number): Promise<StudyInfo | null>;
   /**
    * Optional, for replicated storages: resolves once these trials' numbers can no longer move while
-   * peers stay connected (false after a timeout). The log line of a finished trial waits for it.
+   * peers stay connected (false after a timeout). The log line of a finished trial, the trial `tell`
+   * returns and the one `optimize`'s callbacks get wait for it.
    */
   whenNumbersSettled?(studyId: string, trialIds: readonly string[], timeoutMs?: number): Promise<boolean>;
   /** Optional, with `whenNumbersSettled`: whether these trials' numbers are settled now. */

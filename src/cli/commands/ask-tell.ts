@@ -72,9 +72,8 @@ async function tellCommand(o: CommonOpts & { trialNumber?: number; values?: numb
       throw new UsageError(`trial ${t.number} is already finished (${t.state}); pass --skip-if-finished to ignore`);
     }
     const values = o.values === undefined ? null : o.values.length === 1 ? o.values[0]! : o.values;
-    const told = await study.tell(trialNumber, values, state ? { state } : {});
-    await study.flushLog(); // and the number read after it is settled
-    const done = study.storage.getTrial(study.studyId, told.trialId);
+    const done = await study.tell(trialNumber, values, state ? { state } : {}); // with its settled number
+    await study.flushLog();
     out(`Told trial ${done.number} with ${done.values ? `values: [${done.values.join(', ')}]` : 'no values'} and state: ${done.state}.`);
   });
 }
