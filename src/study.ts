@@ -494,6 +494,11 @@ export class Study {
     const settle = this.storage.whenNumbersSettled;
     if (!settle) return t;
     await settle.call(this.storage, this.studyId, [t.trialId]).catch(() => false);
+    return this.reread(t);
+  }
+
+  /** The trial as stored now (its number read again), or as given once the storage has closed. */
+  private reread(t: FrozenTrial): FrozenTrial {
     try {
       return this.storage.getTrial(this.studyId, t.trialId);
     } catch {
@@ -766,16 +771,7 @@ export class Study {
       // settles later), and "Best is" names the best as of this trial's finish.
       const settled = settle.call(this.storage, this.studyId, best ? [t.trialId, best.trialId] : [t.trialId]).catch(() => false);
       this.lastLine = Promise.all([this.lastLine, settled])
-        .then(() => {
-          const read = (x: FrozenTrial): FrozenTrial => {
-            try {
-              return this.storage.getTrial(this.studyId, x.trialId);
-            } catch {
-              return x; // the storage closed meanwhile: the numbers as they were
-            }
-          };
-          this.writeFinished(read(t), reason, best ? read(best) : null);
-        })
+        .then(() => this.writeFinished(this.reread(t), reason, best ? this.reread(best) : null))
         .catch(() => {});
       return;
     }

@@ -571,7 +571,8 @@ export class PeerStorage implements Storage {
    * every live peer of the study has shown that none of its trials still on the way sorts before them
    * (view.ts settledFor: its later trials, or the frontier its heartbeat announces). False after
    * `timeoutMs` (counted, `numbers:settle-timeout`): a peer silent since, or gossip slower than that.
-   * The study's log line of a finished trial waits for it, so the number it shows is the final one.
+   * A finished trial's log line, the trial `tell` returns and the one callbacks get wait for it, so
+   * the number they show is the final one.
    */
   async whenNumbersSettled(studyId: string, trialIds: readonly string[], timeoutMs?: number): Promise<boolean> {
     const ctx = this.#ctx;
