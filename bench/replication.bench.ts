@@ -131,8 +131,18 @@ function child(cfg: object, flags: string[] = []): Child {
 }
 
 /** Peers run with the product's default heartbeat interval (1 s): every heartbeat costs each peer in proportion to the swarm. */
-/** Seconds of untimed trials before a peertune throughput window (see throughput()). */
-export const THROUGHPUT_WARMUP_SECONDS = 6;
+/**
+ * CPU seconds (process.cpuUsage, all threads) that every peer process spends on untimed trials before
+ * a throughput window (see throughput()). Equal CPU, not equal wall time: a fresh Node.js process
+ * spends its first seconds of CPU in V8's compilers (a perf profile of 16 peer processes, 10 s in:
+ * 28 % of all CPU in TurboFan; 17 % at 40 s), and N processes on the 2 cores get 2 / N of the CPU
+ * each, so a fixed wall-clock warm-up left the 16-process row measuring processes 8x colder than the
+ * 1-process row (16 processes after 6 s: 409 / 380 trials/s; after 30 s: 1,035 / 761). A peer of a real
+ * run is past this within its first minutes; how fast the swarm is meanwhile is logged (warm-up rate).
+ */
+export const WARMUP_CPU_SECONDS = 6;
+/** Longest wall time of that warm-up (a row whose processes cannot get the CPU in time is measured colder, and says so). */
+const WARMUP_MAX_SECONDS = 120;
 
 /** `callback`: each peer's optimize has one callback (which waits for its trial's settled number: study.ts). */
 export async function throughput(
@@ -140,7 +150,8 @@ export async function throughput(
   seconds: number,
   heartbeatIntervalMs = 1000,
   callback = false,
-): Promise<{ trialsPerSec: number; total: number; agreed: boolean; counters: Record<string, number>; cpuMsPerTrial: number; ceiling: number; idleCpuMsPerSec: number }> {
+  warmupCpuSeconds = WARMUP_CPU_SECONDS,
+): Promise<{ trialsPerSec: number; total: number; agreed: boolean; counters: Record<string, number>; cpuMsPerTrial: number; ceiling: number; idleCpuMsPerSec: number; warmup: { seconds: number; trialsPerSec: number; minCpuSeconds: number } }> {
   const name = `tp-${n}`;
   const first = child({ dataDir: await tempDir(), create: true, studyName: name, sampler: 'random', seed: 1, heartbeatIntervalMs, staleAfterMs: 30_000 }, PEER_FLAGS);
   const r = await first.ready;
@@ -168,13 +179,23 @@ export async function throughput(
     await sleep(200);
   }
   await sleep(2 * heartbeatIntervalMs + 500);
-  // Warm-up, not timed: a saturated swarm's gossip pacing (src/storage/replicated/pacing.ts) settles
-  // within a few heartbeats (the gap doubles once per heartbeat), as it does at the start of any run.
-  const warm = await Promise.all(peers.map((p) => p.send({ cmd: 'run', timeout: THROUGHPUT_WARMUP_SECONDS, trivial: true, callback })));
-  const warmTotal = warm.reduce((s, m) => s + (m['done'] as number), 0);
-  // CPU time of each peer process over the window (process.cpuUsage, all its threads): what the
-  // swarm spends per trial, and what its busiest peer does (with a core per peer, that one bounds it).
+  // CPU time of each peer process (process.cpuUsage, all its threads): what the swarm spends per trial,
+  // and what its busiest peer does (with a core per peer, that one bounds it).
   const cpuOf = async (): Promise<number[]> => (await Promise.all(peers.map((p) => p.send({ cmd: 'count' })))).map((m) => ((m['cpu'] as { user: number }).user + (m['cpu'] as { system: number }).system) / 1000);
+  // Warm-up, not timed, until every process has spent `warmupCpuSeconds` of CPU (WARMUP_CPU_SECONDS):
+  // V8 has compiled the hot paths, and a saturated swarm's gossip pacing (src/storage/replicated/pacing.ts)
+  // has settled (the gap doubles once per heartbeat), as in any run past its first minutes.
+  const w0 = performance.now();
+  const wc0 = await cpuOf();
+  let warmTotal = 0;
+  let warmCpu = 0;
+  for (;;) {
+    const warm = await Promise.all(peers.map((p) => p.send({ cmd: 'run', timeout: 2, trivial: true, callback })));
+    warmTotal += warm.reduce((s, m) => s + (m['done'] as number), 0);
+    warmCpu = Math.min(...(await cpuOf()).map((c, i) => (c - wc0[i]!) / 1000));
+    if (warmCpu >= warmupCpuSeconds || performance.now() - w0 > WARMUP_MAX_SECONDS * 1000) break;
+  }
+  const warmSec = (performance.now() - w0) / 1000;
   // Each process's CPU rate with no trials running (heartbeats, timers) over 2 s, to tell it from the per-trial part.
   const idle0 = await cpuOf();
   const i0 = performance.now();
@@ -202,7 +223,7 @@ export async function throughput(
   // With a core of its own, process i spends idle_i + v_i x per second at swarm throughput x (v_i: its CPU
   // per swarm trial beyond its idle rate), so the swarm cannot pass min_i (1000 - idle_i) / v_i.
   const ceiling = Math.min(...cpuMs.map((c, i) => (1000 - idleMsPerSec[i]!) / Math.max(1e-6, (c - idleMsPerSec[i]! * wall) / total)));
-  return { trialsPerSec: total / wall, total, agreed, counters, cpuMsPerTrial: cpuMs.reduce((a, b) => a + b, 0) / total, ceiling, idleCpuMsPerSec: idleMsPerSec.reduce((a, b) => a + b, 0) };
+  return { trialsPerSec: total / wall, total, agreed, counters, cpuMsPerTrial: cpuMs.reduce((a, b) => a + b, 0) / total, ceiling, idleCpuMsPerSec: idleMsPerSec.reduce((a, b) => a + b, 0), warmup: { seconds: warmSec, trialsPerSec: warmTotal / warmSec, minCpuSeconds: warmCpu } };
 }
 
 // ---------------------------------------------------------------- Optuna side by side
@@ -497,7 +518,7 @@ export async function receiving(n: number, k: number): Promise<Receiving> {
   const name = `recv-${n}`;
   // One owner writes the whole study: past the default quota of 100,000 trials per owner (issue 15
   // F15) the receiver would refuse the events, so it admits the study as a user of such a study would.
-  const cfg = { heartbeatIntervalMs: 1000, staleAfterMs: 60_000, sampler: 'random', ownerQuota: { trials: 2 * n + 10_000, bytes: 2 ** 31 } };
+  const cfg = { heartbeatIntervalMs: 1000, staleAfterMs: 60_000, sampler: 'random', ownerQuota: { trials: 2 * n + 100_000, bytes: 2 ** 31 } };
   const s = child({ ...cfg, dataDir: await tempDir(), create: true, studyName: name, seed: 1 });
   const sr = await s.ready;
   const b0 = performance.now();
@@ -513,12 +534,26 @@ export async function receiving(n: number, k: number): Promise<Receiving> {
   }
   const joinSec = (performance.now() - j0) / 1000;
   const cpu = (m: Record<string, unknown>): number => ((m['cpu'] as { user: number; system: number }).user + (m['cpu'] as { user: number; system: number }).system) / 1000;
-  // Warm-up, not measured: the gossip path's first calls compile in V8's background threads, which
-  // process.cpuUsage counts. Measured at 1,000 trials: 400 events after 50 of warm-up cost 1.4 ms
-  // each, 5,000 events 1.0 ms; a peer of a real run is past that within its first minute.
-  const WARM = 500;
-  await s.send({ cmd: 'events', count: WARM, sleepMs: 4 });
-  for (let w = await r.send({ cmd: 'count' }); (w['complete'] as number) < n + WARM; w = await r.send({ cmd: 'count' })) await sleep(100);
+  // Warm-up, not measured, in another study of the same two processes (this one keeps its n trials):
+  // until the receiver has spent WARMUP_CPU_SECONDS of CPU since it joined, as every throughput peer does.
+  // A fresh process's first seconds of CPU go largely to V8's compilers, in background threads that
+  // process.cpuUsage counts: at 1,000 trials, 500 trials of warm-up gave 0.52 ms per event, 3,000 gave
+  // 0.35, 8,000 0.36 (one run each); a peer of a real run is past that within its first minutes.
+  const warmName = `${name}-warm`;
+  const rc0 = cpu(c);
+  let warmSent = 0;
+  const w0 = performance.now();
+  for (;;) {
+    await s.send({ cmd: 'events', count: 250, sleepMs: 1, study: warmName });
+    warmSent += 250;
+    const w = await r.send({ cmd: 'count' });
+    if (cpu(w) - rc0 >= WARMUP_CPU_SECONDS * 1000 || performance.now() - w0 > WARMUP_MAX_SECONDS * 1000) break;
+  }
+  const warmDeadline = performance.now() + 60_000;
+  for (let w = await r.send({ cmd: 'count' }); ((w['completeByName'] as Record<string, number>)[warmName] ?? 0) < warmSent; w = await r.send({ cmd: 'count' })) {
+    if (performance.now() > warmDeadline) throw new Error(`the receiver holds ${(w['completeByName'] as Record<string, number>)[warmName] ?? 0} of the ${warmSent} warm-up trials after 60 s`);
+    await sleep(100);
+  }
   // Idle rate (heartbeats, timers) over 3 s.
   await sleep(1000);
   const i0 = await r.send({ cmd: 'count' });
@@ -529,7 +564,7 @@ export async function receiving(n: number, k: number): Promise<Receiving> {
   const e0 = performance.now();
   await s.send({ cmd: 'events', count: k, sleepMs: 4 });
   let e = await r.send({ cmd: 'count' });
-  while ((e['complete'] as number) < n + WARM + k) {
+  while ((e['complete'] as number) < n + k) {
     await sleep(100);
     e = await r.send({ cmd: 'count' });
   }
@@ -645,7 +680,7 @@ export default async function (ctx: BenchContext): Promise<void> {
               try {
                 const r = await throughput(n, secs);
                 const c = r.counters;
-                ctx.log(`throughput ${n} peer processes: ${fmt(r.trialsPerSec)} trials/s (${r.total} trials, replicas agree: ${r.agreed}; swarm CPU ${fmt(r.cpuMsPerTrial)} ms per trial (idle ${fmt(r.idleCpuMsPerSec)} ms/s in all), ceiling with a core per peer ${fmt(r.ceiling)} trials/s; swarm: ${c['gossip:accepted'] ?? 0} gossip messages accepted, ${c['sync:sessions-started'] ?? 0} sync sessions, ${c['sync:accepted-changes'] ?? 0} sync messages with changes, ${c['numbers:moved-finished'] ?? 0} numbers of finished trials moved, summed over the replicas)`);
+                ctx.log(`throughput ${n} peer processes: ${fmt(r.trialsPerSec)} trials/s after a warm-up of ${fmt(r.warmup.seconds)} s at ${fmt(r.warmup.trialsPerSec)} trials/s (${fmt(r.warmup.minCpuSeconds)} CPU s in its least-fed process) (${r.total} trials, replicas agree: ${r.agreed}; swarm CPU ${fmt(r.cpuMsPerTrial)} ms per trial (idle ${fmt(r.idleCpuMsPerSec)} ms/s in all), ceiling with a core per peer ${fmt(r.ceiling)} trials/s; swarm: ${c['gossip:accepted'] ?? 0} gossip messages accepted, ${c['sync:sessions-started'] ?? 0} sync sessions, ${c['sync:accepted-changes'] ?? 0} sync messages with changes, ${c['numbers:moved-finished'] ?? 0} numbers of finished trials moved, summed over the replicas)`);
                 mine.push(r);
                 keep('peertune', n, r);
               } catch (e) {
@@ -690,7 +725,7 @@ export default async function (ctx: BenchContext): Promise<void> {
       return [fmt(r.trialsPerSec), `${r.failed} / ${r.errors}`];
     };
     const windows = (system: string, n: number) => (allRuns[`${system}/${n}`] ?? []).map((x) => fmt(x)).join(' / ');
-    md.push(`### Throughput (median of ${reps} window(s) of ${secs} s per row, the three systems alternated; trivial objective \`(x - 2)^2\`, RandomSampler on both sides; peertune's window follows a ${THROUGHPUT_WARMUP_SECONDS} s untimed warm-up run in which gossip pacing settles)`, '');
+    md.push(`### Throughput (median of ${reps} window(s) of ${secs} s per row, the three systems alternated; trivial objective \`(x - 2)^2\`, RandomSampler on both sides; peertune's window follows an untimed warm-up that lasts until every peer process has spent ${WARMUP_CPU_SECONDS} s of CPU, so that V8 has compiled its hot paths and gossip pacing has settled in every row alike; the warm-up's own rate is in the log)`, '');
     md.push(
       table(
         ['processes', 'peertune trials/s', 'replicas agree', 'swarm CPU ms per trial', 'ceiling with a core per peer, trials/s', `Optuna ${opt.version ?? ''} PostgreSQL trials/s`, 'failed / errors', `Optuna JournalFileStorage trials/s`, 'failed / errors', 'peertune / PostgreSQL', 'peertune / journal', 'x the row before', 'finished numbers moved (sum over replicas; per trial)', 'windows: peertune; PostgreSQL; journal'],

@@ -5,7 +5,7 @@
  * Intermediate values and attrs wait up to `intermediateFlushMs` to be folded into fewer changes.
  * Also the disk side of merges: unsaved changes, the study document, and sealing full finished shards.
  */
-import { logger } from '../../logging.js';
+import { logger, logsAt } from '../../logging.js';
 import { pack } from '../../net/wire.js';
 import { StorageError, isFinished, type TrialTemplate } from '../storage.js';
 import { checkAttrs, checkNewTrialState, copyAttr } from '../contract.js';
@@ -312,6 +312,8 @@ export class Writer {
       const state = r.view.records.get(c.trialId)?.s;
       if (state && isFinished(state)) this.ctx.count('numbers:moved-finished');
     }
+    // The line only when it is printed: in a busy swarm nearly every merged message renumbers a tail.
+    if (!logsAt('info')) return;
     const shown = changes.slice(0, 10).map((c) => `#${c.from} -> #${c.to} (${c.trialId.slice(-12)})`).join(', ');
     logger.info(`Study ${r.name}: ${changes.length} trial number(s) changed after merging trials created concurrently elsewhere (rule: rank by claimed number, then trial id): ${shown}${changes.length > 10 ? ', ...' : ''}`);
   }
