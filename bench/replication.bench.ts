@@ -802,7 +802,7 @@ export default async function (ctx: BenchContext): Promise<void> {
         recv.map((r) => [r.trials, fmt(r.cpuMsPerEvent), base ? `x${fmt(r.cpuMsPerEvent / base)}` : '', fmt(r.joinSec), fmt(r.joinerRssMB), r.trials === 100_000 ? '<= 0.3 ms and <= 1.5x; catch-up < 10 s' : '']),
       ),
       '',
-      'An event is one trial record (RUNNING, then COMPLETE) gossiped by the sender 4 ms apart, measured after 500 events of warm-up (V8 compiles the first calls in background threads that process.cpuUsage counts); the receiver\'s process.cpuUsage() over the events, minus its idle rate measured for 3 s just before, divided by the events. Trials have 2 params. The joiner figure runs from spawning the receiver process (Node start included) until it holds every trial.',
+      'An event is one trial record (RUNNING, then COMPLETE) gossiped by the sender 4 ms apart, measured after the receiver has spent ' + WARMUP_CPU_SECONDS + ' s of CPU taking in the events of a second study (V8 compiles the hot paths in background threads that process.cpuUsage counts; the measured study keeps its n trials); the receiver\'s process.cpuUsage() over the events, minus its idle rate measured for 3 s just before, divided by the events. Trials have 2 params. The joiner figure runs from spawning the receiver process (Node start included) until it holds every trial.',
       '',
     );
     await save();
