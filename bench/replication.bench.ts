@@ -150,7 +150,6 @@ export async function throughput(
   seconds: number,
   heartbeatIntervalMs = 1000,
   callback = false,
-  warmupCpuSeconds = WARMUP_CPU_SECONDS,
 ): Promise<{ trialsPerSec: number; total: number; agreed: boolean; counters: Record<string, number>; cpuMsPerTrial: number; ceiling: number; idleCpuMsPerSec: number; warmup: { seconds: number; trialsPerSec: number; minCpuSeconds: number } }> {
   const name = `tp-${n}`;
   const first = child({ dataDir: await tempDir(), create: true, studyName: name, sampler: 'random', seed: 1, heartbeatIntervalMs, staleAfterMs: 30_000 }, PEER_FLAGS);
@@ -182,7 +181,7 @@ export async function throughput(
   // CPU time of each peer process (process.cpuUsage, all its threads): what the swarm spends per trial,
   // and what its busiest peer does (with a core per peer, that one bounds it).
   const cpuOf = async (): Promise<number[]> => (await Promise.all(peers.map((p) => p.send({ cmd: 'count' })))).map((m) => ((m['cpu'] as { user: number }).user + (m['cpu'] as { system: number }).system) / 1000);
-  // Warm-up, not timed, until every process has spent `warmupCpuSeconds` of CPU (WARMUP_CPU_SECONDS):
+  // Warm-up, not timed, until every process has spent WARMUP_CPU_SECONDS of CPU:
   // V8 has compiled the hot paths, and a saturated swarm's gossip pacing (src/storage/replicated/pacing.ts)
   // has settled (the gap doubles once per heartbeat), as in any run past its first minutes.
   const w0 = performance.now();
@@ -193,7 +192,7 @@ export async function throughput(
     const warm = await Promise.all(peers.map((p) => p.send({ cmd: 'run', timeout: 2, trivial: true, callback })));
     warmTotal += warm.reduce((s, m) => s + (m['done'] as number), 0);
     warmCpu = Math.min(...(await cpuOf()).map((c, i) => (c - wc0[i]!) / 1000));
-    if (warmCpu >= warmupCpuSeconds || performance.now() - w0 > WARMUP_MAX_SECONDS * 1000) break;
+    if (warmCpu >= WARMUP_CPU_SECONDS || performance.now() - w0 > WARMUP_MAX_SECONDS * 1000) break;
   }
   const warmSec = (performance.now() - w0) / 1000;
   // Each process's CPU rate with no trials running (heartbeats, timers) over 2 s, to tell it from the per-trial part.
